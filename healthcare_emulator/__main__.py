@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="healthcare_emulator", description="Local Cloud Healthcare API (DICOM)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8089, help="port to serve on (default 8089; 0 = any free port)")
-    parser.add_argument("--data-dir", type=Path, help="where datasets, stores and instances persist (default: temporary)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="where datasets, stores and instances persist (default: temporary)"
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG logs every request")
     args = parser.parse_args(argv)
 
@@ -54,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(
-        json.dumps({"severity": "INFO", "message": f"healthcare_emulator serving on {server.url}", "dataDir": str(data_dir)}),
+        json.dumps(
+            {
+                "severity": "INFO",
+                "message": f"healthcare_emulator serving on {server.url}",
+                "dataDir": str(data_dir),
+            }
+        ),
         file=sys.stderr,
         flush=True,
     )

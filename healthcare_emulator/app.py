@@ -114,7 +114,7 @@ def dispatch(emulator: Emulator, request: Request) -> Response:
 def create_app(emulator: Emulator) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
     """A WSGI app serving ``emulator``."""
 
-    @Request.application  # type: ignore[arg-type]
+    @Request.application
     def app(request: Request) -> Response:
         try:
             response = dispatch(emulator, request)
@@ -126,4 +126,4 @@ def create_app(emulator: Emulator) -> Callable[[dict[str, Any], Callable[..., An
         log.debug("%s %s -> %s", request.method, request.path, response.status_code)
         return response
 
-    return app  # type: ignore[no-any-return]
+    return app

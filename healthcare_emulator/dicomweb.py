@@ -79,10 +79,8 @@ def store_instances(emulator: Emulator, request: Request, version: str, groups: 
         if uids:
             item["00081150"] = _element("UI", uids[3])
             item["00081155"] = _element("UI", uids[2])
-        if outcome is None:
-            item["00081190"] = _element(
-                "UR", f"{root}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}"
-            )
+        if outcome is None and uids:
+            item["00081190"] = _element("UR", f"{root}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}")
             stored.append(item)
         else:
             item["00081197"] = _element("US", outcome)
@@ -128,7 +126,7 @@ def search_resources(emulator: Emulator, request: Request, version: str, groups:
         results = search(
             level,  # type: ignore[arg-type]
             metadata,
-            request.args.to_dict(flat=False),
+            {key: values for key, values in request.args.to_dict(flat=False).items() if key != "alt"},
             study_uid=groups.get("study"),
             series_uid=groups.get("series"),
         )
@@ -182,7 +180,9 @@ def retrieve(emulator: Emulator, request: Request, version: str, groups: dict[st
     ]
     if media_type == "application/dicom":
         return Response(payloads[0], mimetype="application/dicom")
-    content_type, body = build_multipart_related([("application/dicom", data) for data in payloads], "application/dicom")
+    content_type, body = build_multipart_related(
+        [("application/dicom", data) for data in payloads], "application/dicom"
+    )
     return Response(body, content_type=content_type)
 
 

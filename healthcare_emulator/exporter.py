@@ -79,7 +79,9 @@ def parse_resource_paths(text: str) -> list[tuple[str, str | None, str | None]]:
     return paths
 
 
-def select_instances(repository: Repository, store: str, filter_uri: str | None, gcs: GcsClient) -> list[InstanceRecord]:
+def select_instances(
+    repository: Repository, store: str, filter_uri: str | None, gcs: GcsClient
+) -> list[InstanceRecord]:
     """The instances an export covers: the whole store, or what the filter file lists (deduplicated)."""
     if not filter_uri:
         return repository.find_instances(store)
@@ -169,7 +171,12 @@ def parse_bigquery_destination(destination: dict[str, Any]) -> BigQueryExport:
 
 
 def bigquery_export_job(
-    repository: Repository, gcs: GcsClient, store: str, export: BigQueryExport, filter_uri: str | None, tables_dir: Path
+    repository: Repository,
+    gcs: GcsClient,
+    store: str,
+    export: BigQueryExport,
+    filter_uri: str | None,
+    tables_dir: Path,
 ) -> Job:
     """Write one JSON row of metadata per instance into a local NDJSON "table" (the emulator's BigQuery)."""
 

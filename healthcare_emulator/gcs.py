@@ -37,7 +37,7 @@ class GcsClient:
     @classmethod
     def for_endpoint(cls, emulator_host: str | None) -> GcsClient:
         if emulator_host:
-            return cls(storage.Client(project="emulator", credentials=AnonymousCredentials()))
+            return cls(storage.Client(project="emulator", credentials=AnonymousCredentials()))  # type: ignore[no-untyped-call]
         return cls(storage.Client())  # pragma: no cover - real GCS needs credentials
 
     def list_objects(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:

@@ -30,9 +30,7 @@ def store_bytes(repository: Repository, store: str, data: bytes, storage_class: 
     return None
 
 
-def import_job(
-    repository: Repository, gcs: GcsClient, store: str, pattern: ImportPattern, storage_class: str
-) -> Job:
+def import_job(repository: Repository, gcs: GcsClient, store: str, pattern: ImportPattern, storage_class: str) -> Job:
     """The background work of one import operation."""
 
     def run(context: OperationContext) -> dict[str, Any] | None:

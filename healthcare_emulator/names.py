@@ -15,9 +15,7 @@ def validate_id(kind: str, value: str | None) -> str:
     if not value:
         raise invalid_argument(f"{kind} is required")
     if not _ID.match(value):
-        raise invalid_argument(
-            f"invalid {kind} {value!r}: use 1-256 letters, digits, '_', '-' or '.'"
-        )
+        raise invalid_argument(f"invalid {kind} {value!r}: use 1-256 letters, digits, '_', '-' or '.'")
     return value
 
 

@@ -144,7 +144,7 @@ class OperationRunner:
                 return _snapshot(running)
         return self._repository.get_operation(name)
 
-    def list(self, dataset: DatasetName, offset: int, limit: int) -> list[dict[str, Any]]:
+    def list_operations(self, dataset: DatasetName, offset: int, limit: int) -> list[dict[str, Any]]:
         bodies = self._repository.list_operations(str(dataset), offset, limit)
         return [self.get(body["name"]) or body for body in bodies]
 
@@ -202,7 +202,10 @@ class OperationRunner:
 
     @staticmethod
     def _outcome(
-        context: OperationContext, response: dict[str, Any] | None, api_version: str, response_type: str | None
+        context: OperationContext,
+        response: dict[str, Any] | None,
+        api_version: str,
+        response_type: str | None,
     ) -> dict[str, Any]:
         if context.failure:
             kind = "ImportDicomDataErrorDetails" if response_type and "Import" in response_type else "ErrorDetails"
@@ -227,7 +230,10 @@ class OperationRunner:
             }
         result = dict(response or {})
         if response_type:
-            result = {"@type": f"type.googleapis.com/google.cloud.healthcare.{api_version}.{response_type}", **result}
+            result = {
+                "@type": f"type.googleapis.com/google.cloud.healthcare.{api_version}.{response_type}",
+                **result,
+            }
         return {"response": result}
 
     def _abort_interrupted(self) -> None:
@@ -247,7 +253,11 @@ def _snapshot(running: _Running) -> dict[str, Any]:
     body = {**running.body, "metadata": dict(running.body["metadata"])}
     counter = {
         key: str(value)
-        for key, value in (("success", context.success), ("failure", context.failure), ("pending", context.pending))
+        for key, value in (
+            ("success", context.success),
+            ("failure", context.failure),
+            ("pending", context.pending),
+        )
         if value
     }
     if counter:

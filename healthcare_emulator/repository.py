@@ -119,7 +119,8 @@ class Repository:
             if db.execute(f"SELECT 1 FROM {table} WHERE name = ?", (name,)).fetchone():
                 return False
             db.execute(
-                f"INSERT INTO {table} (name, {column}, body) VALUES (?, ?, ?)", (name, parent, json.dumps(body))
+                f"INSERT INTO {table} (name, {column}, body) VALUES (?, ?, ?)",
+                (name, parent, json.dumps(body)),
             )
         return True
 
@@ -162,9 +163,7 @@ class Repository:
 
     # ----- instances -----
 
-    def store_instance(
-        self, store: str, instance: ParsedInstance, data: bytes, storage_class: str
-    ) -> StoreOutcome:
+    def store_instance(self, store: str, instance: ParsedInstance, data: bytes, storage_class: str) -> StoreOutcome:
         """Add an instance unless it exists; identical bytes are a duplicate, different bytes a conflict."""
         existing = self._query(
             "SELECT sha256 FROM instances WHERE store = ? AND study = ? AND series = ? AND sop = ?",
@@ -214,9 +213,7 @@ class Repository:
     def read_instance(self, record: InstanceRecord) -> bytes:
         return self._blob_path(record.sha256).read_bytes()
 
-    def delete_instances(
-        self, store: str, study: str, series: str | None = None, sop: str | None = None
-    ) -> int:
+    def delete_instances(self, store: str, study: str, series: str | None = None, sop: str | None = None) -> int:
         where = "WHERE store = ? AND study = ?"
         params: list[Any] = [store, study]
         if series is not None:
@@ -232,7 +229,11 @@ class Repository:
         return int(count)
 
     def set_storage_class(
-        self, store: str, storage_class: str, study: str | None = None, series: str | None = None,
+        self,
+        store: str,
+        storage_class: str,
+        study: str | None = None,
+        series: str | None = None,
         sop: str | None = None,
     ) -> int:
         sql = "UPDATE instances SET storage_class = ?, storage_class_time = ? WHERE store = ?"
@@ -280,7 +281,8 @@ class Repository:
             if not updated:
                 seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations").fetchone()[0]
                 db.execute(
-                    "INSERT INTO operations VALUES (?, ?, ?, ?, ?)", (name, dataset, seq, done, json.dumps(body))
+                    "INSERT INTO operations VALUES (?, ?, ?, ?, ?)",
+                    (name, dataset, seq, done, json.dumps(body)),
                 )
 
     def get_operation(self, name: str) -> dict[str, Any] | None:

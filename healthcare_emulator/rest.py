@@ -232,8 +232,12 @@ def set_blob_storage_settings(emulator: Emulator, request: Request, version: str
         return None
 
     operation = emulator.operations.start(
-        name.dataset, version, "SetBlobStorageSettings", "dicom.SetBlobStorageSettingsResponse",
-        base_url(request), run,
+        name.dataset,
+        version,
+        "SetBlobStorageSettings",
+        "dicom.SetBlobStorageSettingsResponse",
+        base_url(request),
+        run,
     )
     return json_response(operation)
 
@@ -281,7 +285,7 @@ def list_operations(emulator: Emulator, request: Request, version: str, groups: 
     dataset = _dataset(groups)
     emulator.require_dataset(dataset)
     offset, size = page(request)
-    items = emulator.operations.list(dataset, offset, size + 1)
+    items = emulator.operations.list_operations(dataset, offset, size + 1)
     body: dict[str, Any] = {"operations": items[:size]} if items else {}
     if len(items) > size:
         body["nextPageToken"] = str(offset + size)
@@ -301,5 +305,8 @@ def operation_logs(emulator: Emulator, request: Request, name: str) -> Response:
     if errors is None:
         raise not_found(f"operation {name} does not exist")
     return json_response(
-        {"operation": name, "errors": [{"resource": resource, "reason": reason} for resource, reason in errors]}
+        {
+            "operation": name,
+            "errors": [{"resource": resource, "reason": reason} for resource, reason in errors],
+        }
     )

@@ -27,7 +27,7 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.server_address[0]}:{self.port}"
+        return f"http://{self._server.host}:{self.port}"
 
     def serve_forever(self) -> None:
         self._server.serve_forever()

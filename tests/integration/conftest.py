@@ -56,7 +56,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices
 def gcs(services: LocalServices) -> storage.Client:
     return storage.Client(
         project=PROJECT,
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=services.storage_host),
     )
 
@@ -131,4 +131,3 @@ def wait_for_operation(api: Any, name: str, timeout: float = 120.0) -> dict[str,
 def upload(bucket: storage.Bucket, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         bucket.blob(name).upload_from_string(data, content_type="application/dicom")
-

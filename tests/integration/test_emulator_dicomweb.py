@@ -55,7 +55,12 @@ def test_stow_reports_stored_duplicate_and_conflicting_instances(web: DICOMwebCl
     assert mixed.FailedSOPSequence[0].ReferencedSOPInstanceUID == first.sop_uid
     assert mixed.FailedSOPSequence[0].FailureReason == 0x0111
     # AND the stored bytes are the first ones
-    assert web.retrieve_instance(first.study_uid, first.series_uid, first.sop_uid, media_types=(("application/dicom", "*"),)).SOPInstanceUID == first.sop_uid
+    assert (
+        web.retrieve_instance(
+            first.study_uid, first.series_uid, first.sop_uid, media_types=(("application/dicom", "*"),)
+        ).SOPInstanceUID
+        == first.sop_uid
+    )
 
 
 def _uid_list(sequence: Any) -> list[str]:
@@ -64,8 +69,13 @@ def _uid_list(sequence: Any) -> list[str]:
 
 def test_stow_of_a_non_dicom_part_is_a_409_with_failure(services: Any, store: StoreRef) -> None:
     url = f"{services.healthcare_url}/v1/{store.name}/dicomWeb/studies"
-    body = b'--XX\r\nContent-Type: application/dicom\r\n\r\nnot dicom\r\n--XX--\r\n'
-    response = requests.post(url, data=body, headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=XX'}, timeout=10)
+    body = b"--XX\r\nContent-Type: application/dicom\r\n\r\nnot dicom\r\n--XX--\r\n"
+    response = requests.post(
+        url,
+        data=body,
+        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=XX'},
+        timeout=10,
+    )
     assert response.status_code == 409
     assert "00081198" in response.json()
 
@@ -76,7 +86,9 @@ def test_qido_searches_every_level(web: DICOMwebClient, stored: list[SyntheticIn
     assert {int(_value(s, "00201208")) for s in studies} == {4}  # NumberOfStudyRelatedInstances
     study = stored[0].study_uid
     series = web.search_for_series(study_instance_uid=study)
-    assert sorted(_value(s, "0020000E") for s in series) == sorted({i.series_uid for i in stored if i.study_uid == study})
+    assert sorted(_value(s, "0020000E") for s in series) == sorted(
+        {i.series_uid for i in stored if i.study_uid == study}
+    )
     instances = web.search_for_instances(study_instance_uid=study, series_instance_uid=stored[0].series_uid)
     assert sorted(_value(i, "00080018") for i in instances) == sorted(
         i.sop_uid for i in stored if i.series_uid == stored[0].series_uid
@@ -94,7 +106,8 @@ def test_qido_filters_by_patient_modality_and_paging(web: DICOMwebClient, stored
     assert web.search_for_studies(search_filters={"PatientName": "nobody*"}) == []
     assert len(web.search_for_studies(search_filters={"StudyDate": "19000101-20991231"})) == 2
     assert web.search_for_studies(search_filters={"StudyDate": "-19000101"}) == []
-    assert len(web.search_for_series(search_filters={"Modality": "CT"})) == 4
+    assert len(web.search_for_series(search_filters={"Modality": "CT"})) == 2  # studies alternate CT, MR
+    assert len(web.search_for_studies(search_filters={"ModalitiesInStudy": "MR"})) == 1
     assert len(web.search_for_instances(limit=3)) == 3
     assert len(web.search_for_instances(offset=6)) == len(stored) - 6
     with_field = web.search_for_studies(fields=["StudyDescription"], search_filters={"PatientID": target.patient_id})
@@ -107,17 +120,31 @@ def test_qido_rejects_an_unknown_attribute(services: Any, store: StoreRef) -> No
     assert "NoSuchKeyword" in response.json()["error"]["message"]
 
 
-def test_wado_retrieves_instances_series_studies_and_metadata(web: DICOMwebClient, stored: list[SyntheticInstance]) -> None:
+def test_wado_retrieves_instances_series_studies_and_metadata(
+    web: DICOMwebClient, stored: list[SyntheticInstance]
+) -> None:
     compressed = next(i for i in stored if i.transfer_syntax == RLE)
     # transfer-syntax=* returns the stored bytes
-    as_stored = web.retrieve_instance(compressed.study_uid, compressed.series_uid, compressed.sop_uid, media_types=(("application/dicom", "*"),))
+    as_stored = web.retrieve_instance(
+        compressed.study_uid,
+        compressed.series_uid,
+        compressed.sop_uid,
+        media_types=(("application/dicom", "*"),),
+    )
     assert as_stored.file_meta.TransferSyntaxUID == RLE
-    # the default is Explicit VR Little Endian, transcoded
-    default = web.retrieve_instance(compressed.study_uid, compressed.series_uid, compressed.sop_uid)
-    assert default.file_meta.TransferSyntaxUID == EXPLICIT_LE
-    assert (default.pixel_array == as_stored.pixel_array).all()
+    # asking for Explicit VR Little Endian transcodes
+    explicit = web.retrieve_instance(
+        compressed.study_uid,
+        compressed.series_uid,
+        compressed.sop_uid,
+        media_types=(("application/dicom", EXPLICIT_LE),),
+    )
+    assert explicit.file_meta.TransferSyntaxUID == EXPLICIT_LE
+    assert (explicit.pixel_array == as_stored.pixel_array).all()
     series = web.retrieve_series(compressed.study_uid, compressed.series_uid, media_types=(("application/dicom", "*"),))
-    assert sorted(d.SOPInstanceUID for d in series) == sorted(i.sop_uid for i in stored if i.series_uid == compressed.series_uid)
+    assert sorted(d.SOPInstanceUID for d in series) == sorted(
+        i.sop_uid for i in stored if i.series_uid == compressed.series_uid
+    )
     study = web.retrieve_study(compressed.study_uid, media_types=(("application/dicom", "*"),))
     assert len(study) == 4
     metadata = web.retrieve_study_metadata(compressed.study_uid)
@@ -127,10 +154,14 @@ def test_wado_retrieves_instances_series_studies_and_metadata(web: DICOMwebClien
 
 def test_wado_frames_and_rendered(web: DICOMwebClient, stored: list[SyntheticInstance]) -> None:
     multi = next(i for i in stored if i.frames > 1)
-    frames = web.retrieve_instance_frames(multi.study_uid, multi.series_uid, multi.sop_uid, frame_numbers=[1, multi.frames])
+    frames = web.retrieve_instance_frames(
+        multi.study_uid, multi.series_uid, multi.sop_uid, frame_numbers=[1, multi.frames]
+    )
     assert [len(f) for f in frames] == [32 * 32 * 2, 32 * 32 * 2]
     assert frames[0] != frames[1]
-    png = web.retrieve_instance_frames_rendered(multi.study_uid, multi.series_uid, multi.sop_uid, frame_numbers=[2], media_types=("image/png",))
+    png = web.retrieve_instance_frames_rendered(
+        multi.study_uid, multi.series_uid, multi.sop_uid, frame_numbers=[2], media_types=("image/png",)
+    )
     assert Image.open(io.BytesIO(png)).format == "PNG"
     jpeg = web.retrieve_instance_rendered(multi.study_uid, multi.series_uid, multi.sop_uid)
     assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
@@ -163,3 +194,30 @@ def _wait_until(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_wado_default_transfer_syntax_is_explicit_vr_little_endian(
+    services: Any, store: StoreRef, web: DICOMwebClient, stored: list[SyntheticInstance]
+) -> None:
+    compressed = next(i for i in stored if i.transfer_syntax == RLE)
+    url = (
+        f"{services.healthcare_url}/v1/{store.name}/dicomWeb/studies/{compressed.study_uid}"
+        f"/series/{compressed.series_uid}/instances/{compressed.sop_uid}"
+    )
+    # GIVEN an Accept without transfer-syntax (DICOMweb's default is Explicit VR Little Endian)
+    response = requests.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("multipart/related")
+    from healthcare_emulator.multipart import parse_multipart_related
+
+    [(part_type, data)] = parse_multipart_related(response.content, response.headers["Content-Type"])
+    assert part_type == "application/dicom"
+    assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == EXPLICIT_LE
+    # AND an unsupported target is a 406 naming it
+    refused = requests.get(
+        url,
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'},
+        timeout=10,
+    )
+    assert refused.status_code == 406
+    assert "1.2.840.10008.1.2.4.50" in refused.json()["error"]["message"]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pydicom
 import pytest
+from devstack.synthetic import SyntheticInstance, generate_dataset
 from google.cloud import storage
 from PIL import Image
 
-from devstack.synthetic import SyntheticInstance, generate_dataset
 from tests.integration.conftest import StoreRef, upload, wait_for_operation
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,13 @@ def test_export_transcodes_to_explicit_vr_little_endian(
 
 @pytest.mark.parametrize(("mime", "ext", "fmt"), [("image/png", ".png", "PNG"), ("image/jpeg", ".jpg", "JPEG")])
 def test_export_images_one_file_per_frame(
-    api_v1: Any, store: StoreRef, bucket: storage.Bucket, loaded: list[SyntheticInstance], mime: str, ext: str, fmt: str
+    api_v1: Any,
+    store: StoreRef,
+    bucket: storage.Bucket,
+    loaded: list[SyntheticInstance],
+    mime: str,
+    ext: str,
+    fmt: str,
 ) -> None:
     prefix = f"img-{fmt.lower()}"
     _export(api_v1, store, {"gcsDestination": {"uriPrefix": f"gs://{bucket.name}/{prefix}", "mimeType": mime}})
@@ -92,7 +98,11 @@ def test_export_images_one_file_per_frame(
 def test_export_octet_stream_writes_raw_frames(
     api_v1: Any, store: StoreRef, bucket: storage.Bucket, loaded: list[SyntheticInstance]
 ) -> None:
-    _export(api_v1, store, {"gcsDestination": {"uriPrefix": f"gs://{bucket.name}/raw", "mimeType": "application/octet-stream"}})
+    _export(
+        api_v1,
+        store,
+        {"gcsDestination": {"uriPrefix": f"gs://{bucket.name}/raw", "mimeType": "application/octet-stream"}},
+    )
     exported = _objects(bucket, "raw/")
     single = next(i for i in loaded if i.frames == 1 and i.transfer_syntax == EXPLICIT_LE)
     assert len(exported[_path("raw", single)]) == 32 * 32 * 2
@@ -108,13 +118,20 @@ def test_export_with_filter_file_exports_exactly_the_listed_resources(
     # GIVEN a filter naming one whole study and one instance of the other study
     first_study = [i for i in loaded if i.study_uid == loaded[0].study_uid]
     other = next(i for i in loaded if i.study_uid != loaded[0].study_uid)
-    lines = [f"/studies/{loaded[0].study_uid}", f"/studies/{other.study_uid}/series/{other.series_uid}/instances/{other.sop_uid}", ""]
+    lines = [
+        f"/studies/{loaded[0].study_uid}",
+        f"/studies/{other.study_uid}/series/{other.series_uid}/instances/{other.sop_uid}",
+        "",
+    ]
     bucket.blob("filters/f.txt").upload_from_string("\n".join(lines))
     # WHEN exporting with it
     operation = _export(
-        api, store,
-        {"gcsDestination": {"uriPrefix": f"gs://{bucket.name}/filtered"},
-         "filterConfig": {"resourcePathsGcsUri": f"gs://{bucket.name}/filters/f.txt"}},
+        api,
+        store,
+        {
+            "gcsDestination": {"uriPrefix": f"gs://{bucket.name}/filtered"},
+            "filterConfig": {"resourcePathsGcsUri": f"gs://{bucket.name}/filters/f.txt"},
+        },
     )
     # THEN exactly those instances are exported
     assert operation["metadata"]["counter"] == {"success": str(len(first_study) + 1)}
@@ -126,9 +143,12 @@ def test_export_fails_naming_a_malformed_filter_line(
 ) -> None:
     bucket.blob("filters/bad.txt").upload_from_string(f"/studies/{loaded[0].study_uid}\n/patients/1\n")
     operation = _export(
-        api_v1, store,
-        {"gcsDestination": {"uriPrefix": f"gs://{bucket.name}/never"},
-         "filterConfig": {"resourcePathsGcsUri": f"gs://{bucket.name}/filters/bad.txt"}},
+        api_v1,
+        store,
+        {
+            "gcsDestination": {"uriPrefix": f"gs://{bucket.name}/never"},
+            "filterConfig": {"resourcePathsGcsUri": f"gs://{bucket.name}/filters/bad.txt"},
+        },
     )
     assert operation["error"]["code"] == 3
     assert "line 2" in operation["error"]["message"]
@@ -136,7 +156,9 @@ def test_export_fails_naming_a_malformed_filter_line(
     assert _objects(bucket, "never/") == {}
 
 
-def test_export_to_a_missing_bucket_fails_naming_it(api_v1: Any, store: StoreRef, loaded: list[SyntheticInstance]) -> None:
+def test_export_to_a_missing_bucket_fails_naming_it(
+    api_v1: Any, store: StoreRef, loaded: list[SyntheticInstance]
+) -> None:
     missing = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
     operation = _export(api_v1, store, {"gcsDestination": {"uriPrefix": f"gs://{missing}/x"}})
     assert operation["error"]["code"] == 5
@@ -149,7 +171,9 @@ def test_export_to_bigquery_writes_one_row_per_instance_to_a_local_table(
     table = f"bq://test-project.dicom.t{uuid.uuid4().hex[:8]}"
     destination = {"bigqueryDestination": {"tableUri": table, "writeDisposition": "WRITE_EMPTY"}}
     assert "response" in _export(api_v1, store, destination)
-    rows = [json.loads(line) for line in (services.data_dir / "bigquery" / f"{table[5:]}.ndjson").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (services.data_dir / "bigquery" / f"{table[5:]}.ndjson").read_text().splitlines()
+    ]
     assert sorted(r["SOPInstanceUID"] for r in rows) == sorted(i.sop_uid for i in loaded)
     # WRITE_EMPTY on a non-empty table fails; WRITE_APPEND doubles the rows
     again = _export(api_v1, store, destination)
@@ -166,6 +190,8 @@ def test_export_rejects_unsupported_mime_types_at_request_time(api_v1: Any, stor
     stores = api_v1.projects().locations().datasets().dicomStores()
     for mime in ("text/plain", "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50"):
         with pytest.raises(HttpError) as bad:
-            stores.export(name=store.name, body={"gcsDestination": {"uriPrefix": "gs://bkt-x/y", "mimeType": mime}}).execute()
+            stores.export(
+                name=store.name, body={"gcsDestination": {"uriPrefix": "gs://bkt-x/y", "mimeType": mime}}
+            ).execute()
         assert bad.value.status_code == 400
         assert json.loads(bad.value.content)["error"]["status"] == "INVALID_ARGUMENT"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pydicom
 import pytest
-from devstack.synthetic import SyntheticInstance, generate_dataset
 from google.cloud import storage
 from PIL import Image
 
+from devstack.synthetic import SyntheticInstance, generate_dataset
 from tests.integration.conftest import StoreRef, upload, wait_for_operation
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devstack.synthetic import generate_dataset
 from google.cloud import storage
 
+from devstack.synthetic import generate_dataset
 from tests.integration.conftest import PROJECT, StoreRef, upload
 
 pytestmark = [

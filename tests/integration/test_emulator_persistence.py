@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import requests
-from devstack.synthetic import generate_dataset
 from google.cloud import storage
-from healthcare_emulator.multipart import build_multipart_related
 
 from devstack.processes import free_port, start_healthcare_emulator
+from devstack.synthetic import generate_dataset
+from healthcare_emulator.multipart import build_multipart_related
 from tests.integration.conftest import StoreRef, upload
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
-	  echo "error: Python 3.11+ is required; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing)." >&2; \
+	  echo "error: Python 3.11+ is required; '$(PYTHON)' is $$($(PYTHON) --version 2>/dev/null || echo 'not found')." >&2; \
 	  echo "       Install Python 3.11+ or run: make PYTHON=/path/to/python3.11 <target>" >&2; exit 1; }
 
 $(STAMP): requirements.txt requirements-dev.txt | prereqs

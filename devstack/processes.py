@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -190,6 +192,73 @@ def _project_root() -> str:
     root = str(Path(__file__).resolve().parent.parent)
     existing = os.environ.get("PYTHONPATH")
     return f"{root}{os.pathsep}{existing}" if existing else root
+
+
+PUBSUB_JAR_ENV = "PUBSUB_EMULATOR_JAR"
+_JAR_GLOB = "cloud-pubsub-emulator-*.jar"
+
+
+def find_pubsub_emulator_jar(env: Mapping[str, str] | None = None) -> Path:
+    """The Pub/Sub emulator jar: $PUBSUB_EMULATOR_JAR, else the Cloud SDK's, else ../shared/tools/pubsub-emulator."""
+    env = os.environ if env is None else env
+    override = env.get(PUBSUB_JAR_ENV)
+    if override:
+        if not Path(override).is_file():
+            raise StackError(f"{PUBSUB_JAR_ENV}={override} does not exist")
+        return Path(override)
+    searched: list[str] = []
+    shared = Path(__file__).resolve().parents[2] / "shared/tools/pubsub-emulator"
+    for directory in [*_sdk_jar_directories(), shared]:
+        searched.append(str(directory))
+        jars = sorted(directory.glob(_JAR_GLOB)) if directory.is_dir() else []
+        if jars:
+            return jars[-1]
+    raise StackError(
+        "the Pub/Sub emulator jar was not found. Install it with `gcloud components install pubsub-emulator` "
+        f"(or Debian's google-cloud-cli-pubsub-emulator), or set {PUBSUB_JAR_ENV}. Searched: " + ", ".join(searched)
+    )
+
+
+def _sdk_jar_directories() -> list[Path]:
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        return []
+    candidates = [Path(gcloud).resolve().parent.parent / "platform/pubsub-emulator/lib"]
+    try:
+        root = subprocess.run(
+            [gcloud, "info", "--format=value(installation.sdk_root)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        root = ""
+    if root:
+        candidates.insert(0, Path(root) / "platform/pubsub-emulator/lib")
+    return candidates
+
+
+def require_java() -> str:
+    """The java executable (17+), or StackError saying what is missing."""
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("Java 17+ is required by the Pub/Sub emulator, but `java` is not on PATH")
+    output = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)', output)
+    if match and int(match.group(1)) < 17:
+        raise StackError(f"Java 17+ is required by the Pub/Sub emulator; found Java {match.group(1)}")
+    return java
+
+
+def start_pubsub_emulator(port: int, *, log_path: Path | None = None, data_dir: Path | None = None) -> ManagedProcess:
+    """Google's Pub/Sub emulator on 127.0.0.1:port (java -jar, killed by its own PID)."""
+    command = [require_java(), "-jar", str(find_pubsub_emulator_jar()), "--host=127.0.0.1", f"--port={port}"]
+    if data_dir is not None:
+        command.append(f"--dir={data_dir}")
+    return start_process(
+        "Pub/Sub emulator", command, ready_url=f"http://127.0.0.1:{port}/", log_path=log_path, timeout=60
+    )
 
 
 @contextlib.contextmanager

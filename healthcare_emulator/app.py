@@ -87,11 +87,22 @@ def _error(error: ApiError) -> Response:
     return rest.json_response(error.to_json(), status=error.http_status)
 
 
+def _faults(emulator: Emulator, request: Request) -> Response:
+    if request.method == "POST":
+        emulator.faults.add(rest.json_body(request))
+    elif request.method == "DELETE":
+        emulator.faults.clear()
+    return rest.json_response({"rules": emulator.faults.rules()})
+
+
 def dispatch(emulator: Emulator, request: Request) -> Response:
     """Find the route for a request and run it, answering errors in Google's JSON shape."""
     path = request.path
     if path == "/healthz":
         return Response("ok", mimetype="text/plain")
+    if path == "/emulator/faults":
+        return _faults(emulator, request)
+    emulator.faults.check(request.method, path)
     logs = _LOGS.match(path)
     if logs and request.method == "GET":
         return rest.operation_logs(emulator, request, logs["name"])

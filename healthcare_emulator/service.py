@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from healthcare_emulator.errors import not_found
+from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
 from healthcare_emulator.names import DatasetName, StoreName
 from healthcare_emulator.operations import OperationRunner
@@ -21,6 +22,7 @@ class Emulator:
     operations: OperationRunner
     gcs: GcsClient
     data_dir: Path
+    faults: FaultInjector = field(default_factory=FaultInjector)
 
     @classmethod
     def open(cls, data_dir: Path, gcs: GcsClient, workers: int = 4) -> Emulator:

@@ -1,0 +1,1 @@
+"""dicomflow core: settings, events, header sniffing, the import planner, adapters and the flows."""

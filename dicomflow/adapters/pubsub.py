@@ -1,0 +1,161 @@
+"""Pub/Sub through google-cloud-pubsub: batched publishing and synchronous pull with lease extension."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+
+from dicomflow.errors import PermanentError, RetryableError
+from dicomflow.logs import fields
+
+log = logging.getLogger(__name__)
+
+_PUBLISH_TIMEOUT = 60.0
+_PULL_TIMEOUT = 30.0
+_MAX_PULL = 1000
+_TRANSIENT = (
+    gexc.TooManyRequests, gexc.InternalServerError, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
+    gexc.RetryError, gexc.Aborted, gexc.Unknown, TimeoutError, ConnectionError,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    ack_id: str
+    data: bytes
+    attributes: Mapping[str, str]
+    message_id: str
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, messages: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[str]:
+        """Publish and wait until every message is accepted; return the message ids."""
+
+
+class Subscriber(Protocol):
+    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]: ...
+
+    def ack(self, subscription: str, ack_ids: Sequence[str]) -> None: ...
+
+    def nack(self, subscription: str, ack_ids: Sequence[str]) -> None: ...
+
+    def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None: ...
+
+
+class PubSubPublisher:
+    """One batching PublisherClient per process; topics are ids within ``project``."""
+
+    def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None) -> None:
+        self._project = project
+        self._client = client or pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.02)
+        )
+
+    def publish(self, topic: str, messages: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[str]:
+        path = self._client.topic_path(self._project, topic)
+        try:
+            futures = [self._client.publish(path, data, **dict(attributes)) for data, attributes in messages]
+            return [str(future.result(timeout=_PUBLISH_TIMEOUT)) for future in futures]
+        except gexc.NotFound as exc:
+            raise PermanentError(f"topic {topic} does not exist") from exc
+        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
+            raise RetryableError(f"publishing to {topic} failed: {type(exc).__name__}") from exc
+
+
+class PubSubSubscriber:
+    """Synchronous pull on subscription ids within ``project``."""
+
+    def __init__(self, project: str, client: pubsub_v1.SubscriberClient | None = None) -> None:
+        self._project = project
+        self._client = client or pubsub_v1.SubscriberClient()
+
+    def _path(self, subscription: str) -> str:
+        return str(self._client.subscription_path(self._project, subscription))
+
+    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
+        """Up to ``max_messages``: repeated pulls until the subscription answers empty or enough arrived."""
+        received: list[ReceivedMessage] = []
+        while len(received) < max_messages:
+            try:
+                response = self._client.pull(
+                    request={
+                        "subscription": self._path(subscription),
+                        "max_messages": min(_MAX_PULL, max_messages - len(received)),
+                    },
+                    timeout=_PULL_TIMEOUT,
+                )
+            except gexc.DeadlineExceeded:
+                break
+            except gexc.NotFound as exc:
+                raise PermanentError(f"subscription {subscription} does not exist") from exc
+            except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
+                raise RetryableError(f"pulling {subscription} failed: {type(exc).__name__}") from exc
+            if not response.received_messages:
+                break
+            received.extend(
+                ReceivedMessage(m.ack_id, bytes(m.message.data), dict(m.message.attributes), m.message.message_id)
+                for m in response.received_messages
+            )
+        return received
+
+    def _chunks(self, ack_ids: Sequence[str]) -> Iterator[list[str]]:
+        for start in range(0, len(ack_ids), 1000):
+            yield list(ack_ids[start : start + 1000])
+
+    def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        for chunk in self._chunks(ack_ids):
+            self._call(
+                "ack",
+                lambda c=chunk: self._client.acknowledge(
+                    request={"subscription": self._path(subscription), "ack_ids": c}
+                ),
+            )
+
+    def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
+        for chunk in self._chunks(ack_ids):
+            self._call(
+                "modify_ack_deadline",
+                lambda c=chunk: self._client.modify_ack_deadline(
+                    request={"subscription": self._path(subscription), "ack_ids": c, "ack_deadline_seconds": seconds}
+                ),
+            )
+
+    def nack(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        self.extend(subscription, ack_ids, 0)
+
+    @staticmethod
+    def _call(what: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
+            raise RetryableError(f"{what} failed: {type(exc).__name__}") from exc
+
+
+@contextmanager
+def leased(subscriber: Subscriber, subscription: str, ack_ids: Sequence[str], seconds: int) -> Iterator[None]:
+    """Keep extending the ack deadline of ``ack_ids`` while the block runs (every third of ``seconds``)."""
+    stop = threading.Event()
+
+    def keep_alive() -> None:
+        while not stop.wait(seconds / 3):
+            try:
+                subscriber.extend(subscription, ack_ids, seconds)
+            except RetryableError as exc:
+                log.warning("lease extension failed", extra=fields(error=str(exc), messages=len(ack_ids)))
+
+    if ack_ids:
+        subscriber.extend(subscription, ack_ids, seconds)
+    thread = threading.Thread(target=keep_alive, name="lease-extender", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

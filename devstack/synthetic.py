@@ -7,7 +7,7 @@ patient IDs like ``SYN0007-0001``), so log checks can grep for them. Folder name
     python -m devstack.synthetic OUTDIR --studies 2 --series 2 --instances 3 [--seed N]
         [--multiframe-every N] [--compressed-every N]
 
-Speed: pydicom encodes every element, but an element's encoding is cached by (tag, VR, value), so the
+Speed: pydicom encodes every element, but an element's encoding is cached by tag, VR and value, so the
 many header values that repeat between instances (everything but the SOP Instance UID and the pixels,
 within a series) are encoded once; a file is its cached pieces joined in tag order, which is all an
 Explicit VR Little Endian Part-10 file is.
@@ -109,8 +109,8 @@ def make_instance(
 
     ``extra`` adds or overrides dataset attributes by DICOM keyword (``PatientSex="F"``); ``None`` removes
     one; ``PixelData=None`` leaves the pixels out. Lists or tuples give multiple values. File meta (group 0002)
-    and the pixels are derived and cannot be overridden, and nothing checks that overridden image attributes
-    (``Rows``...) still match the pixels.
+    and the pixels are derived and cannot be overridden; text is always encoded as ISO_IR 100 (Latin-1); and
+    nothing checks that overridden image attributes (``Rows``...) still match the pixels.
     """
     if rows < 1 or columns < 1 or frames < 1:
         raise ValueError(f"rows, columns and frames must be positive, got {rows}, {columns}, {frames}")
@@ -414,7 +414,8 @@ def _encoded(keyword: str, value: Any) -> bytes:
     vr = _vr(tag)
     if not _cacheable(value):
         return _encode(DataElement(tag, vr, value))
-    key = (tag, vr, repr(value))  # repr, not the value: 1, 1.0 and True are equal keys but encode differently
+    # repr, not the value: 1 == 1.0, yet pydicom treats them differently (a US element rejects 1.0)
+    key = (tag, vr, repr(value))
     encoded = _encoded_cache.get(key)
     if encoded is None:
         if len(_encoded_cache) >= _ENCODED_CACHE_LIMIT:

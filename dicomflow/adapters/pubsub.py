@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 _PUBLISH_TIMEOUT = 60.0
 _PULL_TIMEOUT = 30.0
 _MAX_PULL = 1000
+_ACK_CHUNK = 1000
 _TRANSIENT = (
     gexc.TooManyRequests, gexc.InternalServerError, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
     gexc.RetryError, gexc.Aborted, gexc.Unknown, TimeoutError, ConnectionError,
@@ -40,13 +41,17 @@ class Publisher(Protocol):
 
 
 class Subscriber(Protocol):
-    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]: ...
+    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` messages (fewer when the subscription runs dry)."""
 
-    def ack(self, subscription: str, ack_ids: Sequence[str]) -> None: ...
+    def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        """Acknowledge: the messages are done."""
 
-    def nack(self, subscription: str, ack_ids: Sequence[str]) -> None: ...
+    def nack(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        """Give the messages back for redelivery now."""
 
-    def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None: ...
+    def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
+        """Set the ack deadline of held messages to ``seconds`` from now."""
 
 
 class PubSubPublisher:
@@ -80,17 +85,15 @@ class PubSubSubscriber:
         return str(self._client.subscription_path(self._project, subscription))
 
     def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
-        """Up to ``max_messages``: repeated pulls until the subscription answers empty or enough arrived."""
+        """Repeated pulls until the subscription answers empty or ``max_messages`` arrived."""
         received: list[ReceivedMessage] = []
         while len(received) < max_messages:
+            request = {
+                "subscription": self._path(subscription),
+                "max_messages": min(_MAX_PULL, max_messages - len(received)),
+            }
             try:
-                response = self._client.pull(
-                    request={
-                        "subscription": self._path(subscription),
-                        "max_messages": min(_MAX_PULL, max_messages - len(received)),
-                    },
-                    timeout=_PULL_TIMEOUT,
-                )
+                response = self._client.pull(request=request, timeout=_PULL_TIMEOUT)
             except gexc.DeadlineExceeded:
                 break
             except gexc.NotFound as exc:
@@ -105,37 +108,29 @@ class PubSubSubscriber:
             )
         return received
 
-    def _chunks(self, ack_ids: Sequence[str]) -> Iterator[list[str]]:
-        for start in range(0, len(ack_ids), 1000):
-            yield list(ack_ids[start : start + 1000])
-
     def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
-        for chunk in self._chunks(ack_ids):
-            self._call(
-                "ack",
-                lambda c=chunk: self._client.acknowledge(
-                    request={"subscription": self._path(subscription), "ack_ids": c}
-                ),
-            )
+        path = self._path(subscription)
+        try:
+            for start in range(0, len(ack_ids), _ACK_CHUNK):
+                self._client.acknowledge(
+                    request={"subscription": path, "ack_ids": list(ack_ids[start : start + _ACK_CHUNK])}
+                )
+        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
+            raise RetryableError(f"acknowledge on {subscription} failed: {type(exc).__name__}") from exc
 
     def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
-        for chunk in self._chunks(ack_ids):
-            self._call(
-                "modify_ack_deadline",
-                lambda c=chunk: self._client.modify_ack_deadline(
-                    request={"subscription": self._path(subscription), "ack_ids": c, "ack_deadline_seconds": seconds}
-                ),
-            )
+        path = self._path(subscription)
+        try:
+            for start in range(0, len(ack_ids), _ACK_CHUNK):
+                chunk = list(ack_ids[start : start + _ACK_CHUNK])
+                self._client.modify_ack_deadline(
+                    request={"subscription": path, "ack_ids": chunk, "ack_deadline_seconds": seconds}
+                )
+        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
+            raise RetryableError(f"modify_ack_deadline on {subscription} failed: {type(exc).__name__}") from exc
 
     def nack(self, subscription: str, ack_ids: Sequence[str]) -> None:
         self.extend(subscription, ack_ids, 0)
-
-    @staticmethod
-    def _call(what: str, call: Callable[[], object]) -> None:
-        try:
-            call()
-        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
-            raise RetryableError(f"{what} failed: {type(exc).__name__}") from exc
 
 
 @contextmanager

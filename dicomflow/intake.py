@@ -1,0 +1,91 @@
+"""Intake: one finalized object in, one pending record (or one failed file) out."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+from dicomflow.adapters.pubsub import Publisher
+from dicomflow.adapters.storage import ObjectStore
+from dicomflow.errors import NotDicomError, ObjectGoneError
+from dicomflow.events import ObjectEvent
+from dicomflow.logs import fields
+from dicomflow.records import FailedFile, PendingRecord
+from dicomflow.settings import Settings
+from dicomflow.sniff import sniff_header
+
+log = logging.getLogger(__name__)
+
+
+class IntakeOutcome(Enum):
+    PENDING = "pending"
+    FAILED = "failed"
+    IGNORED_FOREIGN_BUCKET = "ignored-foreign-bucket"
+    IGNORED_EXCLUDED = "ignored-excluded"
+    IGNORED_NOT_SELECTED = "ignored-not-selected"
+    IGNORED_GONE = "ignored-gone"
+
+
+def _selection(settings: Settings, name: str) -> str | None:
+    """'suffix' when the name marks DICOM, 'sniff' when only the content can tell, None when not selected."""
+    lowered = name.lower()
+    if any(lowered.endswith(suffix) for suffix in settings.dicom_suffixes):
+        return "suffix"
+    base = name.rpartition("/")[2]
+    if settings.sniff_extensionless and base and "." not in base:
+        return "sniff"
+    return None
+
+
+def handle_object_event(
+    event: ObjectEvent, settings: Settings, *, store: ObjectStore, publisher: Publisher
+) -> IntakeOutcome:
+    """Select, sniff and publish; raises RetryableError for transient failures (the event is redelivered)."""
+    where = fields(bucket=event.bucket, object=event.name, generation=event.generation)
+    if event.bucket not in settings.source_buckets:
+        log.warning("event from a bucket that is not a source bucket ignored", extra=where)
+        return IntakeOutcome.IGNORED_FOREIGN_BUCKET
+    if settings.excluded(event.bucket, event.name):
+        log.debug("excluded object ignored", extra=where)
+        return IntakeOutcome.IGNORED_EXCLUDED
+    selection = _selection(settings, event.name)
+    if selection is None:
+        log.debug("object not selected as DICOM", extra=where)
+        return IntakeOutcome.IGNORED_NOT_SELECTED
+    try:
+        header = sniff_header(
+            lambda start, end: store.read_range(event.bucket, event.name, event.generation, start, end),
+            event.size,
+            first_read=settings.header_read_bytes,
+            max_bytes=settings.max_header_bytes,
+        )
+    except ObjectGoneError:
+        log.info("object or generation no longer exists; nothing to import", extra=where)
+        return IntakeOutcome.IGNORED_GONE
+    except NotDicomError as exc:
+        if selection == "sniff":
+            log.debug("extensionless object is not DICOM", extra=where)
+            return IntakeOutcome.IGNORED_NOT_SELECTED
+        failed = FailedFile(event.bucket, event.name, event.generation, str(exc), stage="intake")
+        publisher.publish(settings.failed_topic, [(failed.to_json(), failed.attributes())])
+        log.warning("object is not importable DICOM", extra=fields(**where["fields"], reason=str(exc)))
+        return IntakeOutcome.FAILED
+    record = PendingRecord(
+        bucket=event.bucket,
+        name=event.name,
+        generation=event.generation,
+        size=event.size if event.size is not None else -1,
+        crc32c=event.crc32c,
+        study_uid=header.study_uid,
+        series_uid=header.series_uid,
+        sop_uid=header.sop_uid,
+        transfer_syntax=header.transfer_syntax,
+        modality=header.modality,
+        event_time=event.event_time,
+    )
+    publisher.publish(settings.pending_topic, [(record.to_json(), {"bucket": event.bucket})])
+    log.info(
+        "object queued for import",
+        extra=fields(**where["fields"], sop_uid=header.sop_uid, header_bytes_read=header.bytes_read),
+    )
+    return IntakeOutcome.PENDING

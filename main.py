@@ -1,0 +1,19 @@
+"""Cloud Functions entry points (functions-framework, CloudEvents). The work lives in handlers/ and dicomflow/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from handlers import finalize, flush
+
+
+@functions_framework.cloud_event
+def on_object_finalized(cloud_event: Any) -> None:
+    finalize.handle(cloud_event)
+
+
+@functions_framework.cloud_event
+def on_flush(cloud_event: Any) -> None:
+    flush.handle(cloud_event)

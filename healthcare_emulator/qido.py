@@ -1,220 +1,475 @@
-"""QIDO-RS search over the DICOM JSON metadata of a store's instances (PS3.18 §10.6, PS3.4 C.2)."""
+"""QIDO-RS search over the DICOM JSON metadata of a store's instances (PS3.18 §10.6, PS3.4 C.2).
+
+Pure functions: the caller hands in the metadata of every instance of the store (``dataset_to_metadata``) and
+the query parameters; ``search`` groups, matches, orders, pages and shapes the answer.
+
+Matching (PS3.4 C.2.2.2), chosen per the key's VR:
+
+- UI: single value or UID list (``,`` or ``\\`` separated);
+- DA: ``YYYYMMDD``, ``A-B``, ``-B``, ``A-`` (ranges inclusive); TM likewise, a partial time covering its span;
+- PN: whole value, case-insensitive, against the Alphabetic group, ``*``/``?`` wildcards;
+- numbers (IS, DS, US, ...): numeric equality;
+- other strings: exact, or ``*``/``?`` wildcards (case-sensitive);
+- an empty value or a lone ``*``: universal matching (no filter, the attribute is returned);
+- a key given several times: any of its values matches.
+
+An entity matches when one of its instances satisfies every key at once; the computed attributes
+(ModalitiesInStudy, Number of ... Related ...) are those of the instance's study and series.
+"""
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
 Level = Literal["studies", "series", "instances"]
 
-_BULK_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
-_BULK_LIMIT = 1024
+Element = dict[str, Any]
+Metadata = dict[str, Element]
 
-# Attributes returned by default per level (tags as 8 hex digits).
-_STUDY_ATTRIBUTES = (
-    "00080005", "00080020", "00080030", "00080050", "00080090", "00100010", "00100020", "00100030",
-    "00100040", "0020000D", "00200010", "00081030",
-)  # fmt: skip
-_SERIES_ATTRIBUTES = ("00080060", "0008103E", "0020000E", "00200011", "00400244", "00400245")
-_INSTANCE_ATTRIBUTES = ("00080016", "00080018", "00200013", "00280010", "00280011", "00280100", "00280008")
+# ----- tags (8 upper-case hex digits, as in DICOM JSON) -----
 
-_STUDY_UID, _SERIES_UID, _SOP_UID = "0020000D", "0020000E", "00080018"
+_SPECIFIC_CHARACTER_SET = "00080005"
+_STUDY_DATE, _STUDY_TIME = "00080020", "00080030"
+_SOP_CLASS_UID, _SOP_INSTANCE_UID = "00080016", "00080018"
 _MODALITY, _MODALITIES_IN_STUDY = "00080060", "00080061"
-_STUDY_SERIES_COUNT, _STUDY_INSTANCE_COUNT, _SERIES_INSTANCE_COUNT = "00201206", "00201208", "00201209"
-_CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
-_UID_KEYS = {_STUDY_UID, _SERIES_UID, _SOP_UID, "00080016"}
-_DATE_KEYS = {"00080020", "00080021", "00080022", "00080023", "00100030"}
+_STUDY_UID, _SERIES_UID = "0020000D", "0020000E"
+_SERIES_NUMBER, _INSTANCE_NUMBER = "00200011", "00200013"
+_STUDY_SERIES_COUNT, _STUDY_INSTANCE_COUNT = "00201206", "00201208"
+_SERIES_INSTANCE_COUNT = "00201209"
+_PIXEL_DATA_TAGS = frozenset({"7FE00008", "7FE00009", "7FE00010"})
+
+# Returned by default (when present), per level: Google's defaults, after PS3.18 Table 6.7.1-2.
+_STUDY_DEFAULTS = (
+    _SPECIFIC_CHARACTER_SET, _STUDY_DATE, _STUDY_TIME, "00080050", "00080090", "00080201", "00081030",
+    "00100010", "00100020", "00100030", "00100040", _STUDY_UID, "00200010",
+)  # fmt: skip
+_SERIES_DEFAULTS = (_MODALITY, "0008103E", _SERIES_UID, _SERIES_NUMBER, "00400244", "00400245", _STUDY_UID)
+_INSTANCE_DEFAULTS = (
+    _SOP_CLASS_UID, _SOP_INSTANCE_UID, _INSTANCE_NUMBER, "00280008", "00280010", "00280011", "00280100",
+    _STUDY_UID, _SERIES_UID,
+)  # fmt: skip
+
+# Which attributes belong to the study or the series (for includefield=all and returned matching keys);
+# the Patient IE (group 0010) counts as study level, anything not listed is instance level.
+_STUDY_LEVEL = frozenset(
+    {
+        _SPECIFIC_CHARACTER_SET, _STUDY_DATE, _STUDY_TIME, "00080050", "00080051", "00080090", "00080096",
+        "00080201", "00081030", "00081032", "00081048", "00081049", "00081060", "00081062", "00081080",
+        "00081084", _STUDY_UID, "00200010", "00321060", "00380010", "00380500", _MODALITIES_IN_STUDY, "00080062",
+        _STUDY_SERIES_COUNT, _STUDY_INSTANCE_COUNT,
+    }
+)  # fmt: skip
+_SERIES_LEVEL = frozenset(
+    {
+        "00080021", "00080031", _MODALITY, "00080070", "00080080", "00080081", "0008103E", "0008103F",
+        "00081010", "00081040", "00081050", "00081052", "00081070", "00081072", "00081090", "00081111",
+        "00081250", "00180015", "00181000", "00181020", "00181030", "00185100", _SERIES_UID, _SERIES_NUMBER,
+        "00200052", "00200060", "00201040", "00280108", "00280109", "00400244", "00400245", "00400253",
+        "00400254", "00400260", "00400275", _SERIES_INSTANCE_COUNT,
+    }
+)  # fmt: skip
+
+_CONTROL_PARAMETERS = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
+# Google's system parameters, accepted on every method and never matching keys.
+_SYSTEM_PARAMETERS = frozenset(
+    {
+        "$.xgafv", "access_token", "alt", "callback", "fields", "key", "oauth_token", "prettyprint",
+        "quotauser", "upload_protocol", "uploadtype",
+    }
+)  # fmt: skip
+
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+_NUMERIC_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "US or SS"})
+_UNMATCHABLE_VRS = frozenset({"SQ", "OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
+_BULK_LIMIT = 1024
+_DATE = re.compile(r"\d{8}")
+_TIME = re.compile(r"(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?")
 
 
 class QueryError(Exception):
-    """A bad query parameter (a 400); the message names the parameter."""
+    """A bad query parameter (a 400 in the API); the message names the parameter."""
 
 
-def dataset_to_metadata(dataset: Dataset) -> dict[str, Any]:
-    """DICOM JSON of the header: no PixelData, and no binary element larger than 1 KiB."""
-    result: dict[str, Any] = dataset.to_json_dict(bulk_data_threshold=_BULK_LIMIT, bulk_data_element_handler=_drop)
-    return {tag: value for tag, value in sorted(result.items()) if tag != "7FE00010" and "BulkDataURI" not in value}
+# ----- metadata -----
 
 
-def _drop(element: Any) -> str:
-    return ""
+def dataset_to_metadata(dataset: Dataset) -> Metadata:
+    """DICOM JSON (PS3.18 F.2) of ``dataset`` without pixel data and without binary elements over 1 KiB.
+
+    Binary means OB, OD, OF, OL, OV, OW and UN, at any depth (inside sequences too); smaller ones stay
+    inline (``InlineBinary``). Elements whose value cannot be decoded are left out. Keys come out sorted.
+    """
+    result: Metadata = _without_bulk_data(dataset).to_json_dict(suppress_invalid_tags=True)
+    return dict(sorted(result.items()))
+
+
+def _without_bulk_data(dataset: Dataset) -> Dataset:
+    kept = Dataset()
+    for tag in sorted(dataset.keys()):
+        if f"{tag:08X}" in _PIXEL_DATA_TAGS:
+            continue
+        try:
+            element = dataset[tag]
+        except Exception:  # an undecodable raw element: left out, as to_json_dict(suppress_invalid_tags) does
+            continue
+        if element.VR == "SQ":
+            kept.add_new(element.tag, "SQ", [_without_bulk_data(item) for item in element.value or []])
+        elif element.VR in _BINARY_VRS and element.value is not None and len(element.value) > _BULK_LIMIT:
+            continue
+        else:
+            kept.add(element)
+    return kept
+
+
+# ----- search -----
 
 
 def search(
     level: Level,
-    instances: Iterable[dict[str, Any]],
+    instances: Iterable[Metadata],
     params: Mapping[str, list[str]],
     *,
     study_uid: str | None = None,
     series_uid: str | None = None,
-) -> list[dict[str, Any]]:
-    """The studies, series or instances matching ``params``, as DICOM JSON, ordered deterministically."""
-    limit, offset = _int_param(params, "limit"), _int_param(params, "offset") or 0
-    include_all, include = _include_fields(params)
-    filters = _filters(params)
-    scoped = [
-        item
-        for item in instances
-        if (study_uid is None or _first(item, _STUDY_UID) == study_uid)
-        and (series_uid is None or _first(item, _SERIES_UID) == series_uid)
-    ]
-    groups = _group(level, scoped)
-    results: list[dict[str, Any]] = []
-    for members in groups:
-        if not all(_matches_any(members, tag, matcher) for tag, matcher in filters):
+) -> list[Metadata]:
+    """The studies, series or instances matching ``params``, as DICOM JSON, ordered deterministically.
+
+    ``instances`` is the metadata of every instance of the store; ``study_uid``/``series_uid`` are those of
+    the request path (``/studies/{study}/series``, ``/studies/{study}/series/{series}/instances``).
+    Raises QueryError for an unknown attribute, a malformed value, limit or offset.
+    """
+    query = _parse_query(params)
+    index = _Index(instances)
+    results: list[tuple[tuple[Any, ...], Metadata]] = []
+    for members in index.entities(level, study_uid, series_uid):
+        if not any(all(test(index.element(item, tag)) for tag, test in query.filters) for item in members):
             continue
-        results.append(_entity(level, members, cross_study=study_uid is None, include=include, include_all=include_all))
-    results.sort(key=lambda item: _sort_key(level, item))
-    end = None if limit is None else offset + limit
-    return results[offset:end]
+        entity = _entity(level, members, index, query, study_uid=study_uid, series_uid=series_uid)
+        results.append((_sort_key(level, entity), entity))
+    results.sort(key=lambda result: result[0])
+    end = None if query.limit is None else query.offset + query.limit
+    return [copy.deepcopy(entity) for _, entity in results[query.offset : end]]
 
 
-# ----- parameters -----
+# ----- the query -----
+
+Test = Callable[[Element | None], bool]
 
 
-def _int_param(params: Mapping[str, list[str]], name: str) -> int | None:
-    values = params.get(name)
-    if not values or values[0] == "":
-        return None
-    try:
-        value = int(values[0])
-    except ValueError as exc:
-        raise QueryError(f"{name} must be a non-negative integer, got {values[0]!r}") from exc
-    if value < 0:
+@dataclass(frozen=True)
+class _Query:
+    filters: list[tuple[str, Test]]
+    returned_keys: list[str]  # matching keys, returned with the results (universal matching included)
+    include: list[str]
+    include_all: bool
+    limit: int | None
+    offset: int
+
+
+def _parse_query(params: Mapping[str, list[str]]) -> _Query:
+    filters: list[tuple[str, Test]] = []
+    returned: list[str] = []
+    include: list[str] = []
+    include_all = False
+    limit: int | None = None
+    offset = 0
+    for name, values in params.items():
+        lowered = name.lower()
+        if lowered == "limit":
+            limit = _non_negative(name, values)
+        elif lowered == "offset":
+            offset = _non_negative(name, values)
+        elif lowered == "includefield":
+            fields = [field.strip() for value in values for field in value.split(",") if field.strip()]
+            include_all = include_all or "all" in fields
+            include += [_tag(field, "includefield") for field in fields if field != "all"]
+        elif lowered in _CONTROL_PARAMETERS or lowered in _SYSTEM_PARAMETERS:
+            continue  # fuzzymatching is accepted and ignored: matching is never fuzzy
+        else:
+            tag = _tag(name, None)
+            returned.append(tag)
+            wanted = [value.strip() for value in values if value.strip() not in ("", "*")]
+            if wanted:
+                filters.append((tag, _any_of([_test(name, tag, value) for value in wanted])))
+    return _Query(filters, returned, include, include_all, limit, offset)
+
+
+def _non_negative(name: str, values: list[str]) -> int:
+    if len(values) != 1:
+        raise QueryError(f"{name} must be given once, got {len(values)} values")
+    value = values[0].strip()
+    if not value.isascii() or not value.isdigit():
         raise QueryError(f"{name} must be a non-negative integer, got {values[0]!r}")
-    return value
+    return int(value)
 
 
-def _tag(key: str) -> str:
-    """A keyword or 8-hex-digit tag as the 8-hex-digit tag; QueryError when unknown."""
-    if re.fullmatch(r"[0-9A-Fa-f]{8}", key):
+def _tag(key: str, parameter: str | None) -> str:
+    """A keyword or 8-hex-digit tag as the 8-hex-digit tag; QueryError naming ``key`` when unknown."""
+    if _HEX_TAG.fullmatch(key):
         return key.upper()
     tag = tag_for_keyword(key)
     if tag is None:
-        raise QueryError(f"unknown attribute {key!r} in the query")
+        where = f" in {parameter}" if parameter else ""
+        raise QueryError(f"unknown attribute {key!r}{where}: not a DICOM keyword or an 8-hex-digit tag")
     return f"{tag:08X}"
 
 
-def _include_fields(params: Mapping[str, list[str]]) -> tuple[bool, list[str]]:
-    fields = [part.strip() for value in params.get("includefield", []) for part in value.split(",") if part.strip()]
-    if "all" in fields:
-        return True, []
-    return False, [_tag(field) for field in fields]
+def _vr(tag: str) -> str | None:
+    try:
+        return dictionary_VR(int(tag, 16))
+    except KeyError:
+        return None  # private or unknown: matched as a string
 
 
-Matcher = Callable[[dict[str, Any]], bool]
+def _any_of(tests: list[Test]) -> Test:
+    if len(tests) == 1:
+        return tests[0]
+    return lambda element: any(test(element) for test in tests)
 
 
-def _filters(params: Mapping[str, list[str]]) -> list[tuple[str, Matcher]]:
-    filters: list[tuple[str, Matcher]] = []
-    for key, values in params.items():
-        if key.lower() in _CONTROL or key in _CONTROL:
-            continue
-        tag = _tag(key)
-        value = values[0] if values else ""
-        if value == "":
-            continue  # universal matching
-        filters.append((tag, _matcher(tag, value)))
-    return filters
+def _test(name: str, tag: str, value: str) -> Test:
+    """The test of one key value against an element (None when the instance lacks the attribute)."""
+    vr = _vr(tag)
+    if vr in _UNMATCHABLE_VRS:
+        raise QueryError(f"{name} cannot be used as a matching key (VR {vr})")
+    if vr == "UI":
+        uids = {uid.strip() for uid in re.split(r"[,\\]", value) if uid.strip()}
+        return _values_test(lambda stored: str(stored) in uids)
+    if vr == "DA":
+        low, high = _range(name, value, _date_bounds)
+        return _values_test(lambda stored: low <= str(stored) <= high)
+    if vr == "TM":
+        low, high = _range(name, value, _time_bounds)
+        return _values_test(lambda stored: _time_in(str(stored), low, high))
+    if vr in _NUMERIC_VRS:
+        number = _number(value)
+        if number is None:
+            raise QueryError(f"{name} must be a number, got {value!r}")
+        return _values_test(lambda stored: _number(stored) == number)
+    if vr == "PN":
+        match = _string_matcher(_normalize_name(value), ignore_case=True)
+        return _values_test(lambda stored: match(_normalize_name(_text(stored))))
+    match = _string_matcher(value, ignore_case=False)
+    return _values_test(lambda stored: match(_text(stored)))
 
 
-def _matcher(tag: str, value: str) -> Matcher:
-    if tag in _UID_KEYS:
-        wanted = {uid.strip() for uid in value.replace("\\", ",").split(",") if uid.strip()}
-        return lambda element: any(str(v) in wanted for v in _values(element))
-    if tag in _DATE_KEYS:
-        low, dash, high = value.partition("-")
-        if not dash:
-            high = low
-        return lambda element: any(
-            (not low or str(v) >= low) and (not high or str(v) <= high) for v in _values(element)
-        )
+def _values_test(predicate: Callable[[Any], bool]) -> Test:
+    return lambda element: element is not None and any(predicate(value) for value in _values(element))
+
+
+def _string_matcher(value: str, *, ignore_case: bool) -> Callable[[str], bool]:
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
     if "*" in value or "?" in value:
-        pattern = re.compile(
-            "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value), re.IGNORECASE | re.DOTALL
-        )
-        return lambda element: any(pattern.fullmatch(_text(v)) for v in _values(element))
-    if tag == "00100010":
-        return lambda element: any(_text(v).lower() == value.lower() for v in _values(element))
-    return lambda element: any(_text(v) == value for v in _values(element))
+        pattern = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in value)
+        compiled = re.compile(pattern, flags)
+        return lambda text: compiled.fullmatch(text) is not None
+    if ignore_case:
+        folded = value.casefold()
+        return lambda text: text.casefold() == folded
+    return lambda text: text == value
 
 
-def _matches_any(members: list[dict[str, Any]], tag: str, matcher: Matcher) -> bool:
-    if tag == _MODALITIES_IN_STUDY:
-        tag = _MODALITY
-    return any(tag in item and matcher(item[tag]) for item in members)
+def _normalize_name(name: str) -> str:
+    """``DOE^JANE^^^`` and ``DOE^JANE`` are the same name (trailing empty components are insignificant)."""
+    return name.strip().rstrip("^ ")
 
 
-# ----- grouping and output -----
+def _range(name: str, value: str, bounds: Callable[[str], tuple[str, str] | None]) -> tuple[str, str]:
+    """(lowest, highest) comparable form of a single value or a ``low-high`` / ``-high`` / ``low-`` range."""
+    low_text, dash, high_text = value.partition("-")
+    if not dash:
+        high_text = low_text
+    low_bounds = bounds(low_text) if low_text else ("", "")
+    high_bounds = bounds(high_text) if high_text else ("", "\uffff")
+    if low_bounds is None or high_bounds is None or not (low_text or high_text):
+        kind = "date (YYYYMMDD)" if bounds is _date_bounds else "time (HHMMSS.FFFFFF)"
+        raise QueryError(f"{name} must be a {kind} or a range of them (A-B, -B, A-), got {value!r}")
+    return low_bounds[0], high_bounds[1]
 
 
-def _group(level: Level, instances: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    if level == "instances":
-        return [[item] for item in instances]
-    key = _STUDY_UID if level == "studies" else _SERIES_UID
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for item in instances:
-        grouped.setdefault(str(_first(item, key)), []).append(item)
-    return list(grouped.values())
+def _date_bounds(text: str) -> tuple[str, str] | None:
+    text = text.strip()
+    return (text, text) if _DATE.fullmatch(text) else None
+
+
+def _time_bounds(text: str) -> tuple[str, str] | None:
+    """A (partial) time as the first and last instant it covers: ``10`` is 100000.000000-105959.999999."""
+    found = _TIME.fullmatch(text.strip().replace(":", ""))
+    if found is None:
+        return None
+    hours, minutes, seconds, fraction = found.groups()
+    low = f"{hours}{minutes or '00'}{seconds or '00'}.{(fraction or '').ljust(6, '0')}"
+    high = f"{hours}{minutes or '59'}{seconds or '59'}.{(fraction or '').ljust(6, '9')}"
+    return low, high
+
+
+def _time_in(text: str, low: str, high: str) -> bool:
+    bounds = _time_bounds(text)
+    return bounds is not None and low <= bounds[0] <= high
+
+
+# ----- grouping -----
+
+
+class _Index:
+    """The instances grouped by study and series, with the attributes computed from the groups."""
+
+    def __init__(self, instances: Iterable[Metadata]) -> None:
+        # Sorted so that a group's first instance (whose values stand for the group) never depends on input order.
+        self.instances = sorted(instances, key=_member_key)
+        self.studies: dict[str, list[Metadata]] = {}
+        self.series: dict[tuple[str, str], list[Metadata]] = {}
+        for item in self.instances:
+            self.studies.setdefault(_study_of(item), []).append(item)
+            self.series.setdefault((_study_of(item), _series_of(item)), []).append(item)
+        self.study_computed = {uid: _study_computed(members) for uid, members in self.studies.items()}
+        self.series_computed = {
+            key: {_SERIES_INSTANCE_COUNT: _element("IS", len(members))} for key, members in self.series.items()
+        }
+
+    def entities(self, level: Level, study_uid: str | None, series_uid: str | None) -> list[list[Metadata]]:
+        """Each study, series or instance in the scope of the request path, as its list of instances."""
+        if level == "studies":
+            return [members for uid, members in self.studies.items() if study_uid in (None, uid)]
+        scoped = [
+            members
+            for (study, series), members in self.series.items()
+            if study_uid in (None, study) and series_uid in (None, series)
+        ]
+        return scoped if level == "series" else [[item] for members in scoped for item in members]
+
+    def computed(self, item: Metadata) -> Metadata:
+        study = _study_of(item)
+        return {**self.study_computed[study], **self.series_computed[(study, _series_of(item))]}
+
+    def element(self, item: Metadata, tag: str) -> Element | None:
+        """The instance's element ``tag``, the computed attributes of its study and series included."""
+        study = _study_of(item)
+        computed = self.study_computed[study].get(tag) or self.series_computed[(study, _series_of(item))].get(tag)
+        return computed if computed is not None else item.get(tag)
+
+
+def _study_computed(members: list[Metadata]) -> Metadata:
+    modalities = sorted({str(value) for item in members for value in _values(item.get(_MODALITY))})
+    computed: Metadata = {
+        _STUDY_SERIES_COUNT: _element("IS", len({_series_of(item) for item in members})),
+        _STUDY_INSTANCE_COUNT: _element("IS", len(members)),
+    }
+    if modalities:
+        computed[_MODALITIES_IN_STUDY] = _element("CS", *modalities)
+    return computed
 
 
 def _entity(
-    level: Level, members: list[dict[str, Any]], *, cross_study: bool, include: list[str], include_all: bool
-) -> dict[str, Any]:
+    level: Level,
+    members: list[Metadata],
+    index: _Index,
+    query: _Query,
+    *,
+    study_uid: str | None,
+    series_uid: str | None,
+) -> Metadata:
+    """The answer for one study, series or instance (``members``: its instances, first one representative)."""
     first = members[0]
+    available = {**first, **index.computed(first)}
+    with_study = level == "studies" or study_uid is None
+    with_series = level == "series" or (level == "instances" and series_uid is None)
     tags: list[str] = []
-    if level == "studies" or cross_study:
-        tags += _STUDY_ATTRIBUTES
-    if level in ("series", "instances"):
-        tags += [*_SERIES_ATTRIBUTES, _STUDY_UID]
+    if with_study:
+        tags += [*_STUDY_DEFAULTS, _MODALITIES_IN_STUDY, _STUDY_SERIES_COUNT, _STUDY_INSTANCE_COUNT]
+    if with_series:
+        tags += [*_SERIES_DEFAULTS, _SERIES_INSTANCE_COUNT]
     if level == "instances":
-        tags += [*_INSTANCE_ATTRIBUTES, _SERIES_UID]
-    tags += include
-    if include_all:
-        tags += list(first)
-    entity = {tag: first[tag] for tag in tags if tag in first}
-    if level == "studies":
-        modalities = sorted({str(_first(item, _MODALITY)) for item in members if _MODALITY in item})
-        if modalities:
-            entity[_MODALITIES_IN_STUDY] = {"vr": "CS", "Value": modalities}
-        series = {str(_first(item, _SERIES_UID)) for item in members}
-        entity[_STUDY_SERIES_COUNT] = {"vr": "IS", "Value": [len(series)]}
-        entity[_STUDY_INSTANCE_COUNT] = {"vr": "IS", "Value": [len(members)]}
-    elif level == "series":
-        entity[_SERIES_INSTANCE_COUNT] = {"vr": "IS", "Value": [len(members)]}
-    return dict(sorted(entity.items()))
+        tags += _INSTANCE_DEFAULTS
+    rank = _RANKS[level]
+    tags += [tag for tag in query.returned_keys if _level_of(tag) <= rank]
+    tags += query.include
+    if query.include_all:
+        lowest = 0 if with_study else _RANKS["series"]
+        tags += [tag for tag in available if lowest <= _level_of(tag) <= rank or level == "instances"]
+    return {tag: available[tag] for tag in sorted(set(tags)) if tag in available and _is_plain(tag, available[tag])}
 
 
-def _sort_key(level: Level, item: dict[str, Any]) -> tuple[Any, ...]:
+_RANKS: dict[Level, int] = {"studies": 0, "series": 1, "instances": 2}
+
+
+def _level_of(tag: str) -> int:
+    """0 for a study (or patient) attribute, 1 for a series attribute, 2 for anything else."""
+    if tag in _STUDY_LEVEL or tag.startswith("0010"):
+        return 0
+    return 1 if tag in _SERIES_LEVEL else 2
+
+
+def _is_plain(tag: str, element: Element) -> bool:
+    return tag not in _PIXEL_DATA_TAGS and "BulkDataURI" not in element
+
+
+# ----- ordering and values -----
+
+
+def _member_key(item: Metadata) -> tuple[Any, ...]:
+    return (*_number_key(item, _SERIES_NUMBER), _series_of(item), *_number_key(item, _INSTANCE_NUMBER), _sop_of(item))
+
+
+def _sort_key(level: Level, entity: Metadata) -> tuple[Any, ...]:
     if level == "studies":
-        return (str(_first(item, "00080020") or ""), str(_first(item, _STUDY_UID)))
+        date = _first(entity.get(_STUDY_DATE))
+        return (date is None, str(date or ""), _study_of(entity))
     if level == "series":
-        return (_number(_first(item, "00200011")), str(_first(item, _SERIES_UID)))
-    return (_number(_first(item, "00200013")), str(_first(item, _SOP_UID)))
+        return (*_number_key(entity, _SERIES_NUMBER), _series_of(entity), _study_of(entity))
+    return (*_number_key(entity, _INSTANCE_NUMBER), _sop_of(entity), _series_of(entity), _study_of(entity))
 
 
-def _number(value: Any) -> float:
+def _number_key(item: Metadata, tag: str) -> tuple[bool, float]:
+    """Sorts numbers ascending, missing or non-numeric values last."""
+    number = _number(_first(item.get(tag)))
+    return (number is None, number if number is not None else 0.0)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
     try:
         return float(value)
     except (TypeError, ValueError):
-        return float("inf")
+        return None
 
 
-def _values(element: dict[str, Any]) -> list[Any]:
-    values = element.get("Value")
-    return list(values) if isinstance(values, list) else []
+def _study_of(item: Metadata) -> str:
+    return str(_first(item.get(_STUDY_UID)) or "")
 
 
-def _first(item: dict[str, Any], tag: str) -> Any:
-    values = _values(item.get(tag, {}))
+def _series_of(item: Metadata) -> str:
+    return str(_first(item.get(_SERIES_UID)) or "")
+
+
+def _sop_of(item: Metadata) -> str:
+    return str(_first(item.get(_SOP_INSTANCE_UID)) or "")
+
+
+def _element(vr: str, *values: Any) -> Element:
+    return {"vr": vr, "Value": list(values)}
+
+
+def _values(element: Element | None) -> Sequence[Any]:
+    values = element.get("Value") if element else None
+    return values if isinstance(values, list) else []
+
+
+def _first(element: Element | None) -> Any:
+    values = _values(element)
     return values[0] if values else None
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, dict):  # PN: {"Alphabetic": "..."}
+    if isinstance(value, dict):  # PN: {"Alphabetic": ..., "Ideographic": ..., "Phonetic": ...}
         return str(value.get("Alphabetic", ""))
     return str(value)

@@ -18,7 +18,8 @@ from dicomflow.logs import fields
 log = logging.getLogger(__name__)
 
 _PUBLISH_TIMEOUT = 60.0
-_PULL_TIMEOUT = 30.0
+_FIRST_PULL_TIMEOUT = 10.0  # the first pull may wait for messages; later ones only drain what is there
+_NEXT_PULL_TIMEOUT = 2.0
 _MAX_PULL = 1000
 _ACK_CHUNK = 1000
 _TRANSIENT = (
@@ -93,7 +94,8 @@ class PubSubSubscriber:
                 "max_messages": min(_MAX_PULL, max_messages - len(received)),
             }
             try:
-                response = self._client.pull(request=request, timeout=_PULL_TIMEOUT)
+                timeout = _NEXT_PULL_TIMEOUT if received else _FIRST_PULL_TIMEOUT
+                response = self._client.pull(request=request, timeout=timeout)
             except gexc.DeadlineExceeded:
                 break
             except gexc.NotFound as exc:

@@ -19,7 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from googleapiclient import discovery
 
-from devstack.processes import free_port, start_fake_gcs, start_healthcare_emulator
+from devstack.processes import free_port, start_fake_gcs, start_healthcare_emulator, start_pubsub_emulator
 
 PROJECT = "test-project"
 LOCATION = "us-central1"
@@ -50,6 +50,20 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices
     finally:
         emulator.stop()
         gcs.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Google's Pub/Sub emulator for the session; PUBSUB_EMULATOR_HOST is set for this process."""
+    port = free_port()
+    emulator = start_pubsub_emulator(port, log_path=tmp_path_factory.mktemp("pubsub") / "pubsub.log")
+    host = f"127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PUBSUB_EMULATOR_HOST", host)
+        try:
+            yield host
+        finally:
+            emulator.stop()
 
 
 @pytest.fixture(scope="session")

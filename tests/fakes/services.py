@@ -1,0 +1,121 @@
+"""In-memory fakes of the adapter Protocols: Cloud Storage, Pub/Sub, the Healthcare API."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dicomflow.adapters.healthcare import StowResult
+from dicomflow.adapters.pubsub import ReceivedMessage
+from dicomflow.errors import ObjectGoneError, RetryableError
+from dicomflow.planner import Listing
+from tests.fakes.bucket import FakeLister
+
+
+class FakeStore:
+    def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
+        self.objects = dict(objects or {})
+        self.reads: list[tuple[str, str, int, int]] = []
+        self.listings = 0
+
+    def read_range(self, bucket: str, name: str, generation: str | None, start: int, end: int) -> bytes:
+        if (bucket, name) not in self.objects:
+            raise ObjectGoneError(f"gs://{bucket}/{name}: not found")
+        self.reads.append((bucket, name, start, end))
+        return self.objects[(bucket, name)][start:end]
+
+    def read(self, bucket: str, name: str, generation: str | None = None) -> bytes:
+        if (bucket, name) not in self.objects:
+            raise ObjectGoneError(f"gs://{bucket}/{name}: not found")
+        return self.objects[(bucket, name)]
+
+    def write_json(self, bucket: str, name: str, body: Any) -> str:
+        self.objects[(bucket, name)] = json.dumps(body).encode()
+        return f"gs://{bucket}/{name}"
+
+    def write_text(self, bucket: str, name: str, text: str) -> str:
+        self.objects[(bucket, name)] = text.encode()
+        return f"gs://{bucket}/{name}"
+
+    def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing:
+        self.listings += 1
+        names = [n for b, n in self.objects if b == bucket]
+        return FakeLister(names).list_objects(bucket, prefix, recursive=recursive, limit=limit)
+
+
+@dataclass
+class FakePublisher:
+    published: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+    fail_topics: set[str] = field(default_factory=set)
+
+    def publish(self, topic: str, messages: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[str]:
+        if topic in self.fail_topics:
+            raise RetryableError(f"publishing to {topic} failed")
+        self.published.extend((topic, data, dict(attributes)) for data, attributes in messages)
+        return [str(len(self.published) - i) for i in range(len(messages))]
+
+    def bodies(self, topic: str) -> list[dict[str, Any]]:
+        return [json.loads(data) for t, data, _ in self.published if t == topic]
+
+
+class FakeSubscriber:
+    """A subscription: pull leases messages; ack removes; nack (or deadline 0) makes them pullable again."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.available: dict[str, bytes] = {}
+        self.leased: dict[str, bytes] = {}
+        self.acked: list[str] = []
+
+    def put(self, data: bytes) -> None:
+        self.available[f"ack-{next(self._ids)}"] = data
+
+    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
+        taken = list(self.available.items())[:max_messages]
+        for ack_id, data in taken:
+            del self.available[ack_id]
+            self.leased[ack_id] = data
+        return [ReceivedMessage(ack_id, data, {}, ack_id) for ack_id, data in taken]
+
+    def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        for ack_id in ack_ids:
+            self.leased.pop(ack_id, None)
+            self.acked.append(ack_id)
+
+    def nack(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        for ack_id in ack_ids:
+            if ack_id in self.leased:
+                self.available[ack_id] = self.leased.pop(ack_id)
+
+    def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
+        if seconds == 0:
+            self.nack(subscription, ack_ids)
+
+
+@dataclass
+class FakeHealthcare:
+    running: int = 0
+    imports: list[str] = field(default_factory=list)
+    stowed: list[bytes] = field(default_factory=list)
+    fail_imports: int = 0
+    refuse_stow: bool = False
+
+    def start_import(self, uri: str, storage_class: str | None) -> str:
+        if self.fail_imports:
+            self.fail_imports -= 1
+            raise RetryableError("HTTP 503")
+        self.imports.append(uri)
+        return f"projects/p/locations/l/datasets/d/operations/{len(self.imports)}"
+
+    def running_imports(self) -> int:
+        return self.running
+
+    def get_operation(self, name: str) -> dict[str, Any]:
+        return {"name": name, "done": True, "response": {}}
+
+    def stow(self, data: bytes) -> StowResult:
+        self.stowed.append(data)
+        return StowResult(not self.refuse_stow, "refused" if self.refuse_stow else None)

@@ -1,0 +1,164 @@
+"""Flush state machine with in-memory fakes: settling, dedupe, capacity, planning, acks and crash safety."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dicomflow.errors import RetryableError
+from dicomflow.flush import run_flush
+from dicomflow.records import PendingRecord
+from dicomflow.settings import Settings
+from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+BUCKET = "src-bucket"
+
+
+def _settings(**overrides: Any) -> Settings:
+    base = {
+        "project_id": "proj", "location": "us-central1", "dataset": "ds", "dicom_store": "store",
+        "source_buckets": (BUCKET,), "state_bucket": "state-bucket", "settle_seconds": 30.0,
+        "max_wait_seconds": 600.0, "flush_lease_seconds": 60,
+    }  # fmt: skip
+    return Settings(**{**base, **overrides})
+
+
+def _record(name: str, age_seconds: float, generation: str = "1", attempt: int = 1) -> PendingRecord:
+    return PendingRecord(
+        bucket=BUCKET, name=name, generation=generation, size=100, crc32c=None, study_uid="1.2", series_uid="1.2.3",
+        sop_uid=f"1.2.3.{abs(hash(name)) % 10**6}", transfer_syntax="1.2.840.10008.1.2.1", modality="CT",
+        event_time=(NOW - timedelta(seconds=age_seconds)).isoformat(), attempt=attempt,
+    )  # fmt: skip
+
+
+class World:
+    def __init__(self, objects: list[str]) -> None:
+        self.store = FakeStore({(BUCKET, name): b"x" for name in objects})
+        self.subscriber = FakeSubscriber()
+        self.publisher = FakePublisher()
+        self.healthcare = FakeHealthcare()
+
+    def queue(self, *records: PendingRecord) -> None:
+        for record in records:
+            self.subscriber.put(record.to_json())
+
+    def flush(self, settings: Settings | None = None) -> Any:
+        return run_flush(
+            settings or _settings(), subscriber=self.subscriber, publisher=self.publisher, store=self.store,
+            healthcare=self.healthcare, now=lambda: NOW,
+        )  # fmt: skip
+
+
+def test_flush_imports_settled_folders_and_acks_them() -> None:
+    world = World(["up/a.dcm", "up/b.dcm", "old/c.dcm"])
+    world.queue(_record("up/a.dcm", 60), _record("up/b.dcm", 45))
+    report = world.flush()
+    assert world.healthcare.imports == [f"gs://{BUCKET}/up/**.dcm"]
+    assert (report.imports_started, report.imported_files, report.deferred) == (1, 2, 0)
+    assert world.subscriber.leased == {} and world.subscriber.available == {}
+    [watch] = world.publisher.bodies("dicom-operations")
+    assert watch["kind"] == "import" and watch["batch_id"] == report.batch_id
+    manifest = json.loads(world.store.objects[("state-bucket", f"dicomflow/batches/{report.batch_id}/manifest.json")])
+    assert sorted(f["name"] for f in manifest["files"]) == ["up/a.dcm", "up/b.dcm"]
+
+
+def test_flush_leaves_a_folder_that_is_still_receiving_uploads() -> None:
+    world = World(["busy/a.dcm", "busy/b.dcm", "calm/c.dcm"])
+    world.queue(_record("busy/a.dcm", 120), _record("busy/b.dcm", 5), _record("calm/c.dcm", 300))
+    report = world.flush()
+    assert world.healthcare.imports == [f"gs://{BUCKET}/calm/**.dcm"]
+    assert report.deferred == 2
+    assert len(world.subscriber.available) == 2  # back for the next tick
+
+
+def test_flush_takes_an_unsettled_folder_once_its_oldest_record_waited_too_long() -> None:
+    world = World(["busy/a.dcm", "busy/b.dcm", "old/x.dcm"])
+    world.queue(_record("busy/a.dcm", 700), _record("busy/b.dcm", 1))
+    world.flush()
+    assert world.healthcare.imports == [f"gs://{BUCKET}/busy/**.dcm"]
+
+
+def test_flush_takes_everything_when_the_batch_is_full() -> None:
+    world = World(["a/1.dcm", "a/2.dcm"])
+    world.queue(_record("a/1.dcm", 1), _record("a/2.dcm", 1))
+    world.flush(_settings(max_batch_files=2))
+    assert len(world.healthcare.imports) == 1
+
+
+def test_flush_dedupes_and_acks_every_delivery() -> None:
+    world = World(["d/a.dcm"])
+    world.queue(_record("d/a.dcm", 60), _record("d/a.dcm", 60), _record("d/a.dcm", 60))
+    report = world.flush()
+    assert report.duplicates == 2
+    assert len(world.subscriber.acked) == 3
+    manifest = next(v for (b, _), v in world.store.objects.items() if b == "state-bucket")
+    assert len(json.loads(manifest)["files"]) == 1
+
+
+def test_flush_starts_no_more_than_the_free_operation_slots() -> None:
+    objects = [f"s{i}/a.dcm" for i in range(4)] + [f"s{i}/old.dcm" for i in range(4)]
+    world = World(objects)
+    world.queue(*[_record(f"s{i}/a.dcm", 60) for i in range(4)])
+    world.healthcare.running = 3
+    report = world.flush(_settings(max_concurrent_operations=5))
+    assert report.imports_started == 2
+    assert report.deferred == 2
+    assert len(world.subscriber.available) == 2
+
+
+def test_flush_with_no_free_slot_starts_nothing_and_gives_records_back() -> None:
+    world = World(["a/1.dcm"])
+    world.queue(_record("a/1.dcm", 60))
+    world.healthcare.running = 5
+    report = world.flush()
+    assert (report.imports_started, report.deferred) == (0, 1)
+    assert len(world.subscriber.available) == 1
+
+
+def test_flush_gives_records_back_when_publishing_the_watch_fails() -> None:
+    # GIVEN the import starts but the watch cannot be published (a crash at the worst moment)
+    world = World(["a/1.dcm", "a/2.dcm"])
+    world.queue(_record("a/1.dcm", 60), _record("a/2.dcm", 60))
+    world.publisher.fail_topics.add("dicom-operations")
+    with pytest.raises(RetryableError):
+        world.flush()
+    # THEN nothing is acknowledged: the next tick imports again (a harmless duplicate)
+    assert world.subscriber.acked == []
+    assert len(world.subscriber.available) == 2
+    world.publisher.fail_topics.clear()
+    world.flush()
+    assert len(world.healthcare.imports) == 2
+    assert len(world.subscriber.acked) == 2
+
+
+def test_flush_defers_files_whose_import_could_not_start() -> None:
+    world = World(["a/1.dcm", "a/old.dcm", "b/1.dcm", "b/old.dcm"])
+    world.queue(_record("a/1.dcm", 60), _record("b/1.dcm", 60))
+    world.healthcare.fail_imports = 1
+    report = world.flush()
+    assert report.imports_started == 0
+    assert report.deferred == 2
+
+
+def test_flush_sends_unaddressable_names_with_stow_and_reports_refusals() -> None:
+    world = World(["d/x[1].dcm", "d/x1.dcm", "d/y[2].dcm"])
+    world.queue(_record("d/x[1].dcm", 60), _record("d/y[2].dcm", 60, generation="2"))
+    world.healthcare.refuse_stow = True
+    report = world.flush()
+    assert world.healthcare.imports == []
+    assert len(world.healthcare.stowed) == 2
+    assert report.failed == 2
+    assert {f["name"] for f in world.publisher.bodies("dicom-failed")} == {"d/x[1].dcm", "d/y[2].dcm"}
+    assert len(world.subscriber.acked) == 2
+
+
+def test_flush_drops_a_malformed_record_with_an_ack() -> None:
+    world = World([])
+    world.subscriber.put(b"{not json")
+    report = world.flush()
+    assert report.malformed == 1
+    assert world.subscriber.acked == ["ack-1"]

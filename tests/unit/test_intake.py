@@ -1,0 +1,59 @@
+"""Intake with in-memory fakes: selection, exclusions, sniffing outcomes, what is published."""
+
+from __future__ import annotations
+
+import json
+
+from devstack.synthetic import make_instance
+from dicomflow.events import ObjectEvent
+from dicomflow.intake import IntakeOutcome, handle_object_event
+from dicomflow.settings import Settings
+from tests.fakes.services import FakePublisher, FakeStore
+
+SETTINGS = Settings(
+    project_id="proj", location="us-central1", dataset="ds", dicom_store="store", source_buckets=("incoming",),
+    state_bucket="incoming", exclude_prefixes=("quarantine/",), sniff_extensionless=True,
+)  # fmt: skip
+DICOM = make_instance(study_uid="1.2", series_uid="1.2.3", sop_uid="1.2.3.4", patient_name="SYNTH^HIDDEN^9999")
+
+
+def _run(name: str, data: bytes | None, bucket: str = "incoming") -> tuple[IntakeOutcome, FakePublisher]:
+    store = FakeStore({(bucket, name): data} if data is not None else {})
+    publisher = FakePublisher()
+    event = ObjectEvent(bucket, name, "7", len(data) if data is not None else 10, None, "2026-11-28T10:00:00Z")
+    return handle_object_event(event, SETTINGS, store=store, publisher=publisher), publisher
+
+
+def test_intake_publishes_a_pending_record_with_the_header_uids() -> None:
+    outcome, publisher = _run("a/IM1.DCM", DICOM)
+    assert outcome is IntakeOutcome.PENDING
+    [record] = publisher.bodies("dicom-pending")
+    assert (record["sop_uid"], record["generation"], record["attempt"], record["version"]) == ("1.2.3.4", "7", 1, 1)
+    assert "SYNTH^HIDDEN" not in json.dumps(record)
+
+
+def test_intake_reports_a_non_dicom_dcm_file_as_failed() -> None:
+    outcome, publisher = _run("a/notes.dcm", b"plain text")
+    assert outcome is IntakeOutcome.FAILED
+    [failed] = publisher.bodies("dicom-failed")
+    assert failed["stage"] == "intake" and "DICM" in failed["reason"]
+
+
+def test_intake_ignores_what_is_not_ours() -> None:
+    assert _run("a/IM1.dcm", DICOM, bucket="elsewhere")[0] is IntakeOutcome.IGNORED_FOREIGN_BUCKET
+    assert _run("quarantine/IM1.dcm", DICOM)[0] is IntakeOutcome.IGNORED_EXCLUDED
+    assert _run("dicomflow/batches/x/manifest.json", b"{}")[0] is IntakeOutcome.IGNORED_EXCLUDED
+    assert _run("a/readme.txt", b"hi")[0] is IntakeOutcome.IGNORED_NOT_SELECTED
+
+
+def test_intake_sniffs_extensionless_objects_when_enabled() -> None:
+    assert _run("a/IM000001", DICOM)[0] is IntakeOutcome.PENDING
+    outcome, publisher = _run("a/LICENSE", b"not dicom")
+    assert outcome is IntakeOutcome.IGNORED_NOT_SELECTED
+    assert publisher.published == []
+
+
+def test_intake_ignores_an_object_that_is_gone() -> None:
+    outcome, publisher = _run("a/deleted.dcm", None)
+    assert outcome is IntakeOutcome.IGNORED_GONE
+    assert publisher.published == []

@@ -1,0 +1,71 @@
+"""Settings from the environment: defaults, validation with messages naming every problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from dicomflow.errors import ConfigurationError
+from dicomflow.settings import KNOWN_SETTINGS, SETTINGS_TABLE, Settings
+
+REQUIRED = {
+    "PROJECT_ID": "my-project", "LOCATION": "us-central1", "DATASET": "ds", "DICOM_STORE": "store",
+    "SOURCE_BUCKETS": "incoming-a, incoming-b", "STATE_BUCKET": "state-bucket",
+}  # fmt: skip
+
+
+def test_settings_defaults_from_the_table() -> None:
+    settings = Settings.from_env(REQUIRED)
+    assert settings.source_buckets == ("incoming-a", "incoming-b")
+    assert settings.store_name == "projects/my-project/locations/us-central1/datasets/ds/dicomStores/store"
+    assert (settings.settle_seconds, settings.max_batch_files, settings.max_concurrent_operations) == (30.0, 10000, 5)
+    assert settings.dicom_suffixes == (".dcm",)
+    assert settings.blob_storage_class is None
+    assert settings.healthcare_api_endpoint is None
+
+
+def test_settings_parse_every_kind_of_value() -> None:
+    settings = Settings.from_env({
+        **REQUIRED, "DICOM_SUFFIXES": ".DCM,.dicom", "SNIFF_EXTENSIONLESS": "yes", "EXCLUDE_PREFIXES": "q/,tmp/",
+        "STATE_PREFIX": "state", "BLOB_STORAGE_CLASS": "coldline", "HEALTHCARE_API_ENDPOINT": "http://127.0.0.1:8089/",
+        "SETTLE_SECONDS": "2.5", "LOG_LEVEL": "debug",
+    })  # fmt: skip
+    assert settings.dicom_suffixes == (".dcm", ".dicom")
+    assert settings.sniff_extensionless is True
+    assert settings.exclude_prefixes == ("q/", "tmp/")
+    assert settings.state_prefix == "state/"
+    assert settings.blob_storage_class == "COLDLINE"
+    assert settings.healthcare_api_endpoint == "http://127.0.0.1:8089"
+    assert settings.settle_seconds == 2.5
+    assert settings.log_level == "DEBUG"
+
+
+def test_settings_report_every_problem_at_once() -> None:
+    env = {**REQUIRED, "SETTLE_SECONDS": "soon", "MAX_CONCURRENT_OPERATIONS": "0", "BLOB_STORAGE_CLASS": "HOT"}
+    del env["DATASET"]
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env(env)
+    message = str(error.value)
+    for expected in (
+        "DATASET is required",
+        "SETTLE_SECONDS='soon'",
+        "MAX_CONCURRENT_OPERATIONS='0'",
+        "BLOB_STORAGE_CLASS='HOT'",
+    ):
+        assert expected in message
+
+
+def test_settings_check_relations_between_values() -> None:
+    with pytest.raises(ConfigurationError, match="MAX_WAIT_SECONDS must be at least SETTLE_SECONDS"):
+        Settings.from_env({**REQUIRED, "SETTLE_SECONDS": "100", "MAX_WAIT_SECONDS": "10"})
+
+
+def test_excluded_covers_configured_prefixes_and_the_pipelines_own_state() -> None:
+    settings = Settings.from_env({**REQUIRED, "STATE_BUCKET": "incoming-a", "EXCLUDE_PREFIXES": "quarantine/"})
+    assert settings.excluded("incoming-a", "dicomflow/batches/x/manifest.json")
+    assert settings.excluded("incoming-b", "quarantine/a.dcm")
+    assert not settings.excluded("incoming-b", "dicomflow/a.dcm")
+
+
+def test_settings_table_names_are_unique_and_described() -> None:
+    assert len(KNOWN_SETTINGS) == len(SETTINGS_TABLE)
+    assert all(setting.description.endswith(".") for setting in SETTINGS_TABLE)

@@ -11,6 +11,11 @@ prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
 	  echo "error: Python 3.11+ is required; '$(PYTHON)' is $$($(PYTHON) --version 2>/dev/null || echo 'not found')." >&2; \
 	  echo "       Install Python 3.11+ or run: make PYTHON=/path/to/python3.11 <target>" >&2; exit 1; }
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "error: Java 17+ is required (the Pub/Sub emulator runs on it) but 'java' is not on PATH." >&2; \
+	  echo "       Debian/Ubuntu: apt install openjdk-17-jre-headless" >&2; exit 1; }
+	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if ((v[1] == 1 ? v[2] : v[1]) + 0 < 17) exit 1 }' || { \
+	  echo "error: Java 17+ is required; found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
 
 $(STAMP): requirements.txt requirements-dev.txt | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV) (is the venv module installed? Debian: apt install python3-venv)" >&2; exit 1; }
@@ -28,7 +33,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test: lint $(STAMP)
+test: prereqs lint $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 run: $(STAMP)

@@ -122,11 +122,16 @@ def _without_bulk_data(dataset: Dataset) -> Dataset:
             continue
         if element.VR == "SQ":
             kept.add_new(element.tag, "SQ", [_without_bulk_data(item) for item in element.value or []])
-        elif element.VR in _BINARY_VRS and element.value is not None and len(element.value) > _BULK_LIMIT:
+        elif _is_bulk(element.VR, element.value):
             continue
         else:
             kept.add(element)
     return kept
+
+
+def _is_bulk(vr: str, value: Any) -> bool:
+    binary = vr in _BINARY_VRS or isinstance(value, bytes | bytearray)  # bytes: an ambiguous VR left unresolved
+    return binary and value is not None and len(value) > _BULK_LIMIT
 
 
 # ----- search -----
@@ -161,12 +166,12 @@ def search(
 
 # ----- the query -----
 
-Test = Callable[[Element | None], bool]
+_Matcher = Callable[[Element | None], bool]
 
 
 @dataclass(frozen=True)
 class _Query:
-    filters: list[tuple[str, Test]]
+    filters: list[tuple[str, _Matcher]]
     returned_keys: list[str]  # matching keys, returned with the results (universal matching included)
     include: list[str]
     include_all: bool
@@ -175,7 +180,7 @@ class _Query:
 
 
 def _parse_query(params: Mapping[str, list[str]]) -> _Query:
-    filters: list[tuple[str, Test]] = []
+    filters: list[tuple[str, _Matcher]] = []
     returned: list[str] = []
     include: list[str] = []
     include_all = False
@@ -229,13 +234,13 @@ def _vr(tag: str) -> str | None:
         return None  # private or unknown: matched as a string
 
 
-def _any_of(tests: list[Test]) -> Test:
+def _any_of(tests: list[_Matcher]) -> _Matcher:
     if len(tests) == 1:
         return tests[0]
     return lambda element: any(test(element) for test in tests)
 
 
-def _test(name: str, tag: str, value: str) -> Test:
+def _test(name: str, tag: str, value: str) -> _Matcher:
     """The test of one key value against an element (None when the instance lacks the attribute)."""
     vr = _vr(tag)
     if vr in _UNMATCHABLE_VRS:
@@ -261,7 +266,7 @@ def _test(name: str, tag: str, value: str) -> Test:
     return _values_test(lambda stored: match(_text(stored)))
 
 
-def _values_test(predicate: Callable[[Any], bool]) -> Test:
+def _values_test(predicate: Callable[[Any], bool]) -> _Matcher:
     return lambda element: element is not None and any(predicate(value) for value in _values(element))
 
 

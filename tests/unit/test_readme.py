@@ -11,5 +11,8 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def test_readme_lists_every_setting_with_its_default() -> None:
     for setting in SETTINGS_TABLE:
-        default = "*(required)*" if setting.default is None else (f"`{setting.default}`" if setting.default else "*(empty)*")
+        if setting.default is None:
+            default = "*(required)*"
+        else:
+            default = f"`{setting.default}`" if setting.default else "*(empty)*"
         assert f"| `{setting.env}` | {default} |" in README, setting.env

@@ -6,7 +6,7 @@ from typing import Any
 
 import functions_framework
 
-from handlers import finalize, flush
+from handlers import finalize, flush, operation
 
 
 @functions_framework.cloud_event
@@ -17,3 +17,8 @@ def on_object_finalized(cloud_event: Any) -> None:
 @functions_framework.cloud_event
 def on_flush(cloud_event: Any) -> None:
     flush.handle(cloud_event)
+
+
+@functions_framework.cloud_event
+def on_operation(cloud_event: Any) -> None:
+    operation.handle(cloud_event)

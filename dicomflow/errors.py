@@ -37,3 +37,7 @@ class ApiError(DicomflowError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class OperationPendingError(RetryableError):
+    """The watched operation is not done yet: the watch message is redelivered with the subscription's backoff."""

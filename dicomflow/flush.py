@@ -323,5 +323,6 @@ def _manifest(
         "imports": imports,
         "files": files,
         "counts": {"files": len(files), "imports": len(imports), "stow": report.stowed, "failed": report.failed},
+        "duplicates": report.duplicates,
         "planner": {"listing_calls": report.listing_calls, "overshoot": report.overshoot},
     }

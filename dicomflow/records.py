@@ -90,6 +90,7 @@ class WatchMessage:
     batch_id: str
     manifest_uri: str
     kind: str  # import, export
+    target: str | None = None  # the export target's name (exports only)
 
     def to_json(self) -> bytes:
         return json.dumps({"version": RECORD_VERSION, **asdict(self)}, sort_keys=True).encode()
@@ -98,7 +99,14 @@ class WatchMessage:
     def from_json(cls, data: bytes) -> WatchMessage:
         body = _load(data, "watch message")
         try:
-            return cls(str(body["operation"]), str(body["batch_id"]), str(body["manifest_uri"]), str(body["kind"]))
+            target = body.get("target")
+            return cls(
+                str(body["operation"]),
+                str(body["batch_id"]),
+                str(body["manifest_uri"]),
+                str(body["kind"]),
+                None if target is None else str(target),
+            )
         except KeyError as exc:
             raise MalformedEventError(f"watch message lacks field {exc}") from exc
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dicomflow.errors import ConfigurationError
+from dicomflow.exports import ExportTarget, parse_export_targets
 
 _STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,256}$")
@@ -56,6 +57,11 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("FLUSH_LEASE_SECONDS", "120", "Ack deadline the flush keeps extending on the records it holds."),
     Setting("HEALTHCARE_API_ENDPOINT", "", "Override of https://healthcare.googleapis.com (the local emulator)."),
     Setting("API_RETRY_ATTEMPTS", "6", "Attempts for a Healthcare API call answered 429/5xx or timing out."),
+    Setting(
+        "EXPORT_TARGETS", "", "JSON list of exports fired for every imported batch (see Export targets); empty = none."
+    ),
+    Setting("MAX_ATTEMPTS", "3", "Imports tried per file before it goes to dicom-failed."),
+    Setting("OPERATION_MAX_AGE_SECONDS", "21600", "An operation still running after this long is reported stuck."),
     Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
 )
 KNOWN_SETTINGS = frozenset(setting.env for setting in SETTINGS_TABLE)
@@ -89,6 +95,9 @@ class Settings:
     flush_lease_seconds: int = 120
     healthcare_api_endpoint: str | None = None
     api_retry_attempts: int = 6
+    export_targets: tuple[ExportTarget, ...] = ()
+    max_attempts: int = 3
+    operation_max_age_seconds: float = 21600.0
     log_level: str = "INFO"
 
     @property
@@ -103,7 +112,13 @@ class Settings:
         """True for objects the pipeline must never import: configured exclusions and its own state."""
         if bucket == self.state_bucket and name.startswith(self.state_prefix):
             return True
-        return any(name.startswith(prefix) for prefix in self.exclude_prefixes)
+        if any(name.startswith(prefix) for prefix in self.exclude_prefixes):
+            return True
+        for target in self.export_targets:  # never import our own exports (no loops)
+            location = target.gcs_bucket_and_prefix
+            if location and location[0] == bucket and name.startswith(location[1]):
+                return True
+        return False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -147,6 +162,9 @@ class Settings:
         read("FLUSH_LEASE_SECONDS", _number(int, minimum=10, maximum=600))
         read("HEALTHCARE_API_ENDPOINT", _endpoint)
         read("API_RETRY_ATTEMPTS", _number(int, minimum=1, maximum=20))
+        read("EXPORT_TARGETS", parse_export_targets)
+        read("MAX_ATTEMPTS", _number(int, minimum=1, maximum=100))
+        read("OPERATION_MAX_AGE_SECONDS", _number(float, minimum=0))
         read("LOG_LEVEL", _log_level)
         if not problems and values["max_wait_seconds"] < values["settle_seconds"]:
             problems.append("MAX_WAIT_SECONDS must be at least SETTLE_SECONDS")

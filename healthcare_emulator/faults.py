@@ -3,6 +3,12 @@
 ``POST /emulator/faults`` with ``{"method": "POST", "path": ":import$", "status": 503, "count": 2}`` adds a
 rule (``path`` is a regex searched in the request path); ``DELETE /emulator/faults`` clears every rule;
 ``GET /emulator/faults`` shows the rules and how many requests each one failed.
+
+Two more kinds of rule shape operations rather than requests:
+``{"kind": "import-file", "object": "regex", "count": N}`` makes an import fail the next N objects whose name
+matches (the operation then ends with an error, like a real partially failed import), and
+``{"kind": "operation-delay", "seconds": S, "count": N}`` makes the next N operations wait S seconds before
+they start working (they stay ``done: false`` meanwhile).
 """
 
 from __future__ import annotations
@@ -41,12 +47,50 @@ class FaultRule:
         }
 
 
+@dataclass
+class OperationFault:
+    kind: str  # import-file, operation-delay
+    pattern: re.Pattern[str] | None
+    seconds: float
+    remaining: int
+    fired: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "object": self.pattern.pattern if self.pattern else None,
+            "seconds": self.seconds,
+            "remaining": self.remaining,
+            "fired": self.fired,
+        }
+
+
 class FaultInjector:
     def __init__(self) -> None:
         self._rules: list[FaultRule] = []
+        self._operation_faults: list[OperationFault] = []
         self._lock = threading.Lock()
 
-    def add(self, body: dict[str, Any]) -> FaultRule:
+    def add(self, body: dict[str, Any]) -> None:
+        kind = body.get("kind", "http")
+        if kind in ("import-file", "operation-delay"):
+            try:
+                fault = OperationFault(
+                    kind=kind,
+                    pattern=re.compile(str(body["object"])) if kind == "import-file" else None,
+                    seconds=float(body.get("seconds", 0)),
+                    remaining=int(body.get("count", 1)),
+                )
+            except (KeyError, TypeError, ValueError, re.error) as exc:
+                raise invalid_argument(f"{kind} fault needs object (regex) or seconds, and count: {exc}") from exc
+            with self._lock:
+                self._operation_faults.append(fault)
+            return
+        if kind != "http":
+            raise invalid_argument(f"unknown fault kind {kind!r}: use http, import-file or operation-delay")
+        self._add_http(body)
+
+    def _add_http(self, body: dict[str, Any]) -> FaultRule:
         try:
             rule = FaultRule(
                 method=str(body.get("method", "*")).upper(),
@@ -67,10 +111,32 @@ class FaultInjector:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._operation_faults.clear()
 
     def rules(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [rule.to_json() for rule in self._rules]
+            return [rule.to_json() for rule in self._rules] + [f.to_json() for f in self._operation_faults]
+
+    def _take(self, kind: str, name: str | None = None) -> OperationFault | None:
+        with self._lock:
+            for fault in self._operation_faults:
+                if fault.kind != kind or fault.remaining <= 0:
+                    continue
+                if fault.pattern is not None and (name is None or not fault.pattern.search(name)):
+                    continue
+                fault.remaining -= 1
+                fault.fired += 1
+                return fault
+        return None
+
+    def fails_import_of(self, object_name: str) -> bool:
+        """True when an import-file rule claims this object (counted down)."""
+        return self._take("import-file", object_name) is not None
+
+    def operation_delay(self) -> float:
+        """Seconds the next operation waits before working (0 without a rule)."""
+        fault = self._take("operation-delay")
+        return fault.seconds if fault else 0.0
 
     def check(self, method: str, path: str) -> None:
         """Raise the injected error when a rule matches this request (and count it down)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,7 +31,14 @@ def store_bytes(repository: Repository, store: str, data: bytes, storage_class: 
     return None
 
 
-def import_job(repository: Repository, gcs: GcsClient, store: str, pattern: ImportPattern, storage_class: str) -> Job:
+def import_job(
+    repository: Repository,
+    gcs: GcsClient,
+    store: str,
+    pattern: ImportPattern,
+    storage_class: str,
+    fails: Callable[[str], bool] = lambda name: False,
+) -> Job:
     """The background work of one import operation."""
 
     def run(context: OperationContext) -> dict[str, Any] | None:
@@ -39,6 +47,8 @@ def import_job(repository: Repository, gcs: GcsClient, store: str, pattern: Impo
 
         def one(name: str) -> tuple[str, str | None]:
             uri = f"gs://{pattern.bucket}/{name}"
+            if fails(name):
+                return uri, "injected import failure"
             try:
                 data = gcs.read(pattern.bucket, name)
             except StorageNotFoundError:

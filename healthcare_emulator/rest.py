@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -16,6 +17,7 @@ from healthcare_emulator.exporter import (
 )
 from healthcare_emulator.importer import import_job
 from healthcare_emulator.names import DatasetName, LocationName, OperationName, StoreName, validate_id
+from healthcare_emulator.operations import Job, OperationContext
 from healthcare_emulator.service import Emulator
 from healthcare_emulator.wildcard import InvalidImportUriError, parse_import_uri
 
@@ -181,7 +183,12 @@ def import_data(emulator: Emulator, request: Request, version: str, groups: dict
     except InvalidImportUriError as exc:
         raise invalid_argument(str(exc)) from exc
     storage_class = storage_class_of(body.get("blobStorageSettings"))
-    job = import_job(emulator.repository, emulator.gcs, str(name), pattern, storage_class)
+    job = _delayed(
+        emulator,
+        import_job(
+            emulator.repository, emulator.gcs, str(name), pattern, storage_class, emulator.faults.fails_import_of
+        ),
+    )
     operation = emulator.operations.start(
         name.dataset, version, "ImportDicomData", "dicom.ImportDicomDataResponse", base_url(request), job
     )
@@ -208,9 +215,27 @@ def export_data(emulator: Emulator, request: Request, version: str, groups: dict
     else:
         raise invalid_argument("a gcsDestination or bigqueryDestination is required")
     operation = emulator.operations.start(
-        name.dataset, version, "ExportDicomData", "dicom.ExportDicomDataResponse", base_url(request), job
+        name.dataset,
+        version,
+        "ExportDicomData",
+        "dicom.ExportDicomDataResponse",
+        base_url(request),
+        _delayed(emulator, job),
     )
     return json_response(operation)
+
+
+def _delayed(emulator: Emulator, job: Job) -> Job:
+    """Apply an operation-delay fault (if one is set) before the job works."""
+    delay = emulator.faults.operation_delay()
+    if not delay:
+        return job
+
+    def run(context: OperationContext) -> dict[str, Any] | None:
+        time.sleep(delay)
+        return job(context)
+
+    return run
 
 
 # ----- storage class -----

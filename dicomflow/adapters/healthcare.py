@@ -22,6 +22,7 @@ from dicomflow.retry import RETRYABLE_STATUSES, RetryPolicy, call_with_retry
 IMPORT_METHOD = "ImportDicomData"
 _TIMEOUT = 120
 _MAX_OPERATION_PAGES = 20
+_QIDO_PAGE = 1000
 _DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
 
 
@@ -43,6 +44,12 @@ class HealthcareApi(Protocol):
 
     def stow(self, data: bytes) -> StowResult:
         """STOW-RS one instance."""
+
+    def start_export(self, body: dict[str, Any]) -> str:
+        """Start ``dicomStores.export`` with ``body``; return the operation name."""
+
+    def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
+        """The SOP Instance UIDs the store holds in one series (empty when the series is absent)."""
 
 
 def build_client(endpoint: str | None, version: str = "v1") -> Any:
@@ -106,6 +113,41 @@ class GoogleHealthcareApi:
             body["blobStorageSettings"] = {"blobStorageClass": storage_class}
         operation = self._execute(f"import {uri}", lambda: self._stores().import_(name=self._store, body=body))
         return str(operation["name"])
+
+    def start_export(self, body: dict[str, Any]) -> str:
+        operation = self._execute("export", lambda: self._stores().export(name=self._store, body=body))
+        return str(operation["name"])
+
+    def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
+        """QIDO-RS of one series, paged (the API caps a page)."""
+        url = f"{self._base_url}/v1/{self._store}/dicomWeb/studies/{study_uid}/series/{series_uid}/instances"
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self._qido(url, {"limit": str(_QIDO_PAGE), "offset": str(offset), "includefield": "00080018"})
+            found.update(str(item["00080018"]["Value"][0]) for item in page if "00080018" in item)
+            if len(page) < _QIDO_PAGE:
+                return found
+            offset += len(page)
+
+    def _qido(self, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        def once() -> list[dict[str, Any]]:
+            try:
+                response = self._session.get(
+                    url, params=params, headers={"Accept": "application/dicom+json"}, timeout=_TIMEOUT
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise RetryableError(f"QIDO-RS: {type(exc).__name__}") from exc
+            if response.status_code in RETRYABLE_STATUSES:
+                raise RetryableError(f"QIDO-RS: HTTP {response.status_code}")
+            if response.status_code in (204, 404):
+                return []
+            if response.status_code >= 400:
+                raise ApiError(f"QIDO-RS: HTTP {response.status_code}", response.status_code)
+            body = response.json() if response.content else []
+            return list(body) if isinstance(body, list) else []
+
+        return call_with_retry("QIDO-RS", once, self._retry)
 
     def running_imports(self) -> int:
         """Imports not done, counted client-side (v1 operations.list has no server filter), bounded in pages."""

@@ -31,13 +31,19 @@ class ObjectStore(Protocol):
 
     def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing: ...
 
+    def read_json(self, bucket: str, name: str) -> tuple[Any, int] | None:
+        """(body, generation), or None when the object does not exist."""
+
+    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> bool:
+        """Write only if the object's generation is ``if_generation`` (0 = it must not exist); False if not."""
+
 
 def _translate(what: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except gexc.NotFound as exc:
         raise ObjectGoneError(f"{what}: not found") from exc
-    except gexc.RequestRangeNotSatisfiable:
+    except (gexc.RequestRangeNotSatisfiable, gexc.PreconditionFailed):
         raise
     except _TRANSIENT as exc:
         raise RetryableError(f"{what}: {type(exc).__name__}") from exc
@@ -84,6 +90,37 @@ class GcsObjectStore:
             f"writing gs://{bucket}/{name}", lambda: blob.upload_from_string(payload, content_type="application/json")
         )
         return f"gs://{bucket}/{name}"
+
+    def read_json(self, bucket: str, name: str) -> tuple[Any, int] | None:
+        try:
+            blob = _translate(f"reading gs://{bucket}/{name}", lambda: self._client.bucket(bucket).get_blob(name))
+            if blob is None:
+                return None
+            data = _translate(
+                f"reading gs://{bucket}/{name}", lambda: blob.download_as_bytes(if_generation_match=blob.generation)
+            )
+        except ObjectGoneError:
+            return None
+        except gexc.PreconditionFailed as exc:
+            raise RetryableError(f"gs://{bucket}/{name} changed while being read") from exc
+        try:
+            return json.loads(data), int(blob.generation)
+        except ValueError as exc:
+            raise PermanentError(f"gs://{bucket}/{name} is not JSON") from exc
+
+    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> bool:
+        blob = self._client.bucket(bucket).blob(name)
+        payload = json.dumps(body, sort_keys=True, indent=1)
+        try:
+            _translate(
+                f"writing gs://{bucket}/{name}",
+                lambda: blob.upload_from_string(
+                    payload, content_type="application/json", if_generation_match=if_generation
+                ),
+            )
+        except gexc.PreconditionFailed:
+            return False
+        return True
 
     def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing:
         """Up to ``limit`` names under ``prefix`` (direct children only unless ``recursive``), client-side

@@ -19,6 +19,7 @@ class FakeStore:
     def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
         self.objects = dict(objects or {})
         self.reads: list[tuple[str, str, int, int]] = []
+        self.generations: dict[tuple[str, str], int] = {}
         self.listings = 0
 
     def read_range(self, bucket: str, name: str, generation: str | None, start: int, end: int) -> bytes:
@@ -39,6 +40,19 @@ class FakeStore:
     def write_text(self, bucket: str, name: str, text: str) -> str:
         self.objects[(bucket, name)] = text.encode()
         return f"gs://{bucket}/{name}"
+
+    def read_json(self, bucket: str, name: str) -> tuple[Any, int] | None:
+        if (bucket, name) not in self.objects:
+            return None
+        return json.loads(self.objects[(bucket, name)]), self.generations.get((bucket, name), 1)
+
+    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> bool:
+        current = self.generations.get((bucket, name), 1) if (bucket, name) in self.objects else 0
+        if current != if_generation:
+            return False
+        self.objects[(bucket, name)] = json.dumps(body).encode()
+        self.generations[(bucket, name)] = current + 1
+        return True
 
     def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing:
         self.listings += 1
@@ -102,6 +116,9 @@ class FakeHealthcare:
     stowed: list[bytes] = field(default_factory=list)
     fail_imports: int = 0
     refuse_stow: bool = False
+    exports: list[dict[str, Any]] = field(default_factory=list)
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stored: set[tuple[str, str, str]] = field(default_factory=set)
 
     def start_import(self, uri: str, storage_class: str | None) -> str:
         if self.fail_imports:
@@ -114,7 +131,14 @@ class FakeHealthcare:
         return self.running
 
     def get_operation(self, name: str) -> dict[str, Any]:
-        return {"name": name, "done": True, "response": {}}
+        return self.operations.get(name, {"name": name, "done": True, "response": {}})
+
+    def start_export(self, body: dict[str, Any]) -> str:
+        self.exports.append(body)
+        return f"projects/p/locations/l/datasets/d/operations/export-{len(self.exports)}"
+
+    def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
+        return {sop for study, series, sop in self.stored if (study, series) == (study_uid, series_uid)}
 
     def stow(self, data: bytes) -> StowResult:
         self.stowed.append(data)

@@ -128,19 +128,21 @@ class GcsObjectStore:
 
         def run() -> Listing:
             iterator = self._client.list_blobs(
-                bucket,
-                prefix=prefix or None,
-                delimiter=None if recursive else "/",
-                page_size=_PAGE_SIZE,
-                max_results=limit + 1,
+                bucket, prefix=prefix or None, delimiter=None if recursive else "/", page_size=_PAGE_SIZE,
                 fields="items(name),nextPageToken,prefixes",
-            )
+            )  # fmt: skip
             names: list[str] = []
             calls = 0
             for page in iterator.pages:
                 calls += 1
-                names.extend(blob.name for blob in page if not blob.name.endswith("/"))  # skip folder markers
-            direct = [n for n in names if recursive or "/" not in n[len(prefix) :]]
-            return Listing(tuple(direct[:limit]), len(direct) > limit, max(calls, 1))
+                for blob in page:
+                    if blob.name.endswith("/"):  # folder marker, never an instance
+                        continue
+                    if not recursive and "/" in blob.name[len(prefix) :]:
+                        continue
+                    names.append(blob.name)
+                if len(names) > limit:
+                    break
+            return Listing(tuple(names[:limit]), len(names) > limit, max(calls, 1))
 
         return _translate(f"listing gs://{bucket}/{prefix}", run)

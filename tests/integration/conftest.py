@@ -145,3 +145,13 @@ def wait_for_operation(api: Any, name: str, timeout: float = 120.0) -> dict[str,
 def upload(bucket: storage.Bucket, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         bucket.blob(name).upload_from_string(data, content_type="application/dicom")
+
+
+@pytest.fixture
+def pipeline(
+    monkeypatch: pytest.MonkeyPatch, services: LocalServices, pubsub_host: str, bucket: storage.Bucket, store: StoreRef
+) -> Iterator[Any]:
+    """Fresh topics and subscriptions, and the environment of the three functions, for one test."""
+    from tests.integration.pipeline_helpers import pipeline_fixture
+
+    yield from pipeline_fixture(monkeypatch, services, pubsub_host, bucket, store)

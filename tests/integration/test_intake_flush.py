@@ -3,184 +3,35 @@ emulator and healthcare_emulator."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from functions_framework import create_app
-from google.cloud import pubsub_v1, storage
 
-from devstack.synthetic import SyntheticInstance, generate_dataset
+from devstack.synthetic import generate_dataset
 from dicomflow.errors import RetryableError
 from dicomflow.flush import run_flush
-from dicomflow.records import PendingRecord, WatchMessage
+from dicomflow.records import PendingRecord
 from handlers import runtime as runtime_module
-from tests.integration.conftest import PROJECT, StoreRef, upload, wait_for_operation
+from tests.integration.conftest import upload
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _binary,
+    _deliver,
+    _finalize_client,
+    _flush,
+    _intake_all,
+    _notification,
+    _object_resource,
+    _stored_sops,
+    _structured,
+    _upload,
+    _wait_watched_operations,
+)
 
 pytestmark = pytest.mark.integration
-
-MAIN = str(Path(__file__).resolve().parents[2] / "main.py")
-TOPICS = ("pending", "operations", "failed", "results")
-
-
-@dataclass
-class Pipeline:
-    bucket: storage.Bucket
-    store: StoreRef
-    names: dict[str, str]  # topic role -> topic id; "<role>-sub" -> subscription id
-    services: Any
-    subscriber: pubsub_v1.SubscriberClient
-
-    def pull(self, role: str, max_messages: int = 1000) -> list[Any]:
-        path = self.subscriber.subscription_path(PROJECT, self.names[f"{role}-sub"])
-        messages: list[Any] = []
-        while True:
-            response = self.subscriber.pull(
-                request={"subscription": path, "max_messages": max_messages, "return_immediately": True}, timeout=10
-            )
-            if not response.received_messages:
-                return messages
-            messages.extend(response.received_messages)
-            self.subscriber.acknowledge(
-                request={"subscription": path, "ack_ids": [m.ack_id for m in response.received_messages]}
-            )
-
-
-@pytest.fixture
-def pipeline(
-    monkeypatch: pytest.MonkeyPatch, services: Any, pubsub_host: str, bucket: storage.Bucket, store: StoreRef
-) -> Iterator[Pipeline]:
-    suffix = uuid.uuid4().hex[:8]
-    names = {role: f"dicom-{role}-{suffix}" for role in TOPICS}
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    for role in TOPICS:
-        topic = publisher.topic_path(PROJECT, names[role])
-        publisher.create_topic(request={"name": topic})
-        names[f"{role}-sub"] = f"{names[role]}-sub"
-        subscriber.create_subscription(
-            request={
-                "name": subscriber.subscription_path(PROJECT, names[f"{role}-sub"]),
-                "topic": topic,
-                "ack_deadline_seconds": 60,
-            }
-        )
-    env = {
-        "PROJECT_ID": PROJECT, "LOCATION": store.location, "DATASET": store.dataset, "DICOM_STORE": store.store,
-        "SOURCE_BUCKETS": bucket.name, "STATE_BUCKET": bucket.name, "PENDING_TOPIC": names["pending"],
-        "PENDING_SUBSCRIPTION": names["pending-sub"], "OPERATIONS_TOPIC": names["operations"],
-        "FAILED_TOPIC": names["failed"], "RESULTS_TOPIC": names["results"], "SETTLE_SECONDS": "0",
-        "MAX_WAIT_SECONDS": "0", "HEALTHCARE_API_ENDPOINT": services.healthcare_url,
-        "STORAGE_EMULATOR_HOST": services.storage_host, "API_RETRY_ATTEMPTS": "5",
-    }  # fmt: skip
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    runtime_module.reset()
-    yield Pipeline(bucket, store, names, services, subscriber)
-    runtime_module.reset()
-    requests.delete(f"{services.healthcare_url}/emulator/faults", timeout=10)
-
-
-def _finalize_client() -> Any:
-    return create_app("on_object_finalized", MAIN, "cloudevent").test_client()
-
-
-def _flush_client() -> Any:
-    return create_app("on_flush", MAIN, "cloudevent").test_client()
-
-
-def _object_resource(bucket: storage.Bucket, name: str) -> dict[str, Any]:
-    blob = bucket.get_blob(name)
-    assert blob is not None
-    return {
-        "bucket": bucket.name, "name": name, "generation": str(blob.generation), "size": str(blob.size),
-        "crc32c": blob.crc32c, "timeCreated": blob.time_created.isoformat() if blob.time_created else None,
-    }  # fmt: skip
-
-
-def _structured(resource: dict[str, Any]) -> tuple[dict[str, str], str]:
-    event = {
-        "specversion": "1.0", "type": "google.cloud.storage.object.v1.finalized", "id": uuid.uuid4().hex,
-        "source": f"//storage.googleapis.com/projects/_/buckets/{resource['bucket']}", "time": "2026-11-28T10:00:00Z",
-        "datacontenttype": "application/json", "data": resource,
-    }  # fmt: skip
-    return {"Content-Type": "application/cloudevents+json"}, json.dumps(event)
-
-
-def _binary(resource: dict[str, Any]) -> tuple[dict[str, str], str]:
-    headers = {
-        "ce-specversion": "1.0", "ce-type": "google.cloud.storage.object.v1.finalized", "ce-id": uuid.uuid4().hex,
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{resource['bucket']}",
-        "ce-time": "2026-11-28T10:00:00Z", "Content-Type": "application/json",
-    }  # fmt: skip
-    return headers, json.dumps(resource)
-
-
-def _notification(resource: dict[str, Any]) -> tuple[dict[str, str], str]:
-    """A GCS Pub/Sub notification pushed by a subscription (what the local stack sends)."""
-    envelope = {
-        "message": {
-            "data": base64.b64encode(json.dumps(resource).encode()).decode(),
-            "attributes": {"eventType": "OBJECT_FINALIZE", "bucketId": resource["bucket"],
-                           "objectId": resource["name"], "objectGeneration": resource["generation"],
-                           "payloadFormat": "JSON_API_V1"},
-            "messageId": uuid.uuid4().hex, "publishTime": "2026-11-28T10:00:00Z",
-        },
-        "subscription": "projects/p/subscriptions/finalize-push",
-    }  # fmt: skip
-    return {"Content-Type": "application/json"}, json.dumps(envelope)
-
-
-def _deliver(client: Any, request: tuple[dict[str, str], str]) -> int:
-    headers, body = request
-    return int(client.post("/", headers=headers, data=body).status_code)
-
-
-def _intake_all(pipeline: Pipeline, names: list[str]) -> None:
-    client = _finalize_client()
-    for name in names:
-        assert _deliver(client, _structured(_object_resource(pipeline.bucket, name))) == 200
-
-
-def _flush() -> Any:
-    response = _flush_client().post(
-        "/",
-        headers=_structured(
-            {"bucket": "tick", "name": "tick", "generation": "1", "timeCreated": "2026-11-28T10:00:00Z"}
-        )[0],
-        data=json.dumps(
-            {
-                "specversion": "1.0",
-                "type": "google.cloud.pubsub.topic.v1.messagePublished",
-                "id": uuid.uuid4().hex,
-                "source": "//pubsub.googleapis.com/tick",
-                "data": {"message": {"data": "", "messageId": "1"}},
-            }
-        ),
-    )
-    return response
-
-
-def _upload(pipeline: Pipeline, instances: list[SyntheticInstance], prefix: str) -> list[str]:
-    names = [f"{prefix}/{i.relative_path}" for i in instances]
-    upload(pipeline.bucket, dict(zip(names, (i.data for i in instances), strict=True)))
-    return names
-
-
-def _stored_sops(pipeline: Pipeline) -> list[str]:
-    url = f"{pipeline.services.healthcare_url}/v1/{pipeline.store.name}/dicomWeb/instances"
-    return [item["00080018"]["Value"][0] for item in requests.get(url, timeout=30).json()]
-
-
-def _wait_watched_operations(pipeline: Pipeline, api: Any) -> list[dict[str, Any]]:
-    watches = [WatchMessage.from_json(m.message.data) for m in pipeline.pull("operations")]
-    return [wait_for_operation(api, w.operation) for w in watches]
 
 
 # ----- intake -----

@@ -1,0 +1,181 @@
+"""on_operation through functions-framework: reconciliation, exports, results, redelivery, stuck operations."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from google.cloud import storage
+
+from devstack.synthetic import generate_dataset
+from handlers import runtime as runtime_module
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _deliver,
+    _flush,
+    _intake_all,
+    _operation_client,
+    _push_envelope,
+    _stored_sops,
+    _upload,
+    drain_operations,
+    export_operations,
+    results,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def exports(gcs: storage.Client) -> storage.Bucket:
+    return gcs.create_bucket(f"exports-{uuid.uuid4().hex[:10]}")
+
+
+def _targets(monkeypatch: pytest.MonkeyPatch, *targets: dict[str, Any], **env: str) -> None:
+    monkeypatch.setenv("EXPORT_TARGETS", json.dumps(list(targets)))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    runtime_module.reset()
+
+
+def _faults(pipeline: Pipeline, rule: dict[str, Any]) -> None:
+    requests.post(f"{pipeline.services.healthcare_url}/emulator/faults", json=rule, timeout=10).raise_for_status()
+
+
+def test_a_batch_is_imported_reconciled_exported_and_reported_once(
+    pipeline: Pipeline, exports: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _targets(
+        monkeypatch,
+        {"name": "dicom", "gcs": f"gs://{exports.name}/dicom"},
+        {"name": "png", "gcs": f"gs://{exports.name}/png", "mime_type": "image/png"},
+    )
+    # GIVEN an instance already in the store from an older upload, and a new upload of 2 x 1 x 3
+    old = generate_dataset(1, 1, 1, seed=601)
+    _intake_all(pipeline, _upload(pipeline, old, "older"))
+    _flush()
+    drain_operations(pipeline)
+    results(pipeline)
+    for blob in exports.list_blobs():
+        blob.delete()
+    instances = generate_dataset(2, 1, 3, seed=602)
+    _intake_all(pipeline, _upload(pipeline, instances, "new"))
+    # WHEN the flush runs and the watches are followed up
+    _flush()
+    deliveries = drain_operations(pipeline)
+    # THEN the import and both exports were watched, and exactly the batch's instances were exported
+    assert sorted(d.watch.kind for d in deliveries) == ["export", "export", "import"]
+    exported = {b.name for b in exports.list_blobs(prefix="dicom/")}
+    assert exported == {f"dicom/{i.study_uid}/{i.series_uid}/{i.sop_uid}.dcm" for i in instances}
+    assert len(list(exports.list_blobs(prefix="png/"))) == len(instances)
+    # AND one result reports the batch
+    [result] = results(pipeline)
+    assert result["outcome"] == "success"
+    assert (result["files"], result["imported"], result["failed"], result["redriven"]) == (6, 6, 0, 0)
+    assert sorted((e["target"], e["outcome"]) for e in result["exports"]) == [
+        ("dicom", "succeeded"),
+        ("png", "succeeded"),
+    ]
+    assert result["_attributes"]["outcome"] == "success"
+    assert result["timings"]["seconds_upload_to_finished"] >= 0
+
+
+def test_a_file_the_import_fails_is_redriven_then_reported_with_the_apis_reason(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _targets(monkeypatch, MAX_ATTEMPTS="2")
+    instances = generate_dataset(1, 1, 3, seed=611)
+    names = _upload(pipeline, instances, "partly")
+    bad = names[1]
+    _faults(pipeline, {"kind": "import-file", "object": bad.replace(".", r"\."), "count": 10})
+    _intake_all(pipeline, names)
+    # WHEN the first import fails one file
+    _flush()
+    drain_operations(pipeline)
+    [first] = results(pipeline)
+    assert (first["outcome"], first["imported"], first["redriven"]) == ("partial", 2, 1)
+    # THEN the file is re-driven once (attempt 2), fails again, and lands on dicom-failed with the API's reason
+    _flush()
+    drain_operations(pipeline)
+    [second] = results(pipeline)
+    assert (second["files"], second["failed"]) == (1, 1)
+    failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]
+    assert [(f["name"], f["attempt"], f["stage"]) for f in failed] == [(bad, 2, "reconcile")]
+    assert "injected import failure" in failed[0]["reason"]
+    assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for j, i in enumerate(instances) if j != 1)
+
+
+def test_an_export_to_a_missing_bucket_is_reported_in_the_result(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = f"gone-{uuid.uuid4().hex[:10]}"
+    _targets(monkeypatch, {"name": "nowhere", "gcs": f"gs://{missing}/x"})
+    _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 2, seed=621), "lost"))
+    _flush()
+    drain_operations(pipeline)
+    [result] = results(pipeline)
+    assert result["outcome"] == "partial"
+    [export] = result["exports"]
+    assert export["outcome"] == "failed"
+    assert f"gs://{missing}" in export["reason"]
+
+
+def test_a_redelivered_watch_never_starts_a_second_export_or_result(
+    pipeline: Pipeline, exports: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _targets(monkeypatch, {"name": "dicom", "gcs": f"gs://{exports.name}/dicom"})
+    _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 2, seed=631), "again"))
+    _flush()
+    deliveries = drain_operations(pipeline)
+    assert len(results(pipeline)) == 1
+    # WHEN every watch message is delivered again (Pub/Sub at-least-once)
+    client = _operation_client()
+    for delivery in deliveries:
+        assert _deliver(client, _push_envelope(delivery.watch.to_json(), {})) == 200
+    drain_operations(pipeline)
+    # THEN there is still one export and one result
+    assert len(export_operations(pipeline)) == 1
+    assert results(pipeline) == []
+
+
+def test_an_operation_is_waited_for_then_reported_stuck_after_the_maximum_age(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN imports that take 2 s
+    _faults(pipeline, {"kind": "operation-delay", "seconds": 2, "count": 1})
+    _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=641), "slow"))
+    _flush()
+    # THEN with a generous maximum age, the watch is redelivered (500) until the import is done
+    deliveries = drain_operations(pipeline)
+    assert deliveries[0].attempts > 1
+    assert results(pipeline)[0]["outcome"] == "success"
+    # AND with a maximum age of 0 a slow operation is reported stuck and acknowledged at once
+    _targets(monkeypatch, OPERATION_MAX_AGE_SECONDS="0")
+    _faults(pipeline, {"kind": "operation-delay", "seconds": 3, "count": 1})
+    _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=642), "stuck"))
+    _flush()
+    [delivery] = drain_operations(pipeline)
+    assert delivery.attempts == 1
+    [stuck] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
+    assert stuck["stage"] == "operation"
+    assert "still not done" in stuck["reason"]
+
+
+def test_a_malformed_watch_is_acknowledged(pipeline: Pipeline) -> None:
+    assert _deliver(_operation_client(), _push_envelope(b"{not json", {})) == 200
+    assert _deliver(_operation_client(), _push_envelope(json.dumps({"version": 9}).encode(), {})) == 200
+
+
+def test_exported_png_is_a_real_image(
+    pipeline: Pipeline, exports: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _targets(monkeypatch, {"name": "png", "gcs": f"gs://{exports.name}/png", "mime_type": "image/png"})
+    instance = generate_dataset(1, 1, 1, seed=651)[0]
+    _intake_all(pipeline, _upload(pipeline, [instance], "img"))
+    _flush()
+    drain_operations(pipeline)
+    [blob] = list(exports.list_blobs(prefix="png/"))
+    assert blob.download_as_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

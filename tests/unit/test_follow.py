@@ -1,0 +1,148 @@
+"""Follow-up state machine with fakes: pending -> done -> reconciled -> exporting -> finished, and failures."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dicomflow.errors import OperationPendingError
+from dicomflow.exports import ExportTarget, parse_export_targets
+from dicomflow.follow import Follower
+from dicomflow.records import WatchMessage
+from dicomflow.settings import Settings
+from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+STATE = "state-bucket"
+MANIFEST = "dicomflow/batches/B1/manifest.json"
+IMPORT_OP = "projects/p/locations/l/datasets/d/operations/1"
+
+
+def _settings(targets: tuple[ExportTarget, ...] = (), **overrides: Any) -> Settings:
+    return Settings(
+        project_id="proj", location="l", dataset="d", dicom_store="s", source_buckets=("src",), state_bucket=STATE,
+        export_targets=targets, **overrides,
+    )  # fmt: skip
+
+
+def _file(sop: str, attempt: int = 1) -> dict[str, Any]:
+    return {
+        "bucket": "src", "name": f"up/{sop}.dcm", "generation": "1", "size": 10, "crc32c": None, "study_uid": "1.1",
+        "series_uid": "1.1.1", "sop_uid": sop, "transfer_syntax": "1.2.840.10008.1.2.1", "modality": "CT",
+        "event_time": "2026-11-28T11:59:00+00:00", "attempt": attempt, "via": "gs://src/up/**.dcm",
+    }  # fmt: skip
+
+
+class World:
+    def __init__(self, files: list[dict[str, Any]], settings: Settings) -> None:
+        self.store = FakeStore()
+        imports = [{"uri": "gs://src/up/**.dcm", "operation": IMPORT_OP}]
+        manifest = {"batch_id": "B1", "files": files, "imports": imports, "counts": {"failed": 0}, "created": "t"}
+        self.store.put_json(STATE, MANIFEST, manifest, if_generation=0)
+        self.healthcare = FakeHealthcare()
+        self.publisher = FakePublisher()
+        self.settings = settings
+
+    def follow(self, watch: WatchMessage) -> Any:
+        follower = Follower(self.settings, store=self.store, healthcare=self.healthcare, publisher=self.publisher,
+                            now=lambda: NOW)  # fmt: skip
+        return follower.follow(watch)
+
+    def watch(self, operation: str = IMPORT_OP, kind: str = "import", target: str | None = None) -> WatchMessage:
+        return WatchMessage(operation, "B1", f"gs://{STATE}/{MANIFEST}", kind, target)
+
+
+def test_a_running_operation_is_retried_until_it_is_too_old() -> None:
+    world = World([_file("1.1.1.1")], _settings(operation_max_age_seconds=3600))
+    created = (NOW - timedelta(seconds=60)).isoformat()
+    world.healthcare.operations[IMPORT_OP] = {"name": IMPORT_OP, "metadata": {"createTime": created}}
+    with pytest.raises(OperationPendingError):
+        world.follow(world.watch())
+    world.healthcare.operations[IMPORT_OP]["metadata"]["createTime"] = (NOW - timedelta(hours=2)).isoformat()
+    result = world.follow(world.watch())
+    assert result.state == "finished"
+    [stuck] = world.publisher.bodies("dicom-failed")
+    assert stuck["stage"] == "operation"
+
+
+def test_reconcile_redrives_a_missing_file_and_reports_it_at_the_last_attempt() -> None:
+    files = [_file("1.1.1.1"), _file("1.1.1.2"), _file("1.1.1.3", attempt=3)]
+    world = World(files, _settings(max_attempts=3))
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
+    sample = {"resource": "gs://src/up/1.1.1.3.dcm", "error": {"message": "bad file"}}
+    error = {"code": 3, "message": "2 of 3 items failed", "details": [{"sampleErrors": [sample]}]}
+    world.healthcare.operations[IMPORT_OP] = {"name": IMPORT_OP, "done": True, "error": error}
+    result = world.follow(world.watch())
+    assert (result.redriven, result.failed) == (1, 1)
+    [redriven] = world.publisher.bodies("dicom-pending")
+    assert (redriven["sop_uid"], redriven["attempt"]) == ("1.1.1.2", 2)
+    [failed] = world.publisher.bodies("dicom-failed")
+    assert failed["name"] == "up/1.1.1.3.dcm" and "bad file" in failed["reason"]
+    # a redelivered watch does not re-drive again
+    world.follow(world.watch())
+    assert len(world.publisher.bodies("dicom-pending")) == 1
+    [result_message] = world.publisher.bodies("dicom-results")
+    assert (result_message["outcome"], result_message["imported"]) == ("partial", 1)
+
+
+def test_exports_start_once_and_the_result_waits_for_them() -> None:
+    targets = parse_export_targets(
+        json.dumps([{"name": "a", "gcs": "gs://exp/a"}, {"name": "b", "bigquery": "bq://p.d.t"}])
+    )
+    world = World([_file("1.1.1.1")], _settings(targets))
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
+    world.follow(world.watch())
+    world.follow(world.watch())  # redelivered
+    assert len(world.healthcare.exports) == 2
+    assert (
+        world.healthcare.exports[0]["filterConfig"]["resourcePathsGcsUri"]
+        == f"gs://{STATE}/dicomflow/batches/B1/filter.txt"
+    )
+    assert (
+        world.store.objects[(STATE, "dicomflow/batches/B1/filter.txt")]
+        == b"/studies/1.1/series/1.1.1/instances/1.1.1.1\n"
+    )
+    assert world.publisher.bodies("dicom-results") == []
+    watches = world.publisher.bodies("dicom-operations")
+    assert sorted(w["target"] for w in watches) == ["a", "b"]
+    # WHEN the first export finishes THEN still no result; when the second fails, one result reports both
+    world.follow(world.watch(watches[0]["operation"], "export", watches[0]["target"]))
+    assert world.publisher.bodies("dicom-results") == []
+    world.healthcare.operations[watches[1]["operation"]] = {"done": True, "error": {"code": 5, "message": "no table"}}
+    world.follow(world.watch(watches[1]["operation"], "export", watches[1]["target"]))
+    world.follow(world.watch(watches[1]["operation"], "export", watches[1]["target"]))  # redelivered
+    [result] = world.publisher.bodies("dicom-results")
+    assert result["outcome"] == "partial"
+    assert sorted((e["target"], e["outcome"]) for e in result["exports"]) == [("a", "succeeded"), ("b", "failed")]
+
+
+def test_no_instance_in_the_store_skips_the_export() -> None:
+    targets = parse_export_targets(json.dumps([{"name": "a", "gcs": "gs://exp/a"}]))
+    world = World([_file("1.1.1.1", attempt=3)], _settings(targets))
+    world.healthcare.operations[IMPORT_OP] = {"done": True, "error": {"code": 3, "message": "failed"}}
+    world.follow(world.watch())
+    assert world.healthcare.exports == []
+    [result] = world.publisher.bodies("dicom-results")
+    assert result["outcome"] == "failed"
+    assert result["exports"][0]["outcome"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('[{"name": "A", "gcs": "gs://b/x"}]', "name of lowercase"),
+        ('[{"name": "a"}]', "exactly one of"),
+        ('[{"name": "a", "gcs": "s3://b"}]', "gcs must be gs://"),
+        ('[{"name": "a", "gcs": "gs://bkt/x", "mime_type": "text/plain"}]', "mime_type must be one of"),
+        ('[{"name": "a", "bigquery": "bq://p.d.t", "write_disposition": "SOMETIMES"}]', "write_disposition"),
+        ('[{"name": "a", "gcs": "gs://bkt/x"}, {"name": "a", "gcs": "gs://bkt/y"}]', "unique"),
+        ("{}", "JSON list"),
+        ("[", "not valid JSON"),
+    ],
+)
+def test_export_targets_are_validated_with_clear_errors(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_export_targets(raw)

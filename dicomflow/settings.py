@@ -170,6 +170,11 @@ class Settings:
             problems.append("MAX_WAIT_SECONDS must be at least SETTLE_SECONDS")
         if not problems and values["max_header_bytes"] < values["header_read_bytes"]:
             problems.append("MAX_HEADER_BYTES must be at least HEADER_READ_BYTES")
+        for target in values.get("export_targets", ()) if not problems else ():
+            location = target.gcs_bucket_and_prefix
+            if location and location[0] in values["source_buckets"] and not location[1].strip("/"):
+                problems.append(f"EXPORT_TARGETS: target {target.name!r} writes to the root of source bucket "
+                                f"{location[0]}; give it a prefix so exports are not taken for uploads")  # fmt: skip
         if problems:
             raise ConfigurationError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return cls(**values)

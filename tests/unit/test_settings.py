@@ -59,6 +59,15 @@ def test_settings_check_relations_between_values() -> None:
         Settings.from_env({**REQUIRED, "SETTLE_SECONDS": "100", "MAX_WAIT_SECONDS": "10"})
 
 
+def test_settings_refuse_an_export_to_the_root_of_a_source_bucket() -> None:
+    targets = '[{"name": "back", "gcs": "gs://incoming-a"}]'
+    with pytest.raises(ConfigurationError, match="give it a prefix"):
+        Settings.from_env({**REQUIRED, "EXPORT_TARGETS": targets})
+    settings = Settings.from_env({**REQUIRED, "EXPORT_TARGETS": '[{"name": "back", "gcs": "gs://incoming-a/exports"}]'})
+    assert settings.excluded("incoming-a", "exports/1.2/3.4/5.6.dcm")
+    assert not settings.excluded("incoming-a", "upload/5.6.dcm")
+
+
 def test_excluded_covers_configured_prefixes_and_the_pipelines_own_state() -> None:
     settings = Settings.from_env({**REQUIRED, "STATE_BUCKET": "incoming-a", "EXCLUDE_PREFIXES": "quarantine/"})
     assert settings.excluded("incoming-a", "dicomflow/batches/x/manifest.json")

@@ -37,7 +37,7 @@ test: prereqs lint $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 run: $(STAMP)
-	$(PY) -m devstack up
+	$(PY) -m devstack demo
 
 bench: $(STAMP)
 	$(PY) -m bench.emulator_throughput

@@ -1,4 +1,4 @@
-"""``python -m devstack up``: start the local stack, print how to reach it, run until Ctrl-C."""
+"""``python -m devstack up | demo | upload PATH... | status``: the local stack of dicomflow."""
 
 from __future__ import annotations
 
@@ -9,41 +9,31 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from devstack.client import storage_client, upload_paths
+from devstack.demo import describe, run_demo
 from devstack.processes import StackError
-from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints
+from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
+from devstack.status import render_status
+from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
 
 
-def _describe(endpoints: StackEndpoints) -> str:
-    env = "\n".join(f"  export {key}={value}" for key, value in endpoints.environment().items())
-    store = endpoints.store_name
-    return f"""
-Local stack
-  Cloud Storage (fake-gcs-server): {endpoints.storage_host}
-    buckets: dicom-incoming (sample/ holds sample files), dicom-exports
-  Cloud Healthcare API (healthcare_emulator): {endpoints.healthcare_url}
-  DICOM store: {store}
-  data directory: {endpoints.data_dir}  (logs in logs/)
-
-Environment for clients (gcloud, google-cloud-storage, dicomweb-client):
-{env}
-
-Try:
-  gcloud healthcare dicom-stores import gcs local-store --dataset=local-dataset --location=us-central1 \\
-      --gcs-uri='gs://{INCOMING_BUCKET}/sample/**.dcm'
-  curl -s '{endpoints.healthcare_url}/v1/{store}/dicomWeb/studies'
-"""
+def _stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gcs-port", type=int, default=4443, help="fake-gcs-server (default 4443)")
+    parser.add_argument("--pubsub-port", type=int, default=8085, help="Pub/Sub emulator (default 8085)")
+    parser.add_argument("--healthcare-port", type=int, default=8089, help="healthcare_emulator (default 8089)")
+    parser.add_argument("--functions-port", type=int, default=8080, help="first of three function ports (8080)")
+    parser.add_argument("--settle-seconds", type=float, default=5.0, help="SETTLE_SECONDS of the flush (5)")
+    parser.add_argument("--flush-interval", type=float, default=5.0, help="seconds between flush ticks (5)")
+    parser.add_argument("--data-dir", type=Path, help="persist buckets, store and logs here (default: temporary)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="devstack", description="dicomflow's local stack")
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start fake-gcs-server and healthcare_emulator with a sample store")
-    up.add_argument("--gcs-port", type=int, default=4443)
-    up.add_argument("--healthcare-port", type=int, default=8089)
-    up.add_argument("--data-dir", type=Path, help="persist state here across runs (default: temporary)")
-    args = parser.parse_args(argv)
-
-    stack = LocalStack(StackConfig(args.gcs_port, args.healthcare_port, args.data_dir))
+def _serve(args: argparse.Namespace, demo: bool) -> int:
+    config = StackConfig(
+        gcs_port=args.gcs_port, pubsub_port=args.pubsub_port, healthcare_port=args.healthcare_port,
+        functions_port=args.functions_port, settle_seconds=args.settle_seconds, flush_interval=args.flush_interval,
+        data_dir=args.data_dir,
+    )  # fmt: skip
+    stack = LocalStack(config)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -57,19 +47,55 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
     try:
-        print(_describe(endpoints))
+        print(describe(endpoints))
         print("ready — press Ctrl-C to stop", flush=True)
+        if demo and not run_demo(endpoints):
+            return 1
+        if demo:
+            print("\nThe stack stays up: upload your own files with `python -m devstack upload PATH...`; Ctrl-C stops.")
         while not stopping.wait(0.5):
-            for process in stack.processes:
+            for process in stack.processes.values():
                 if not process.alive():
-                    print(
-                        f"devstack: {process.name} exited unexpectedly:\n{process.log_tail()}",
-                        file=sys.stderr,
-                    )
+                    print(f"devstack: {process.name} exited unexpectedly:\n{process.log_tail()}", file=sys.stderr)
                     return 1
     finally:
         stack.stop()
         print("stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description="dicomflow's local stack")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _stack_arguments(commands.add_parser("up", help="start the stack and keep it up until Ctrl-C"))
+    _stack_arguments(commands.add_parser("demo", help="start the stack, run a realistic upload through it, stay up"))
+    upload = commands.add_parser("upload", help="upload files or folders to the incoming bucket")
+    upload.add_argument("paths", type=Path, nargs="+")
+    upload.add_argument("--gcs-port", type=int, default=4443)
+    upload.add_argument("--prefix", default="", help="object name prefix (e.g. 'uploads/')")
+    status = commands.add_parser("status", help="batches, operations, counters, failures and exports")
+    status.add_argument("--healthcare-port", type=int, default=8089)
+    status.add_argument("--data-dir", type=Path, required=True, help="the stack's --data-dir (printed by up)")
+    args = parser.parse_args(argv)
+
+    if args.command in ("up", "demo"):
+        return _serve(args, demo=args.command == "demo")
+    if args.command == "upload":
+        missing = [str(p) for p in args.paths if not p.exists()]
+        if missing:
+            print(f"devstack: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        names = upload_paths(
+            storage_client(f"http://127.0.0.1:{args.gcs_port}"), INCOMING_BUCKET, args.paths, args.prefix
+        )
+        print(f"uploaded {len(names)} objects to gs://{INCOMING_BUCKET}/")
+        return 0
+    dataset = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
+    print(
+        render_status(
+            f"http://127.0.0.1:{args.healthcare_port}", dataset, f"{dataset}/dicomStores/{STORE}", args.data_dir
+        )
+    )
     return 0
 
 

@@ -75,10 +75,12 @@ def start_process(
     name: str,
     command: Sequence[str],
     *,
-    ready_url: str,
+    ready_url: str | None = None,
+    ready_port: int | None = None,
     log_path: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    cwd: Path | None = None,
 ) -> ManagedProcess:
     """Start ``command`` and wait until ``ready_url`` answers 2xx; on failure stop it and raise StackError."""
     log = log_path.open("ab") if log_path else None
@@ -90,6 +92,7 @@ def start_process(
             stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
             env=full_env,
             start_new_session=True,
+            cwd=cwd,
         )
     except OSError as exc:
         if log:
@@ -104,11 +107,11 @@ def start_process(
             raise StackError(
                 f"{name} exited with code {process.returncode} while starting" + (f":\n{tail}" if tail else "")
             )
-        if _answers(ready_url):
+        if (ready_url and _answers(ready_url)) or (ready_port and port_in_use(ready_port)):
             return managed
         time.sleep(0.1)
     managed.stop()
-    raise StackError(f"{name} did not answer {ready_url} within {timeout:.0f}s")
+    raise StackError(f"{name} did not answer {ready_url or ready_port} within {timeout:.0f}s")
 
 
 def _answers(url: str) -> bool:
@@ -185,6 +188,23 @@ def start_healthcare_emulator(
         ready_url=f"http://127.0.0.1:{port}/healthz",
         log_path=log_path,
         env={"STORAGE_EMULATOR_HOST": storage_host, "PYTHONPATH": _project_root()},
+    )
+
+
+def start_function(target: str, port: int, env: Mapping[str, str], *, log_path: Path | None = None) -> ManagedProcess:
+    """One Cloud Function entry point of main.py under functions-framework on 127.0.0.1:port."""
+    executable = Path(sys.executable).with_name("functions-framework")
+    if not executable.exists():
+        raise StackError("functions-framework is missing: install requirements.txt into the venv (make run does)")
+    command = [str(executable), "--target", target, "--signature-type", "cloudevent", "--source", "main.py",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    return start_process(
+        target,
+        command,
+        ready_port=port,
+        log_path=log_path,
+        env={**env, "PYTHONPATH": _project_root()},
+        cwd=Path(_project_root().split(os.pathsep)[0]),
     )
 
 

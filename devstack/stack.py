@@ -1,47 +1,75 @@
-"""The local stack: fake-gcs-server + healthcare_emulator, wired and seeded with a dataset, a store and
-sample files. (The full pipeline — Pub/Sub emulator and the three functions — joins it in a later step.)
+"""The local stack: every Google service of the pipeline with a real stand-in, wired as in production.
+
+Pub/Sub emulator  <- topics dicom-pending, dicom-operations, dicom-results, dicom-failed, gcs-notifications
+fake-gcs-server   -> finalize notifications on gcs-notifications -> push -> on_object_finalized
+healthcare_emulator (dataset local-dataset, store local-store)
+on_object_finalized, on_flush, on_operation: one functions-framework process each
+a flush timer (Cloud Scheduler's stand-in) and a journal of dicom-results / dicom-failed
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from devstack import wiring
 from devstack.processes import (
     ManagedProcess,
     StackError,
     port_in_use,
     start_fake_gcs,
+    start_function,
     start_healthcare_emulator,
+    start_pubsub_emulator,
 )
-from devstack.synthetic import generate_dataset
+from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
 
-PROJECT = "local-project"
-LOCATION = "us-central1"
-DATASET = "local-dataset"
-STORE = "local-store"
 INCOMING_BUCKET = "dicom-incoming"
 EXPORT_BUCKET = "dicom-exports"
+STATE_BUCKET = "dicomflow-state"
+NOTIFICATIONS_TOPIC = "gcs-notifications"
+TOPICS = ("dicom-pending", "dicom-operations", "dicom-results", "dicom-failed", "dicom-operations-dead")
+FUNCTIONS = ("on_object_finalized", "on_flush", "on_operation")
 
 
 @dataclass(frozen=True)
 class StackConfig:
     gcs_port: int = 4443
+    pubsub_port: int = 8085
     healthcare_port: int = 8089
+    functions_port: int = 8080  # first of three
+    settle_seconds: float = 5.0
+    max_wait_seconds: float = 60.0
+    flush_interval: float = 5.0
     data_dir: Path | None = None
-    sample_studies: int = 2
+    export_targets: str = json.dumps([{"name": "dicom", "gcs": f"gs://{EXPORT_BUCKET}/dicom"}])
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    def ports(self) -> dict[str, int]:
+        return {
+            "Pub/Sub emulator": self.pubsub_port, "fake-gcs-server": self.gcs_port,
+            "healthcare_emulator": self.healthcare_port,
+            **{name: self.functions_port + index for index, name in enumerate(FUNCTIONS)},
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
 class StackEndpoints:
     storage_host: str
+    pubsub_host: str
     healthcare_url: str
+    functions: dict[str, str]
     data_dir: Path
 
     @property
@@ -49,82 +77,134 @@ class StackEndpoints:
         return f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}/dicomStores/{STORE}"
 
     def environment(self) -> dict[str, str]:
+        """What a user exports to point clients (google-cloud-*, gcloud) at the stack."""
         return {
             "STORAGE_EMULATOR_HOST": self.storage_host,
+            "PUBSUB_EMULATOR_HOST": self.pubsub_host,
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_HEALTHCARE": f"{self.healthcare_url}/",
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"{self.storage_host}/storage/v1/",
             "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
             "CLOUDSDK_CORE_PROJECT": PROJECT,
         }
 
+    def journal(self, name: str) -> Path:
+        return self.data_dir / f"{name}.jsonl"
+
+
+def function_environment(
+    config: StackConfig, endpoints_storage: str, pubsub_host: str, healthcare_url: str
+) -> dict[str, str]:
+    return {
+        "PROJECT_ID": PROJECT, "LOCATION": LOCATION, "DATASET": DATASET, "DICOM_STORE": STORE,
+        "SOURCE_BUCKETS": INCOMING_BUCKET, "STATE_BUCKET": STATE_BUCKET, "EXPORT_TARGETS": config.export_targets,
+        "SETTLE_SECONDS": str(config.settle_seconds), "MAX_WAIT_SECONDS": str(config.max_wait_seconds),
+        "HEALTHCARE_API_ENDPOINT": healthcare_url, "STORAGE_EMULATOR_HOST": endpoints_storage,
+        "PUBSUB_EMULATOR_HOST": pubsub_host, **dict(config.extra_env),
+    }  # fmt: skip
+
 
 class LocalStack:
-    """Start with ``start()``; ``stop()`` ends every process it started, by PID."""
+    """``start()`` brings everything up (or raises StackError having stopped what it started); ``stop()`` ends
+    every process it started, by PID."""
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self._exit = ExitStack()
-        self.processes: list[ManagedProcess] = []
+        self.processes: dict[str, ManagedProcess] = {}
+        self.endpoints: StackEndpoints | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._env: dict[str, str] = {}
+        self._logs = Path()
+        self._previous_pubsub_host: str | None = None
 
     def start(self) -> StackEndpoints:
         config = self.config
-        for name, port in (
-            ("fake-gcs-server", config.gcs_port),
-            ("healthcare_emulator", config.healthcare_port),
-        ):
-            if port_in_use(port):
-                raise StackError(f"port {port} for {name} is already in use: stop what uses it or pick another port")
+        busy = [f"port {port} for {name}" for name, port in config.ports().items() if port_in_use(port)]
+        if busy:
+            raise StackError("already in use: " + ", ".join(busy) + " (stop what uses it or choose other ports)")
         data_dir = config.data_dir or Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="dicomflow-")))
         data_dir.mkdir(parents=True, exist_ok=True)
-        logs = data_dir / "logs"
-        logs.mkdir(exist_ok=True)
+        self._logs = data_dir / "logs"
+        self._logs.mkdir(exist_ok=True)
         try:
-            gcs = start_fake_gcs(config.gcs_port, log_path=logs / "fake-gcs.log", root=data_dir / "gcs")
-            self.processes.append(gcs)
-            storage_host = f"http://127.0.0.1:{config.gcs_port}"
-            emulator = start_healthcare_emulator(
-                config.healthcare_port,
-                data_dir / "healthcare",
-                storage_host,
-                log_path=logs / "healthcare.log",
-            )
-            self.processes.append(emulator)
-            endpoints = StackEndpoints(storage_host, f"http://127.0.0.1:{config.healthcare_port}", data_dir)
-            self._seed(endpoints)
+            return self._start(data_dir)
         except BaseException:
             self.stop()
             raise
-        return endpoints
+
+    def _start(self, data_dir: Path) -> StackEndpoints:
+        config = self.config
+        pubsub_host = f"127.0.0.1:{config.pubsub_port}"
+        self.processes["pubsub"] = start_pubsub_emulator(config.pubsub_port, log_path=self._logs / "pubsub.log")
+        self._previous_pubsub_host = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host  # this process's clients talk to the emulator
+        wiring.create_topics([*TOPICS, NOTIFICATIONS_TOPIC])  # before fake-gcs publishes, else events are lost
+        storage_host = f"http://127.0.0.1:{config.gcs_port}"
+        self.processes["gcs"] = start_fake_gcs(
+            config.gcs_port, log_path=self._logs / "fake-gcs.log", root=data_dir / "gcs",
+            pubsub=(pubsub_host, PROJECT, NOTIFICATIONS_TOPIC),
+        )  # fmt: skip
+        healthcare_url = f"http://127.0.0.1:{config.healthcare_port}"
+        self.processes["healthcare"] = start_healthcare_emulator(
+            config.healthcare_port, data_dir / "healthcare", storage_host, log_path=self._logs / "healthcare.log"
+        )
+        self._env = function_environment(config, storage_host, pubsub_host, healthcare_url)
+        functions = {}
+        for index, target in enumerate(FUNCTIONS):
+            port = config.functions_port + index
+            self.processes[target] = start_function(target, port, self._env, log_path=self._logs / f"{target}.log")
+            functions[target] = f"http://127.0.0.1:{port}"
+        wiring.create_buckets(storage_host, [INCOMING_BUCKET, EXPORT_BUCKET, STATE_BUCKET])
+        wiring.create_store(healthcare_url)
+        wiring.create_subscriptions(functions)
+        self.endpoints = StackEndpoints(storage_host, pubsub_host, healthcare_url, functions, data_dir)
+        self._start_thread("flush-timer", self._flush_timer)
+        self._start_thread("journal", self._journal)
+        return self.endpoints
+
+    def restart_function(self, target: str) -> None:
+        """Kill a function process (SIGKILL, as a crashed instance) and start a new one on the same port."""
+        process = self.processes[target]
+        process.process.kill()
+        process.stop()
+        port = self.config.functions_port + FUNCTIONS.index(target)
+        self.processes[target] = start_function(target, port, self._env, log_path=self._logs / f"{target}.log")
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        for process in reversed(list(self.processes.values())):
             process.stop()
         self.processes.clear()
         self._exit.close()
+        if self._previous_pubsub_host is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = self._previous_pubsub_host
 
-    def _seed(self, endpoints: StackEndpoints) -> None:
-        for bucket in (INCOMING_BUCKET, EXPORT_BUCKET):
-            _post_json(f"{endpoints.storage_host}/storage/v1/b?project={PROJECT}", {"name": bucket}, ok_conflict=True)
-        base = f"{endpoints.healthcare_url}/v1/projects/{PROJECT}/locations/{LOCATION}"
-        _post_json(f"{base}/datasets?datasetId={DATASET}", {}, ok_conflict=True)
-        _post_json(f"{base}/datasets/{DATASET}/dicomStores?dicomStoreId={STORE}", {}, ok_conflict=True)
-        for instance in generate_dataset(
-            self.config.sample_studies, 2, 3, seed=1, multiframe_every=5, compressed_every=4
-        ):
-            name = urllib.parse.quote(f"sample/{instance.relative_path}", safe="")
-            url = f"{endpoints.storage_host}/upload/storage/v1/b/{INCOMING_BUCKET}/o?uploadType=media&name={name}"
-            request = urllib.request.Request(
-                url, data=instance.data, method="POST", headers={"Content-Type": "application/dicom"}
-            )
-            urllib.request.urlopen(request, timeout=30).close()
+    def _start_thread(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
+    def _flush_timer(self) -> None:
+        """Cloud Scheduler's stand-in: a tick to on_flush every ``flush_interval`` seconds."""
+        assert self.endpoints is not None
+        url = self.endpoints.functions["on_flush"]
+        while not self._stop.wait(self.config.flush_interval):
+            tick = {"message": {"data": "", "messageId": uuid.uuid4().hex}, "subscription": "flush-ticks"}
+            request = urllib.request.Request(url, data=json.dumps(tick).encode(), method="POST",
+                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            with contextlib.suppress(urllib.error.URLError, OSError):  # the next tick retries, as with Scheduler
+                urllib.request.urlopen(request, timeout=300).close()
 
-def _post_json(url: str, body: dict[str, object], *, ok_conflict: bool = False) -> None:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        urllib.request.urlopen(request, timeout=30).close()
-    except urllib.error.HTTPError as exc:
-        if not (ok_conflict and exc.code == 409):
-            raise StackError(f"POST {url} failed with HTTP {exc.code}") from exc
+    def _journal(self) -> None:
+        """Keep every dicom-results and dicom-failed message in data_dir/*.jsonl for `status` and the demo."""
+        assert self.endpoints is not None
+        while not self._stop.wait(0.5):
+            for name in ("results", "failed"):
+                for message in wiring.drain(f"devstack-{name}"):
+                    with self.endpoints.journal(name).open("a", encoding="utf-8") as journal:
+                        journal.write(json.dumps(message) + "\n")

@@ -181,9 +181,16 @@ def _flush_held(
     slots = max(0, settings.max_concurrent_operations - report.running_before)
 
     by_bucket: dict[str, dict[str, PendingRecord]] = defaultdict(dict)
-    for key in ready:
+    superseded: list[Key] = []
+    for key in sorted(ready, key=lambda k: (k[0], k[1], int(k[2]) if k[2].isdigit() else 0)):
         record = held.records[key]
+        older = by_bucket[record.bucket].get(record.name)
+        if older is not None:  # the object was overwritten: the newest generation is what an import reads
+            superseded.append(older.key)
         by_bucket[record.bucket][record.name] = record
+    if superseded:
+        held.done(superseded)
+        report.duplicates += len(superseded)
     candidates: list[tuple[str, ImportUri]] = []
     stow: list[PendingRecord] = []
     for bucket, named in sorted(by_bucket.items()):

@@ -99,6 +99,17 @@ def test_flush_dedupes_and_acks_every_delivery() -> None:
     assert len(json.loads(manifest)["files"]) == 1
 
 
+def test_flush_imports_only_the_newest_generation_of_an_overwritten_object() -> None:
+    world = World(["d/a.dcm", "old/x.dcm"])
+    world.queue(_record("d/a.dcm", 60, generation="5"), _record("d/a.dcm", 60, generation="12"))
+    report = world.flush()
+    assert world.healthcare.imports == [f"gs://{BUCKET}/d/**.dcm"]
+    manifest = next(v for (b, _), v in world.store.objects.items() if b == "state-bucket")
+    assert [f["generation"] for f in json.loads(manifest)["files"]] == ["12"]
+    assert report.duplicates == 1
+    assert len(world.subscriber.acked) == 2
+
+
 def test_flush_starts_no_more_than_the_free_operation_slots() -> None:
     objects = [f"s{i}/a.dcm" for i in range(4)] + [f"s{i}/old.dcm" for i in range(4)]
     world = World(objects)

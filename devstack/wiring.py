@@ -1,0 +1,109 @@
+"""Create the stack's topics, subscriptions, buckets, dataset and store (idempotent)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+
+from devstack.processes import StackError
+
+PROJECT = "local-project"
+LOCATION = "us-central1"
+DATASET = "local-dataset"
+STORE = "local-store"
+
+
+def _publisher() -> pubsub_v1.PublisherClient:
+    return pubsub_v1.PublisherClient()
+
+
+def _subscriber() -> pubsub_v1.SubscriberClient:
+    return pubsub_v1.SubscriberClient()
+
+
+def create_topics(topics: Iterable[str]) -> None:
+    publisher = _publisher()
+    for topic in topics:
+        with contextlib.suppress(gexc.AlreadyExists):
+            publisher.create_topic(request={"name": publisher.topic_path(PROJECT, topic)})
+
+
+def _subscription(subscriber: pubsub_v1.SubscriberClient, name: str, request: dict[str, Any]) -> None:
+    with contextlib.suppress(gexc.AlreadyExists):
+        subscriber.create_subscription(request={"name": subscriber.subscription_path(PROJECT, name), **request})
+
+
+def create_subscriptions(functions: Mapping[str, str]) -> None:
+    """As deployed: finalize notifications and watches are pushed to their functions (with retry backoff and a
+    dead-letter topic for watches); pending records are pulled by the flush; results/failures journaled."""
+    publisher, subscriber = _publisher(), _subscriber()
+
+    def topic(name: str) -> str:
+        return str(publisher.topic_path(PROJECT, name))
+
+    _subscription(subscriber, "gcs-notifications-push", {
+        "topic": topic("gcs-notifications"), "ack_deadline_seconds": 60,
+        "push_config": {"push_endpoint": functions["on_object_finalized"]},
+        "retry_policy": {"minimum_backoff": {"seconds": 1},
+                         "maximum_backoff": {"seconds": 10}},
+    })  # fmt: skip
+    _subscription(subscriber, "dicom-pending-flush", {"topic": topic("dicom-pending"), "ack_deadline_seconds": 120})
+    _subscription(subscriber, "dicom-operations-push", {
+        "topic": topic("dicom-operations"), "ack_deadline_seconds": 60,
+        "push_config": {"push_endpoint": functions["on_operation"]},
+        "retry_policy": {"minimum_backoff": {"seconds": 1},
+                         "maximum_backoff": {"seconds": 5}},
+        "dead_letter_policy": {"dead_letter_topic": topic("dicom-operations-dead"), "max_delivery_attempts": 100},
+    })  # fmt: skip
+    for name in ("results", "failed"):
+        _subscription(subscriber, f"devstack-{name}", {"topic": topic(f"dicom-{name}")})
+        _subscription(subscriber, f"dicom-{name}-sub", {"topic": topic(f"dicom-{name}")})  # for users and tests
+
+
+def drain(subscription: str) -> list[dict[str, Any]]:
+    """Pull and acknowledge whatever is waiting (JSON bodies plus attributes)."""
+    subscriber = _subscriber()
+    path = subscriber.subscription_path(PROJECT, subscription)
+    try:
+        response = subscriber.pull(request={"subscription": path, "max_messages": 1000}, timeout=2)
+    except (gexc.DeadlineExceeded, gexc.GoogleAPICallError):
+        return []
+    if not response.received_messages:
+        return []
+    subscriber.acknowledge(request={"subscription": path, "ack_ids": [m.ack_id for m in response.received_messages]})
+    out = []
+    for message in response.received_messages:
+        try:
+            body = json.loads(message.message.data)
+        except ValueError:
+            body = {"raw": message.message.data.decode(errors="replace")}
+        out.append({**body, "_attributes": dict(message.message.attributes)})
+    return out
+
+
+def _post(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        urllib.request.urlopen(request, timeout=30).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise StackError(f"POST {url} failed with HTTP {exc.code}") from exc
+
+
+def create_buckets(storage_host: str, buckets: Iterable[str]) -> None:
+    for bucket in buckets:
+        _post(f"{storage_host}/storage/v1/b?project={PROJECT}", {"name": bucket})
+
+
+def create_store(healthcare_url: str) -> None:
+    base = f"{healthcare_url}/v1/projects/{PROJECT}/locations/{LOCATION}"
+    _post(f"{base}/datasets?datasetId={DATASET}", {})
+    _post(f"{base}/datasets/{DATASET}/dicomStores?dicomStoreId={STORE}", {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -33,25 +34,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_devstack_up_serves_a_sample_store_and_stops_its_children(tmp_path: Path) -> None:
-    gcs_port, hc_port = free_port(), free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "devstack",
-        "up",
-        "--gcs-port",
-        str(gcs_port),
-        "--healthcare-port",
-        str(hc_port),
-        "--data-dir",
-        str(tmp_path),
-    ]
+def test_devstack_up_starts_every_service_and_stops_its_children(tmp_path: Path) -> None:
+    ports = {"--gcs-port": free_port(), "--pubsub-port": free_port(), "--healthcare-port": free_port()}
+    functions = free_port()
+    while functions + 1 in ports.values() or functions + 2 in ports.values():
+        functions = free_port()
+    command = [sys.executable, "-m", "devstack", "up", "--functions-port", str(functions), "--data-dir", str(tmp_path)]
+    for flag, port in ports.items():
+        command += [flag, str(port)]
     stack = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
+    children: list[int] = []
     try:
         assert stack.stdout is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = stack.stdout.readline()
             assert line, "devstack exited before it was ready:\n" + "".join(lines)
@@ -59,27 +55,18 @@ def test_devstack_up_serves_a_sample_store_and_stops_its_children(tmp_path: Path
             if line.startswith("ready"):
                 break
         output = "".join(lines)
-        assert f"STORAGE_EMULATOR_HOST=http://127.0.0.1:{gcs_port}" in output
+        assert f"STORAGE_EMULATOR_HOST=http://127.0.0.1:{ports['--gcs-port']}" in output
+        assert f"PUBSUB_EMULATOR_HOST=127.0.0.1:{ports['--pubsub-port']}" in output
         children = _children(stack.pid)
-        assert len(children) == 2
-        # THEN the sample store answers and the sample files can be imported
-        base = f"http://127.0.0.1:{hc_port}/v1/projects/local-project/locations/us-central1/datasets/local-dataset"
-        request = urllib.request.Request(
-            f"{base}/dicomStores/local-store:import",
-            method="POST",
-            data=json.dumps({"gcsSource": {"uri": "gs://dicom-incoming/sample/**.dcm"}}).encode(),
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            operation = json.loads(response.read())
-        while not operation.get("done"):
-            time.sleep(0.1)
-            with urllib.request.urlopen(f"http://127.0.0.1:{hc_port}/v1/{operation['name']}", timeout=10) as response:
-                operation = json.loads(response.read())
-        assert operation["metadata"]["counter"] == {"success": "12"}
+        assert len(children) == 6  # Pub/Sub emulator, fake-gcs-server, healthcare_emulator, three functions
+        base = f"http://127.0.0.1:{ports['--healthcare-port']}/v1/projects/local-project/locations/us-central1"
+        with urllib.request.urlopen(f"{base}/datasets/local-dataset/dicomStores/local-store", timeout=10) as answer:
+            assert json.loads(answer.read())["name"].endswith("/dicomStores/local-store")
     finally:
         stack.send_signal(signal.SIGTERM)
-        stack.wait(timeout=30)
+        stack.wait(timeout=60)
     # AND every process it started is gone
+    assert children
     assert all(not _alive(pid) for pid in children)
 
 
@@ -97,4 +84,17 @@ def test_devstack_up_refuses_a_port_in_use_and_starts_nothing(tmp_path: Path) ->
             check=False,
         )
     assert result.returncode == 1
-    assert f"port {port} for fake-gcs-server is already in use" in result.stderr
+    assert f"port {port} for fake-gcs-server" in result.stderr
+    assert "already in use" in result.stderr
+
+
+def test_devstack_up_without_java_says_so_and_starts_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # no java (and no gcloud) on PATH
+    ports = [str(free_port()) for _ in range(3)]
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack", "up", "--gcs-port", ports[0], "--pubsub-port", ports[1],
+         "--healthcare-port", ports[2], "--functions-port", str(free_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Java 17+ is required" in result.stderr

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: test run lint unit integration bench prereqs clean
+.PHONY: test run lint unit integration e2e bench prereqs clean
 
 prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
@@ -33,10 +33,13 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
+e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
 test: prereqs lint $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-run: $(STAMP)
+run: prereqs $(STAMP)
 	$(PY) -m devstack demo
 
 bench: $(STAMP)

@@ -17,6 +17,7 @@ name (or folder) holds ``*``, ``?``, ``[`` or ``]`` and cannot be addressed with
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class Plan:
         return sum(len(i.files) for i in self.imports) + len(self.stow)
 
 
+_MAX_CHAR = "\U0010ffff"
+
+
 def _directory(name: str) -> str:
     head, slash, _ = name.rpartition("/")
     return head + slash
@@ -79,6 +83,8 @@ class _Planner:
         self.collapsible: dict[str, bool] = {}
         self.subtree_names: dict[str, tuple[str, ...]] = {}
         self.covered: set[str] = set()
+        self.sorted_pending = sorted(self.pending)
+        self.failed: list[str] = []
 
     def list_prefix(self, prefix: str, *, recursive: bool, limit: int) -> Listing:
         listing = self.lister.list_objects(self.bucket, prefix, recursive=recursive, limit=limit)
@@ -89,14 +95,21 @@ class _Planner:
         """Emit ``pattern`` for the not yet covered pending ``files`` it matches (others it matches are pending)."""
         covered = tuple(sorted(set(files) - self.covered))
         self.covered.update(covered)
-        regex = compile_pattern(pattern)
-        self.plan.overshoot += sum(1 for n in universe if regex.fullmatch(n) and n not in self.pending)
+        if has_wildcards(pattern):  # an exact name matches only itself
+            regex = compile_pattern(pattern)
+            self.plan.overshoot += sum(1 for n in universe if regex.fullmatch(n) and n not in self.pending)
         self.plan.imports.append(ImportUri(f"gs://{self.bucket}/{pattern}", covered))
+
+    def under(self, prefix: str) -> list[str]:
+        """The pending names starting with ``prefix`` (a slice of the sorted names: no scan)."""
+        start = bisect.bisect_left(self.sorted_pending, prefix)
+        end = bisect.bisect_left(self.sorted_pending, prefix + _MAX_CHAR)
+        return self.sorted_pending[start:end]
 
     def run(self) -> Plan:
         remaining = set(self.pending)
         for root in self._collapse_roots():
-            under = {n for n in remaining if n.startswith(root)}
+            under = set(self.under(root))
             remaining -= under
             self._emit_subtree(root, under)
         by_directory: dict[str, list[str]] = defaultdict(list)
@@ -114,7 +127,7 @@ class _Planner:
         directories = {_directory(n) for n in self.pending}
         roots: set[str] = set()
         for directory in sorted(directories, key=len):
-            if any(directory.startswith(root) for root in roots):
+            if any(ancestor in roots for ancestor in _ancestors(directory)):
                 continue
             best = None
             candidate: str | None = directory
@@ -128,21 +141,32 @@ class _Planner:
     def _subtree_pending(self, prefix: str) -> bool:
         if prefix in self.collapsible:
             return self.collapsible[prefix]
-        if has_wildcards(prefix) or any(not ok and other.startswith(prefix) for other, ok in self.collapsible.items()):
-            self.collapsible[prefix] = False
+        if has_wildcards(prefix) or self._has_failed_descendant(prefix):
+            self._fail(prefix)
             return False
-        pending_under = [n for n in self.pending if n.startswith(prefix)]
+        pending_under = self.under(prefix)
         extension = _common_extension(pending_under)
         if not is_valid_object_pattern(f"{prefix}**{extension}") or len(pending_under) > self.cap:
-            self.collapsible[prefix] = False
+            self._fail(prefix)
             return False
         limit = min(self.cap, 2 * len(pending_under) + 100)
         listing = self.list_prefix(prefix, recursive=True, limit=limit)
         ok = not listing.truncated and all(n in self.pending for n in listing.names if n.endswith(extension))
-        self.collapsible[prefix] = ok
-        if ok:
-            self.subtree_names[prefix] = listing.names
-        return ok
+        if not ok:
+            self._fail(prefix)
+            return False
+        self.collapsible[prefix] = True
+        self.subtree_names[prefix] = listing.names
+        return True
+
+    def _fail(self, prefix: str) -> None:
+        self.collapsible[prefix] = False
+        bisect.insort(self.failed, prefix)
+
+    def _has_failed_descendant(self, prefix: str) -> bool:
+        """A folder whose subfolder cannot collapse cannot collapse either (sorted: one bisect)."""
+        index = bisect.bisect_left(self.failed, prefix)
+        return index < len(self.failed) and self.failed[index].startswith(prefix)
 
     def _emit_subtree(self, root: str, files: set[str]) -> None:
         extension = _common_extension(files)
@@ -186,8 +210,10 @@ class _Planner:
                     self._exact(wanted[0], universe)
                     continue
                 pattern = f"{directory}{prefix}*{extension}"
-                if is_valid_object_pattern(pattern) and self._exactly(pattern, names, universe):
-                    self.add(pattern, wanted, universe)
+                # without wildcard characters in the prefix, the pattern matches exactly this trie node's names
+                literal = not has_wildcards(prefix)
+                if is_valid_object_pattern(pattern) and (literal or self._exactly(pattern, names, universe)):
+                    self.add(pattern, wanted, () if literal else universe)
                     continue
             children: dict[str, list[str]] = defaultdict(list)
             for name in names:
@@ -212,6 +238,16 @@ class _Planner:
         else:
             self.plan.stow.append(name)
             self.covered.add(name)
+
+
+def _ancestors(directory: str) -> list[str]:
+    """``a/b/`` -> ``["a/b/", "a/", ""]``."""
+    found: list[str] = []
+    current: str | None = directory
+    while current is not None:
+        found.append(current)
+        current = _parent(current)
+    return found
 
 
 def _parent(directory: str) -> str | None:

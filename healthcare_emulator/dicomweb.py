@@ -121,7 +121,9 @@ def search_resources(emulator: Emulator, request: Request, version: str, groups:
     name = _store(groups)
     emulator.require_store(name)
     level = groups["level"]
-    metadata = [record.metadata for record in emulator.repository.find_instances(str(name))]
+    # narrow to the path's study in the index first (study-level attributes still see the whole study)
+    records = emulator.repository.find_instances(str(name), groups.get("study"))
+    metadata = [record.metadata for record in records]
     try:
         results = search(
             level,  # type: ignore[arg-type]

@@ -42,7 +42,10 @@ test: prereqs lint $(STAMP)
 run: prereqs $(STAMP)
 	$(PY) -m devstack demo
 
-bench: $(STAMP)
+bench: prereqs $(STAMP)
+	$(PY) -m bench.planner
+	$(PY) -m bench.intake
+	$(PY) -m bench.end_to_end
 	$(PY) -m bench.emulator_throughput
 
 clean:

@@ -22,6 +22,7 @@ _FIRST_PULL_TIMEOUT = 10.0  # the first pull may wait for messages; later ones o
 _NEXT_PULL_TIMEOUT = 2.0
 _MAX_PULL = 1000
 _ACK_CHUNK = 1000
+_BATCH_LATENCY = 0.01  # seconds a publish may wait for company; concurrent invocations share a batch
 _TRANSIENT = (
     gexc.TooManyRequests, gexc.InternalServerError, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
     gexc.RetryError, gexc.Aborted, gexc.Unknown, TimeoutError, ConnectionError,
@@ -61,7 +62,7 @@ class PubSubPublisher:
     def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None) -> None:
         self._project = project
         self._client = client or pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.02)
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=_BATCH_LATENCY)
         )
 
     def publish(self, topic: str, messages: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[str]:

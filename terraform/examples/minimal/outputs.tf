@@ -1,0 +1,24 @@
+output "source_buckets" {
+  description = "Upload here (gs://BUCKET/any/folder/file.dcm)."
+  value       = module.dicomflow.source_buckets
+}
+
+output "dicom_store" {
+  description = "Full resource name of the DICOM store."
+  value       = module.dicomflow.dicom_store
+}
+
+output "topics" {
+  description = "Pub/Sub topics by role."
+  value       = module.dicomflow.topics
+}
+
+output "subscriptions" {
+  description = "Pub/Sub subscriptions (pull the *_inspect ones to watch results and failures)."
+  value       = module.dicomflow.subscriptions
+}
+
+output "functions" {
+  description = "Function names by entry point."
+  value       = module.dicomflow.functions
+}

@@ -1,0 +1,254 @@
+# Identities and grants. Additive *_iam_member resources only, on the narrowest resource that
+# works (bucket, topic, subscription, DICOM store, dataset, service account). The few project-level
+# grants are the ones Google offers at project level only; each says why.
+#
+# Who does what (see handlers/ and dicomflow/adapters/):
+#   on_object_finalized  reads source objects (ranged reads)         -> objectViewer on source buckets
+#                        publishes pending records / failures        -> publisher on pending, failed
+#   on_flush             pulls, acks, extends leases                 -> subscriber on the pending subscription
+#                        lists and reads source objects (STOW)       -> objectViewer on source buckets
+#                        writes batch manifests                      -> objectUser on the state bucket
+#                        dicomStores.import, STOW-RS                 -> dicomEditor on the store
+#                        operations.list/get on the dataset          -> custom role (operations get+list) on the dataset
+#                        publishes watches / failures                -> publisher on operations, failed
+#   on_operation         operations.get                              -> datasetViewer on the dataset
+#                        QIDO-RS, dicomStores.export                 -> dicomViewer on the store (has export)
+#                        state objects + filter files                -> objectUser on the state bucket
+#                        re-drives, failures, results, export watches-> publisher on pending, failed, results, operations
+#   invoker              Eventarc triggers and the push subscription -> run.invoker on the three services,
+#                                                                       eventarc.eventReceiver (project)
+#   Healthcare agent     reads imports and filter files              -> objectViewer on source + state buckets
+#                        writes exports                              -> objectAdmin on export buckets (+ BigQuery)
+
+locals {
+  function_topics = {
+    on_object_finalized = ["pending", "failed"]
+    on_flush            = ["operations", "failed"]
+    on_operation        = ["pending", "failed", "results", "operations"]
+  }
+  function_topic_grants = merge([
+    for fn, topics in local.function_topics : { for topic in topics : "${fn} ${topic}" => { function = fn, topic = topic } }
+  ]...)
+
+  function_bucket_grants = merge(
+    { for b in local.source_bucket_names : "on_object_finalized ${b} viewer" => { function = "on_object_finalized", bucket = b, role = "roles/storage.objectViewer" } },
+    { for b in local.source_bucket_names : "on_flush ${b} viewer" => { function = "on_flush", bucket = b, role = "roles/storage.objectViewer" } },
+    { "on_flush ${local.state_bucket_name} user" = { function = "on_flush", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
+    { "on_operation ${local.state_bucket_name} user" = { function = "on_operation", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
+  )
+
+  function_store_roles = {
+    on_flush     = "roles/healthcare.dicomEditor" # import + STOW-RS (dicomWebWrite)
+    on_operation = "roles/healthcare.dicomViewer" # QIDO-RS (dicomWebRead) + export
+  }
+  function_dataset_roles = {
+    on_flush     = google_project_iam_custom_role.operations_reader.name # operations.list is in no narrower predefined role
+    on_operation = "roles/healthcare.datasetViewer"                      # operations.get
+  }
+
+  healthcare_agent_bucket_grants = merge(
+    { for b in distinct(concat(local.source_bucket_names, [local.state_bucket_name])) : "${b} viewer" => { bucket = b, role = "roles/storage.objectViewer" } },
+    { for b in local.export_gcs_buckets : "${b} admin" => { bucket = b, role = "roles/storage.objectAdmin" } },
+  )
+}
+
+# ---------------------------------------------------------------------------------------------
+# Service accounts: one per function, one for the triggers that invoke them
+# ---------------------------------------------------------------------------------------------
+
+resource "google_service_account" "function" {
+  for_each = local.function_ids
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-${each.value}"
+  display_name = "dicomflow ${each.key}"
+  description  = "Runtime identity of the ${each.key} function (dicomflow)."
+
+  depends_on = [google_project_service.main]
+}
+
+resource "google_service_account" "invoker" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-invoker"
+  display_name = "dicomflow invoker"
+  description  = "Identity of the Eventarc triggers and of the Pub/Sub push subscription that invoke the dicomflow functions."
+
+  depends_on = [google_project_service.main]
+}
+
+# Google-managed service agents.
+resource "google_project_service_identity" "healthcare" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "healthcare.googleapis.com"
+
+  depends_on = [google_project_service.main]
+}
+
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.main]
+}
+
+data "google_storage_project_service_account" "main" {
+  project = var.project_id
+
+  depends_on = [google_project_service.main]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Functions
+# ---------------------------------------------------------------------------------------------
+
+resource "google_storage_bucket_iam_member" "function" {
+  for_each = local.function_bucket_grants
+
+  bucket = each.value.bucket
+  role   = each.value.role
+  member = "serviceAccount:${google_service_account.function[each.value.function].email}"
+
+  depends_on = [google_storage_bucket.main]
+}
+
+resource "google_pubsub_topic_iam_member" "function" {
+  for_each = local.function_topic_grants
+
+  project = var.project_id
+  topic   = google_pubsub_topic.main[each.value.topic].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}
+
+resource "google_pubsub_subscription_iam_member" "flush_pending" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.pending.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_service_account.function["on_flush"].email}"
+}
+
+resource "google_healthcare_dicom_store_iam_member" "function" {
+  for_each = local.function_store_roles
+
+  dicom_store_id = google_healthcare_dicom_store.main.id
+  role           = each.value
+  member         = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# healthcare.operations.list (how many imports run) is only in roles/healthcare.datasetAdmin, which
+# could also delete the dataset and change its IAM policy; this role holds just get + list.
+resource "google_project_iam_custom_role" "operations_reader" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_healthcare_operations_reader"
+  title       = "dicomflow Healthcare operations reader"
+  description = "List and get the long-running operations of a Healthcare dataset (bound on the dataset only)."
+  permissions = ["healthcare.operations.get", "healthcare.operations.list"]
+}
+
+resource "google_healthcare_dataset_iam_member" "function" {
+  for_each = local.function_dataset_roles
+
+  dataset_id = google_healthcare_dataset.main.id
+  role       = each.value
+  member     = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Invoker: Eventarc triggers and the push subscription
+# ---------------------------------------------------------------------------------------------
+
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.function_ids
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.main[each.key].name # a gen2 function's Cloud Run service has its name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.invoker.email}"
+}
+
+# Project level only: Eventarc has no resource-level IAM for receiving events.
+resource "google_project_iam_member" "invoker_event_receiver" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.invoker.email}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Service agents
+# ---------------------------------------------------------------------------------------------
+
+# Eventarc Cloud Storage triggers publish through a Pub/Sub topic that Eventarc creates: the Cloud
+# Storage service agent needs publisher on the project (the topic does not exist beforehand).
+resource "google_project_iam_member" "gcs_agent_publisher" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.main.email_address}"
+}
+
+# Dead-lettering: the Pub/Sub service agent publishes to the dead-letter topic and acknowledges the
+# forwarded message on the source subscription.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter" {
+  project = var.project_id
+  topic   = google_pubsub_topic.main["dead_letter"].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_operations" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.operations.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+# Authenticated push: the Pub/Sub service agent mints the OIDC token of the invoker (needed in
+# projects created before April 2021; granted on that one service account, not on the project).
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  service_account_id = google_service_account.invoker.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+# The Healthcare service agent reads what is imported and the export filter files, and writes exports.
+resource "google_storage_bucket_iam_member" "healthcare_agent" {
+  for_each = local.healthcare_agent_bucket_grants
+
+  bucket = each.value.bucket
+  role   = each.value.role
+  member = "serviceAccount:${google_project_service_identity.healthcare.email}"
+
+  depends_on = [google_storage_bucket.main]
+}
+
+resource "google_pubsub_topic_iam_member" "healthcare_agent_notifications" {
+  count = var.store_notifications.enabled ? 1 : 0
+
+  project = var.project_id
+  topic   = google_pubsub_topic.store_notifications[0].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_project_service_identity.healthcare.email}"
+}
+
+# BigQuery export targets: dataEditor on each target dataset, jobUser on each target's project
+# (BigQuery jobs are project-level; there is no narrower place to grant it).
+resource "google_bigquery_dataset_iam_member" "healthcare_agent" {
+  for_each = local.export_bigquery_datasets
+
+  project    = each.value.project
+  dataset_id = each.value.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_project_service_identity.healthcare.email}"
+}
+
+resource "google_project_iam_member" "healthcare_agent_bigquery_job_user" {
+  for_each = toset([for d in values(local.export_bigquery_datasets) : d.project])
+
+  project = each.value
+  role    = "roles/bigquery.jobUser"
+  member  = "serviceAccount:${google_project_service_identity.healthcare.email}"
+}

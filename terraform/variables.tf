@@ -1,0 +1,519 @@
+# Inputs of the dicomflow deployment. The function settings (`settings`) mirror
+# dicomflow/settings.py (SETTINGS_TABLE): same names in lower case, same defaults, same ranges;
+# tests/terraform checks that they stay in step.
+
+# ---------------------------------------------------------------------------------------------
+# Where
+# ---------------------------------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Google Cloud project that holds everything (PROJECT_ID): the Healthcare dataset, the Pub/Sub topics, the functions and the buckets the module creates."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9\\-:.]{2,62}$", var.project_id))
+    error_message = "The project_id must be a project id such as my-project (lowercase letters, digits and '-')."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the Cloud Scheduler job and, unless overridden, the Healthcare dataset and the buckets the module creates (e.g. us-central1)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "The region must be a Google Cloud region such as us-central1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of the names of functions, service accounts, the scheduler job and the module's own topics (dead-letter, flush tick). Keep it short: service account ids are limited to 30 characters."
+  type        = string
+  default     = "dicomflow"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}[a-z0-9]$", var.name_prefix))
+    error_message = "The name_prefix must be 3-16 lowercase letters, digits or '-', start with a letter and not end with '-'."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "enable_apis" {
+  description = "Enable the Google APIs the deployment uses (google_project_service, never disabled on destroy). Turn off when a platform team manages project services."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Buckets
+# ---------------------------------------------------------------------------------------------
+
+variable "source_buckets" {
+  description = <<-EOT
+    Buckets whose uploads are imported (SOURCE_BUCKETS). Each entry: `name`; `create` (default true:
+    the module creates the bucket; false: an existing bucket is reused and only IAM is added);
+    `location` (default: the region, upper case). The first bucket is the function's own Eventarc
+    trigger; every further bucket gets a google_eventarc_trigger to the same function. An Eventarc
+    trigger lives in the bucket's location, so give `location` for reused buckets outside the region.
+  EOT
+  type = list(object({
+    name     = string
+    create   = optional(bool, true)
+    location = optional(string)
+  }))
+
+  validation {
+    condition     = length(var.source_buckets) >= 1
+    error_message = "At least one source bucket is required."
+  }
+  validation {
+    condition     = alltrue([for b in var.source_buckets : can(regex("^[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9]$", b.name))])
+    error_message = "Every source bucket name must be a bucket name (lowercase letters, digits, '.', '_' and '-')."
+  }
+  validation {
+    condition     = length(distinct([for b in var.source_buckets : b.name])) == length(var.source_buckets)
+    error_message = "Source bucket names must be unique."
+  }
+}
+
+variable "state_bucket" {
+  description = <<-EOT
+    Bucket of the batch manifests, state objects and filter files (STATE_BUCKET). `name` defaults to
+    PROJECT-NAME_PREFIX-state; `create` false reuses an existing bucket (it may be a source bucket);
+    `object_retention_days` deletes the pipeline's objects under STATE_PREFIX that many days after
+    they were written (0 keeps them). Created state buckets are versioned.
+  EOT
+  type = object({
+    name                  = optional(string)
+    create                = optional(bool, true)
+    location              = optional(string)
+    object_retention_days = optional(number, 180)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.state_bucket.name == null ? true : can(regex("^[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9]$", var.state_bucket.name))
+    error_message = "The state bucket name must be a bucket name."
+  }
+  validation {
+    condition     = var.state_bucket.object_retention_days >= 0 && floor(var.state_bucket.object_retention_days) == var.state_bucket.object_retention_days
+    error_message = "The state_bucket.object_retention_days must be a whole number of days (0 = keep)."
+  }
+}
+
+variable "export_bucket" {
+  description = <<-EOT
+    Bucket for GCS export targets. `enabled` false: no export bucket (import only, or exports to
+    buckets you manage); `name` defaults to PROJECT-NAME_PREFIX-export; `create` false reuses an
+    existing bucket. The Healthcare service agent gets objectAdmin on it and on every bucket named
+    by a `gcs` export target.
+  EOT
+  type = object({
+    enabled  = optional(bool, true)
+    name     = optional(string)
+    create   = optional(bool, true)
+    location = optional(string)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.export_bucket.name == null ? true : can(regex("^[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9]$", var.export_bucket.name))
+    error_message = "The export bucket name must be a bucket name."
+  }
+}
+
+variable "noncurrent_version_retention_days" {
+  description = "Days a replaced or deleted object version is kept in the versioned buckets the module creates."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_version_retention_days >= 1 && floor(var.noncurrent_version_retention_days) == var.noncurrent_version_retention_days
+    error_message = "The noncurrent_version_retention_days must be a whole number of at least 1."
+  }
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete the buckets the module created even when they still hold objects. Keep false in production; set true (and apply) before tearing a test deployment down."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cloud Healthcare API
+# ---------------------------------------------------------------------------------------------
+
+variable "healthcare" {
+  description = "Healthcare dataset and DICOM store the module creates: `location` (LOCATION, default the region), `dataset` (DATASET), `dicom_store` (DICOM_STORE), `time_zone` of the dataset."
+  type = object({
+    location    = optional(string)
+    dataset     = optional(string, "dicomflow")
+    dicom_store = optional(string, "dicomflow")
+    time_zone   = optional(string, "UTC")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.healthcare.location == null ? true : can(regex("^[a-z0-9\\-]{2,63}$", var.healthcare.location))
+    error_message = "The healthcare.location must be a location such as us-central1."
+  }
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.\\-]{1,256}$", var.healthcare.dataset)) && can(regex("^[A-Za-z0-9_.\\-]{1,256}$", var.healthcare.dicom_store))
+    error_message = "The healthcare.dataset and healthcare.dicom_store must be 1-256 letters, digits, '_', '-' or '.'."
+  }
+}
+
+variable "store_notifications" {
+  description = "Optional DICOM store notification config: when `enabled`, the module creates the topic `topic`, lets the Healthcare service agent publish to it and sets it on the store (`send_for_bulk_import`: also notify for instances that arrive by import). Subscribe to it yourself."
+  type = object({
+    enabled              = optional(bool, false)
+    topic                = optional(string, "dicom-store-notifications")
+    send_for_bulk_import = optional(bool, true)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}$", var.store_notifications.topic))
+    error_message = "The store_notifications.topic must be a Pub/Sub topic id (3-255 characters, starting with a letter)."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Function settings (environment variables)
+# ---------------------------------------------------------------------------------------------
+
+variable "settings" {
+  description = <<-EOT
+    Settings passed to every function as environment variables (the required ones, PROJECT_ID,
+    LOCATION, DATASET, DICOM_STORE, SOURCE_BUCKETS and STATE_BUCKET, come from the variables above).
+    Each attribute is the lower-case name of its variable, with the same default:
+      state_prefix (STATE_PREFIX, "dicomflow/"): prefix of the pipeline's own objects in the state bucket; never imported.
+      dicom_suffixes (DICOM_SUFFIXES, [".dcm"]): name suffixes selected as DICOM (case-insensitive).
+      sniff_extensionless (SNIFF_EXTENSIONLESS, false): also select extensionless objects whose bytes 128-131 are 'DICM'.
+      exclude_prefixes (EXCLUDE_PREFIXES, []): object prefixes never imported (e.g. quarantine/).
+      pending_topic, pending_subscription, operations_topic, failed_topic, results_topic
+        (PENDING_TOPIC "dicom-pending", PENDING_SUBSCRIPTION "dicom-pending-flush", OPERATIONS_TOPIC
+        "dicom-operations", FAILED_TOPIC "dicom-failed", RESULTS_TOPIC "dicom-results"): the module
+        creates the topics and subscription under these names.
+      settle_seconds (SETTLE_SECONDS, 30): a folder is ready once no new upload arrived in it for this long.
+      max_wait_seconds (MAX_WAIT_SECONDS, 600, >= settle_seconds): a folder is ready anyway once its oldest upload waited this long.
+      max_batch_files (MAX_BATCH_FILES, 10000, 1..1000000): most pending records one flush imports as one batch.
+      max_concurrent_operations (MAX_CONCURRENT_OPERATIONS, 5, 1..100): most import operations in flight on the store.
+      blob_storage_class (BLOB_STORAGE_CLASS, ""): STANDARD, NEARLINE, COLDLINE, ARCHIVE or "" for the store's default.
+      header_read_bytes (HEADER_READ_BYTES, 65536, >= 1024): first ranged read when sniffing a header.
+      max_header_bytes (MAX_HEADER_BYTES, 16777216, >= header_read_bytes): largest header read before an object is reported as not DICOM.
+      listing_cap (LISTING_CAP, 50000, >= 100): most objects one planner step may list.
+      flush_lease_seconds (FLUSH_LEASE_SECONDS, 120, 10..600): ack deadline the flush keeps extending on the records it holds.
+      healthcare_api_endpoint (HEALTHCARE_API_ENDPOINT, ""): API endpoint override, only for the local emulator; leave empty in the cloud.
+      api_retry_attempts (API_RETRY_ATTEMPTS, 6, 1..20): attempts for a Healthcare API call answered 429/5xx or timing out.
+      export_targets (EXPORT_TARGETS, []): exports fired for every imported batch; each {name, gcs = "gs://bucket/prefix",
+        mime_type} or {name, bigquery = "bq://project.dataset.table", write_disposition}; passed as JSON.
+      max_attempts (MAX_ATTEMPTS, 3, 1..100): imports tried per file before it goes to dicom-failed.
+      operation_max_age_seconds (OPERATION_MAX_AGE_SECONDS, 21600, >= 0): an operation still running after this long is reported stuck.
+      log_level (LOG_LEVEL, "INFO"): DEBUG, INFO, WARNING or ERROR.
+  EOT
+  type = object({
+    state_prefix              = optional(string, "dicomflow/")
+    dicom_suffixes            = optional(list(string), [".dcm"])
+    sniff_extensionless       = optional(bool, false)
+    exclude_prefixes          = optional(list(string), [])
+    pending_topic             = optional(string, "dicom-pending")
+    pending_subscription      = optional(string, "dicom-pending-flush")
+    operations_topic          = optional(string, "dicom-operations")
+    failed_topic              = optional(string, "dicom-failed")
+    results_topic             = optional(string, "dicom-results")
+    settle_seconds            = optional(number, 30)
+    max_wait_seconds          = optional(number, 600)
+    max_batch_files           = optional(number, 10000)
+    max_concurrent_operations = optional(number, 5)
+    blob_storage_class        = optional(string, "")
+    header_read_bytes         = optional(number, 65536)
+    max_header_bytes          = optional(number, 16777216)
+    listing_cap               = optional(number, 50000)
+    flush_lease_seconds       = optional(number, 120)
+    healthcare_api_endpoint   = optional(string, "")
+    api_retry_attempts        = optional(number, 6)
+    export_targets = optional(list(object({
+      name              = string
+      gcs               = optional(string)
+      mime_type         = optional(string)
+      bigquery          = optional(string)
+      write_disposition = optional(string)
+    })), [])
+    max_attempts              = optional(number, 3)
+    operation_max_age_seconds = optional(number, 21600)
+    log_level                 = optional(string, "INFO")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.settings.state_prefix != "" && !startswith(var.settings.state_prefix, "/")
+    error_message = "The settings.state_prefix must not be empty and must not start with '/'."
+  }
+  validation {
+    condition     = length(var.settings.dicom_suffixes) >= 1 && alltrue([for s in var.settings.dicom_suffixes : trimspace(s) != "" && !strcontains(s, ",")])
+    error_message = "The settings.dicom_suffixes must hold at least one suffix, none empty or holding ','."
+  }
+  validation {
+    condition     = alltrue([for p in var.settings.exclude_prefixes : trimspace(p) != "" && !strcontains(p, ",")])
+    error_message = "The settings.exclude_prefixes must not be empty strings or hold ','."
+  }
+  validation {
+    condition = alltrue([
+      for name in [
+        var.settings.pending_topic, var.settings.pending_subscription, var.settings.operations_topic,
+        var.settings.failed_topic, var.settings.results_topic,
+      ] : can(regex("^[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}$", name)) && !startswith(lower(name), "goog")
+    ])
+    error_message = "Topic and subscription names must be Pub/Sub resource ids: 3-255 characters, starting with a letter, not with 'goog'."
+  }
+  validation {
+    condition = length(distinct([
+      var.settings.pending_topic, var.settings.operations_topic, var.settings.failed_topic, var.settings.results_topic,
+    ])) == 4
+    error_message = "The pending, operations, failed and results topics must be four different topics."
+  }
+  validation {
+    condition     = var.settings.settle_seconds >= 0 && var.settings.max_wait_seconds >= var.settings.settle_seconds
+    error_message = "The settings.settle_seconds must be at least 0 and settings.max_wait_seconds at least settings.settle_seconds."
+  }
+  validation {
+    condition     = floor(var.settings.max_batch_files) == var.settings.max_batch_files && var.settings.max_batch_files >= 1 && var.settings.max_batch_files <= 1000000
+    error_message = "The settings.max_batch_files must be a whole number between 1 and 1000000."
+  }
+  validation {
+    condition     = floor(var.settings.max_concurrent_operations) == var.settings.max_concurrent_operations && var.settings.max_concurrent_operations >= 1 && var.settings.max_concurrent_operations <= 100
+    error_message = "The settings.max_concurrent_operations must be a whole number between 1 and 100."
+  }
+  validation {
+    condition     = contains(["", "STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"], upper(var.settings.blob_storage_class))
+    error_message = "The settings.blob_storage_class must be STANDARD, NEARLINE, COLDLINE, ARCHIVE or empty."
+  }
+  validation {
+    condition = (
+      floor(var.settings.header_read_bytes) == var.settings.header_read_bytes && var.settings.header_read_bytes >= 1024
+      && floor(var.settings.max_header_bytes) == var.settings.max_header_bytes && var.settings.max_header_bytes >= var.settings.header_read_bytes
+    )
+    error_message = "The settings.header_read_bytes must be a whole number of at least 1024 and settings.max_header_bytes at least settings.header_read_bytes."
+  }
+  validation {
+    condition     = floor(var.settings.listing_cap) == var.settings.listing_cap && var.settings.listing_cap >= 100
+    error_message = "The settings.listing_cap must be a whole number of at least 100."
+  }
+  validation {
+    condition     = floor(var.settings.flush_lease_seconds) == var.settings.flush_lease_seconds && var.settings.flush_lease_seconds >= 10 && var.settings.flush_lease_seconds <= 600
+    error_message = "The settings.flush_lease_seconds must be a whole number between 10 and 600."
+  }
+  validation {
+    condition     = var.settings.healthcare_api_endpoint == "" || can(regex("^https?://[^/\\s]+/?$", var.settings.healthcare_api_endpoint))
+    error_message = "The settings.healthcare_api_endpoint must be empty (the real API) or a base URL such as http://127.0.0.1:8089."
+  }
+  validation {
+    condition     = floor(var.settings.api_retry_attempts) == var.settings.api_retry_attempts && var.settings.api_retry_attempts >= 1 && var.settings.api_retry_attempts <= 20
+    error_message = "The settings.api_retry_attempts must be a whole number between 1 and 20."
+  }
+  validation {
+    condition     = alltrue([for t in var.settings.export_targets : can(regex("^[a-z][a-z0-9-]{0,39}$", t.name))])
+    error_message = "Every export target name must be 1-40 lowercase letters, digits or '-', starting with a letter."
+  }
+  validation {
+    condition     = length(distinct([for t in var.settings.export_targets : t.name])) == length(var.settings.export_targets)
+    error_message = "Export target names must be unique."
+  }
+  validation {
+    condition     = alltrue([for t in var.settings.export_targets : (t.gcs == null) != (t.bigquery == null)])
+    error_message = "Every export target needs exactly one of gcs (gs://bucket/prefix) or bigquery (bq://project.dataset.table)."
+  }
+  validation {
+    condition     = alltrue([for t in var.settings.export_targets : t.gcs == null ? true : can(regex("^gs://[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9](/.*)?$", t.gcs))])
+    error_message = "An export target's gcs must be gs://bucket[/prefix]."
+  }
+  validation {
+    condition     = alltrue([for t in var.settings.export_targets : t.bigquery == null ? true : can(regex("^bq://[A-Za-z0-9_:.\\-]+\\.\\w+\\.\\w+$", t.bigquery))])
+    error_message = "An export target's bigquery must be bq://project.dataset.table."
+  }
+  validation {
+    condition = alltrue([
+      for t in var.settings.export_targets : t.mime_type == null ? true : (
+        t.gcs != null && contains(
+          ["application/dicom", "image/jpeg", "image/png", "application/octet-stream"],
+          lower(trimspace(split(";", t.mime_type)[0]))
+        )
+      )
+    ])
+    error_message = "An export target's mime_type applies to gcs targets only and must be application/dicom (optionally '; transfer-syntax=UID'), image/jpeg, image/png or application/octet-stream."
+  }
+  validation {
+    condition = alltrue([
+      for t in var.settings.export_targets : t.write_disposition == null ? true : (
+        t.bigquery != null && contains(["WRITE_EMPTY", "WRITE_TRUNCATE", "WRITE_APPEND"], t.write_disposition)
+      )
+    ])
+    error_message = "An export target's write_disposition applies to bigquery targets only and must be WRITE_EMPTY, WRITE_TRUNCATE or WRITE_APPEND."
+  }
+  validation {
+    condition     = floor(var.settings.max_attempts) == var.settings.max_attempts && var.settings.max_attempts >= 1 && var.settings.max_attempts <= 100
+    error_message = "The settings.max_attempts must be a whole number between 1 and 100."
+  }
+  validation {
+    condition     = var.settings.operation_max_age_seconds >= 0
+    error_message = "The settings.operation_max_age_seconds must be at least 0."
+  }
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], upper(var.settings.log_level))
+    error_message = "The settings.log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Functions, triggers and delivery
+# ---------------------------------------------------------------------------------------------
+
+variable "functions" {
+  description = <<-EOT
+    Sizing of each function (Cloud Functions gen2 service_config): available_memory, available_cpu,
+    timeout_seconds, min/max_instance_count, max_instance_request_concurrency. on_flush defaults to
+    one instance so that flushes never overlap (MAX_CONCURRENT_OPERATIONS stays exact); event-driven
+    functions (on_object_finalized, on_flush) time out after at most 540 s, on_operation (Pub/Sub push)
+    after at most 600 s, the push subscription's ack deadline.
+  EOT
+  type = object({
+    on_object_finalized = optional(object({
+      available_memory                 = optional(string, "512M")
+      available_cpu                    = optional(string)
+      timeout_seconds                  = optional(number, 120)
+      min_instance_count               = optional(number, 0)
+      max_instance_count               = optional(number, 20)
+      max_instance_request_concurrency = optional(number, 1)
+    }), {})
+    on_flush = optional(object({
+      available_memory                 = optional(string, "1Gi")
+      available_cpu                    = optional(string)
+      timeout_seconds                  = optional(number, 540)
+      min_instance_count               = optional(number, 0)
+      max_instance_count               = optional(number, 1)
+      max_instance_request_concurrency = optional(number, 1)
+    }), {})
+    on_operation = optional(object({
+      available_memory                 = optional(string, "512M")
+      available_cpu                    = optional(string)
+      timeout_seconds                  = optional(number, 300)
+      min_instance_count               = optional(number, 0)
+      max_instance_count               = optional(number, 10)
+      max_instance_request_concurrency = optional(number, 1)
+    }), {})
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = (
+      var.functions.on_object_finalized.timeout_seconds >= 1 && var.functions.on_object_finalized.timeout_seconds <= 540
+      && var.functions.on_flush.timeout_seconds >= 1 && var.functions.on_flush.timeout_seconds <= 540
+      && var.functions.on_operation.timeout_seconds >= 1 && var.functions.on_operation.timeout_seconds <= 600
+    )
+    error_message = "Timeouts: on_object_finalized and on_flush 1-540 s (event-driven functions), on_operation 1-600 s (the push ack deadline)."
+  }
+  validation {
+    condition = alltrue([
+      for f in [var.functions.on_object_finalized, var.functions.on_flush, var.functions.on_operation] :
+      f.max_instance_count >= 1 && f.min_instance_count >= 0 && f.min_instance_count <= f.max_instance_count
+      && f.max_instance_request_concurrency >= 1 && f.max_instance_request_concurrency <= 1000
+    ])
+    error_message = "Each function needs 1 <= max_instance_count, 0 <= min_instance_count <= max_instance_count and 1 <= max_instance_request_concurrency <= 1000."
+  }
+}
+
+variable "build_service_account_email" {
+  description = "Service account Cloud Build uses to build the functions (build_config.service_account). null = the Cloud Functions default (in projects created since mid-2024 the Compute Engine default service account, which then needs roles/cloudbuild.builds.builder)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.build_service_account_email == null ? true : can(regex("^[^@\\s]+@[^@\\s]+\\.iam\\.gserviceaccount\\.com$", var.build_service_account_email))
+    error_message = "The build_service_account_email must be a service account email (NAME@PROJECT.iam.gserviceaccount.com)."
+  }
+}
+
+variable "flush_schedule" {
+  description = "Cloud Scheduler cron schedule of the flush tick that triggers on_flush (every minute by default)."
+  type        = string
+  default     = "* * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.flush_schedule))) == 5
+    error_message = "The flush_schedule must be a five-field cron expression such as '* * * * *'."
+  }
+}
+
+variable "flush_time_zone" {
+  description = "Time zone of the flush schedule (tz database name)."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "pending_subscription" {
+  description = "The pull subscription on_flush reads: `ack_deadline_seconds` (10-600; the flush also extends leases itself) and `message_retention_seconds` (600-604800; a record not imported within this time is lost)."
+  type = object({
+    ack_deadline_seconds      = optional(number, 600)
+    message_retention_seconds = optional(number, 604800)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = (
+      var.pending_subscription.ack_deadline_seconds >= 10 && var.pending_subscription.ack_deadline_seconds <= 600
+      && var.pending_subscription.message_retention_seconds >= 600 && var.pending_subscription.message_retention_seconds <= 604800
+    )
+    error_message = "The pending_subscription needs 10 <= ack_deadline_seconds <= 600 and 600 <= message_retention_seconds <= 604800."
+  }
+}
+
+variable "operations_delivery" {
+  description = <<-EOT
+    Delivery of watch messages from the operations topic to on_operation (a push subscription):
+    on_operation answers 500 while an operation runs, so the retry policy's exponential backoff
+    (`minimum_backoff_seconds`..`maximum_backoff_seconds`) paces the polling, and a message that
+    failed `max_delivery_attempts` times (5-100) goes to the dead-letter topic. Keep
+    max_delivery_attempts x maximum_backoff_seconds above settings.operation_max_age_seconds so that
+    the pipeline reports a stuck operation itself before Pub/Sub gives up on it.
+  EOT
+  type = object({
+    minimum_backoff_seconds = optional(number, 10)
+    maximum_backoff_seconds = optional(number, 600)
+    max_delivery_attempts   = optional(number, 100)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = (
+      var.operations_delivery.minimum_backoff_seconds >= 0
+      && var.operations_delivery.maximum_backoff_seconds <= 600
+      && var.operations_delivery.minimum_backoff_seconds <= var.operations_delivery.maximum_backoff_seconds
+    )
+    error_message = "The backoff must satisfy 0 <= minimum_backoff_seconds <= maximum_backoff_seconds <= 600."
+  }
+  validation {
+    condition     = var.operations_delivery.max_delivery_attempts >= 5 && var.operations_delivery.max_delivery_attempts <= 100
+    error_message = "The operations_delivery.max_delivery_attempts must be between 5 and 100 (a Pub/Sub limit)."
+  }
+}
+
+variable "inspection_subscriptions" {
+  description = "Create pull subscriptions (7-day retention) on the results, failed and dead-letter topics, so that their messages are kept until someone reads them (`gcloud pubsub subscriptions pull`). Turn off when your own consumers subscribe."
+  type        = bool
+  default     = true
+}

@@ -54,14 +54,25 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def _signal_group(self, signum: int) -> None:
+        """Signal the process group we started (a server's workers included: start_new_session=True)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the process and its children at once, as a crashed instance."""
+        self._signal_group(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.alive():
-            self.process.send_signal(signal.SIGTERM)
+            self._signal_group(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal_group(signal.SIGKILL)
                 self.process.wait(timeout=timeout)
+        self._signal_group(signal.SIGKILL)  # children that outlived their parent
         if self._log is not None:
             self._log.close()
 
@@ -169,7 +180,14 @@ def start_fake_gcs(
 
 
 def start_healthcare_emulator(
-    port: int, data_dir: Path, storage_host: str, *, log_path: Path | None = None, python: str | None = None
+    port: int,
+    data_dir: Path,
+    storage_host: str,
+    *,
+    log_path: Path | None = None,
+    python: str | None = None,
+    faults: Path | None = None,
+    fault_seed: int | None = None,
 ) -> ManagedProcess:
     """``python -m healthcare_emulator`` on 127.0.0.1:port, reading gs:// through ``storage_host``."""
     command = [
@@ -182,6 +200,8 @@ def start_healthcare_emulator(
         str(port),
     ]
     command += ["--data-dir", str(data_dir)]
+    if faults is not None:
+        command += ["--faults", str(faults)] + (["--fault-seed", str(fault_seed)] if fault_seed is not None else [])
     return start_process(
         "healthcare_emulator",
         command,

@@ -55,6 +55,8 @@ class StackConfig:
     data_dir: Path | None = None
     export_targets: str = json.dumps([{"name": "dicom", "gcs": f"gs://{EXPORT_BUCKET}/dicom"}])
     extra_env: tuple[tuple[str, str], ...] = ()
+    emulator_faults: Path | None = None  # fault rules for healthcare_emulator (see healthcare_emulator/faults.py)
+    fault_seed: int | None = None
 
     def ports(self) -> dict[str, int]:
         return {
@@ -117,6 +119,7 @@ class LocalStack:
         self._env: dict[str, str] = {}
         self._logs = Path()
         self._previous_pubsub_host: str | None = None
+        self._data_dir = Path()
 
     def start(self) -> StackEndpoints:
         config = self.config
@@ -146,9 +149,8 @@ class LocalStack:
             pubsub=(pubsub_host, PROJECT, NOTIFICATIONS_TOPIC),
         )  # fmt: skip
         healthcare_url = f"http://127.0.0.1:{config.healthcare_port}"
-        self.processes["healthcare"] = start_healthcare_emulator(
-            config.healthcare_port, data_dir / "healthcare", storage_host, log_path=self._logs / "healthcare.log"
-        )
+        self._data_dir = data_dir
+        self.processes["healthcare"] = self._start_emulator()
         self._env = function_environment(config, storage_host, pubsub_host, healthcare_url)
         functions = {}
         for index, target in enumerate(FUNCTIONS):
@@ -163,11 +165,21 @@ class LocalStack:
         self._start_thread("journal", self._journal)
         return self.endpoints
 
+    def _start_emulator(self) -> ManagedProcess:
+        config = self.config
+        return start_healthcare_emulator(
+            config.healthcare_port, self._data_dir / "healthcare", f"http://127.0.0.1:{config.gcs_port}",
+            log_path=self._logs / "healthcare.log", faults=config.emulator_faults, fault_seed=config.fault_seed,
+        )  # fmt: skip
+
+    def restart_emulator(self) -> None:
+        """Kill healthcare_emulator (SIGKILL) and start it again on the same port and data directory."""
+        self.processes["healthcare"].kill()
+        self.processes["healthcare"] = self._start_emulator()
+
     def restart_function(self, target: str) -> None:
         """Kill a function process (SIGKILL, as a crashed instance) and start a new one on the same port."""
-        process = self.processes[target]
-        process.process.kill()
-        process.stop()
+        self.processes[target].kill()
         port = self.config.functions_port + FUNCTIONS.index(target)
         self.processes[target] = start_function(target, port, self._env, log_path=self._logs / f"{target}.log")
 

@@ -13,6 +13,22 @@ from typing import Any
 _LABELS = ("batch_id", "operation", "bucket")
 
 
+class ExpectedRetryFilter(logging.Filter):
+    """The web framework logs every exception a function raises at ERROR; an operation that is simply not done
+    yet (raised on purpose so Pub/Sub redelivers) is not an error: log it at INFO."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self._expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None and issubclass(record.exc_info[0], self._expected):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = f"{record.exc_info[0].__name__}: retry requested", None
+            record.exc_info = None
+        return True
+
+
 class CloudLoggingFormatter(logging.Formatter):
     """One JSON object per line with ``severity``, ``message`` and ``logging.googleapis.com/labels``."""
 
@@ -35,14 +51,17 @@ class CloudLoggingFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(component: str, level: str = "INFO") -> None:
-    """Route every log record of this process to stdout as Cloud Logging JSON (idempotent)."""
+def configure(component: str, level: str = "INFO", expected: tuple[type[BaseException], ...] = ()) -> None:
+    """Route every log record of this process to stdout as Cloud Logging JSON (idempotent); exceptions of the
+    ``expected`` types (raised to request a redelivery) are logged at INFO without a traceback."""
     root = logging.getLogger()
     if any(isinstance(h.formatter, CloudLoggingFormatter) for h in root.handlers):
         root.setLevel(level)
         return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(CloudLoggingFormatter(component))
+    if expected:
+        handler.addFilter(ExpectedRetryFilter(expected))
     root.handlers = [handler]
     root.setLevel(level)
     for noisy in ("urllib3", "google", "googleapiclient", "grpc"):

@@ -13,6 +13,7 @@ from google.cloud import storage
 from dicomflow.adapters.healthcare import GoogleHealthcareApi, build_client, build_session
 from dicomflow.adapters.pubsub import PubSubPublisher, PubSubSubscriber
 from dicomflow.adapters.storage import GcsObjectStore
+from dicomflow.errors import OperationPendingError
 from dicomflow.logs import configure
 from dicomflow.retry import RetryPolicy
 from dicomflow.settings import Settings
@@ -42,7 +43,7 @@ def _storage_client(project: str) -> storage.Client:
 def runtime(component: str) -> Runtime:
     """Built on the first event of this process and reused (clients are thread-safe and pool connections)."""
     settings = Settings.from_env(os.environ)
-    configure(component, settings.log_level)
+    configure(component, settings.log_level, expected=(OperationPendingError,))
     endpoint = settings.healthcare_api_endpoint
     healthcare = GoogleHealthcareApi(
         build_client(endpoint), build_session(endpoint), settings.store_name,

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from healthcare_emulator.errors import ApiError
+from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
 from healthcare_emulator.server import EmulatorServer
 
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, help="where datasets, stores and instances persist (default: temporary)"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG logs every request")
+    parser.add_argument("--faults", type=Path, help="JSON list of fault rules installed at start (see faults.py)")
+    parser.add_argument("--fault-seed", type=int, help="seed of the fault rates (reproducible chaos)")
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stderr)
@@ -45,8 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         temporary = tempfile.TemporaryDirectory(prefix="healthcare-emulator-")
         data_dir = Path(temporary.name)
     gcs = GcsClient.for_endpoint(os.environ.get("STORAGE_EMULATOR_HOST"))
+    faults = FaultInjector(args.fault_seed)
+    if args.faults:
+        try:
+            for rule in json.loads(args.faults.read_text()):
+                faults.add(rule)
+        except (OSError, ValueError, ApiError) as exc:
+            print(f"healthcare_emulator: cannot load --faults {args.faults}: {exc}", file=sys.stderr)
+            return 2
     try:
-        server = EmulatorServer(data_dir, gcs, args.host, args.port)
+        server = EmulatorServer(data_dir, gcs, args.host, args.port, faults)
     except OSError as exc:
         print(f"healthcare_emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -4,6 +4,10 @@
 rule (``path`` is a regex searched in the request path); ``DELETE /emulator/faults`` clears every rule;
 ``GET /emulator/faults`` shows the rules and how many requests each one failed.
 
+With ``"rate": 0.05`` instead of ``count``, a rule fails that fraction of matching requests for as long as it
+stays (``"seconds": S`` adds latency instead of an error when ``status`` is omitted). ``python -m
+healthcare_emulator --faults RULES.json`` installs rules at start, so they survive a restart.
+
 Two more kinds of rule shape operations rather than requests:
 ``{"kind": "import-file", "object": "regex", "count": N}`` makes an import fail the next N objects whose name
 matches (the operation then ends with an error, like a real partially failed import), and
@@ -13,8 +17,10 @@ they start working (they stay ``done: false`` meanwhile).
 
 from __future__ import annotations
 
+import random
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,18 +39,17 @@ _STATUS_NAMES = {
 class FaultRule:
     method: str
     path: re.Pattern[str]
-    status: int
-    remaining: int
+    status: int | None  # None: latency only
+    remaining: int | None  # None: rate-based, never used up
+    rate: float = 1.0
+    seconds: float = 0.0
     fired: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "method": self.method,
-            "path": self.path.pattern,
-            "status": self.status,
-            "remaining": self.remaining,
-            "fired": self.fired,
-        }
+            "method": self.method, "path": self.path.pattern, "status": self.status, "remaining": self.remaining,
+            "rate": self.rate, "seconds": self.seconds, "fired": self.fired,
+        }  # fmt: skip
 
 
 @dataclass
@@ -66,7 +71,8 @@ class OperationFault:
 
 
 class FaultInjector:
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
+        self._random = random.Random(seed)
         self._rules: list[FaultRule] = []
         self._operation_faults: list[OperationFault] = []
         self._lock = threading.Lock()
@@ -92,18 +98,26 @@ class FaultInjector:
 
     def _add_http(self, body: dict[str, Any]) -> FaultRule:
         try:
+            status = int(body["status"]) if body.get("status") is not None else None
+            rate = float(body.get("rate", 1.0))
             rule = FaultRule(
                 method=str(body.get("method", "*")).upper(),
                 path=re.compile(str(body.get("path", ""))),
-                status=int(body["status"]),
-                remaining=int(body.get("count", 1)),
+                status=status,
+                remaining=int(body["count"]) if "count" in body else (None if "rate" in body else 1),
+                rate=rate,
+                seconds=float(body.get("seconds", 0.0)),
             )
         except (KeyError, TypeError, ValueError, re.error) as exc:
             raise invalid_argument(
-                f"fault rule needs status (int), optional method, path (regex), count: {exc}"
+                f"fault rule needs status and/or seconds, optional method, path, count, rate: {exc}"
             ) from exc
-        if rule.status not in _STATUS_NAMES:
+        if rule.status is None and not rule.seconds:
+            raise invalid_argument("a fault rule needs a status, a latency (seconds), or both")
+        if rule.status is not None and rule.status not in _STATUS_NAMES:
             raise invalid_argument(f"fault status must be one of {sorted(_STATUS_NAMES)}")
+        if not 0.0 <= rule.rate <= 1.0:
+            raise invalid_argument("fault rate must be between 0 and 1")
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -139,14 +153,23 @@ class FaultInjector:
         return fault.seconds if fault else 0.0
 
     def check(self, method: str, path: str) -> None:
-        """Raise the injected error when a rule matches this request (and count it down)."""
+        """Sleep and/or raise the injected error when a rule matches this request (counted)."""
+        delay = 0.0
+        status: int | None = None
         with self._lock:
             for rule in self._rules:
-                if rule.remaining > 0 and rule.method in ("*", method) and rule.path.search(path):
+                if rule.remaining == 0 or rule.method not in ("*", method) or not rule.path.search(path):
+                    continue
+                if rule.rate < 1.0 and self._random.random() >= rule.rate:
+                    continue
+                if rule.remaining is not None:
                     rule.remaining -= 1
-                    rule.fired += 1
+                rule.fired += 1
+                delay = max(delay, rule.seconds)
+                if rule.status is not None:
                     status = rule.status
                     break
-            else:
-                return
-        raise ApiError(status, _STATUS_NAMES[status], f"injected fault: HTTP {status} for {method} {path}")
+        if delay:
+            time.sleep(delay)
+        if status is not None:
+            raise ApiError(status, _STATUS_NAMES[status], f"injected fault: HTTP {status} for {method} {path}")

@@ -9,6 +9,7 @@ from types import TracebackType
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from healthcare_emulator.app import create_app
+from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
 from healthcare_emulator.service import Emulator
 
@@ -16,8 +17,17 @@ from healthcare_emulator.service import Emulator
 class EmulatorServer:
     """A running emulator on ``host:port``; ``port=0`` picks a free port."""
 
-    def __init__(self, data_dir: Path, gcs: GcsClient, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        gcs: GcsClient,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: FaultInjector | None = None,
+    ) -> None:
         self.emulator = Emulator.open(data_dir, gcs)
+        if faults is not None:
+            self.emulator.faults = faults
         self._server: BaseWSGIServer = make_server(host, port, create_app(self.emulator), threaded=True)
         self._thread: threading.Thread | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ from types import FrameType
 from devstack.client import storage_client, upload_paths
 from devstack.demo import describe, run_demo
 from devstack.processes import StackError
+from devstack.requeue import requeue_failed
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
 from devstack.status import render_status
 from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="batches, operations, counters, failures and exports")
     status.add_argument("--healthcare-port", type=int, default=8089)
     status.add_argument("--data-dir", type=Path, required=True, help="the stack's --data-dir (printed by up)")
+    requeue = commands.add_parser("requeue", help="send every file on dicom-failed through intake again")
+    requeue.add_argument("--gcs-port", type=int, default=4443)
+    requeue.add_argument("--pubsub-port", type=int, default=8085)
     args = parser.parse_args(argv)
 
     if args.command in ("up", "demo"):
@@ -89,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             storage_client(f"http://127.0.0.1:{args.gcs_port}"), INCOMING_BUCKET, args.paths, args.prefix
         )
         print(f"uploaded {len(names)} objects to gs://{INCOMING_BUCKET}/")
+        return 0
+    if args.command == "requeue":
+        os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{args.pubsub_port}"
+        requeued, skipped = requeue_failed(storage_client(f"http://127.0.0.1:{args.gcs_port}"))
+        print(
+            f"requeued {len(requeued)} file(s)" + (f"; skipped {len(skipped)}: {', '.join(skipped)}" if skipped else "")
+        )
         return 0
     dataset = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
     print(

@@ -14,6 +14,7 @@ from google.cloud import pubsub_v1
 
 from devstack.client import operations, read_journal, storage_client
 from devstack.processes import free_port
+from devstack.requeue import requeue_failed
 from devstack.stack import (
     EXPORT_BUCKET,
     INCOMING_BUCKET,
@@ -159,3 +160,25 @@ def test_no_patient_data_in_any_log(stack: tuple[LocalStack, StackEndpoints]) ->
         text = log.read_text(errors="replace")
         leaked = sorted(s for s in secrets if s in text)
         assert not leaked, f"{log.name} contains patient data: {leaked[:3]}"
+
+
+def test_a_file_that_failed_every_import_is_requeued_and_imported(stack: tuple[LocalStack, StackEndpoints]) -> None:
+    _, endpoints = stack
+    instance = generate_dataset(1, 1, 1, seed=931)[0]
+    name = "e2e-3/requeue-me.dcm"
+    # GIVEN an import that fails this file on every attempt (MAX_ATTEMPTS=3), so it ends on dicom-failed
+    faults = f"{endpoints.healthcare_url}/emulator/faults"
+    requests.post(
+        faults, json={"kind": "import-file", "object": "requeue-me", "count": 3}, timeout=10
+    ).raise_for_status()
+    _upload(endpoints, {name: instance.data})
+    _wait(lambda: any(f.get("name") == name for f in read_journal(endpoints.journal("failed"))), "the failure")
+    failure = next(f for f in read_journal(endpoints.journal("failed")) if f.get("name") == name)
+    assert (failure["stage"], failure["attempt"]) == ("reconcile", 3)
+    assert "injected import failure" in failure["reason"]
+    assert instance.sop_uid not in _stored(endpoints)
+    # WHEN it is requeued (the cause is gone: the fault is used up)
+    requeued, _ = requeue_failed(storage_client(endpoints.storage_host))
+    assert name in requeued
+    # THEN it is imported
+    _wait(lambda: instance.sop_uid in _stored(endpoints), "the requeued file in the store")

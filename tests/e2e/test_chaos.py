@@ -1,0 +1,149 @@
+"""Chaos run: bursts of uploads while the Healthcare API answers 503/429, finalize events arrive twice, the
+flush process is killed and the emulator restarts mid-run. Nothing is lost, nothing is duplicated."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+from google.cloud import pubsub_v1
+
+from devstack.client import operations, read_journal, storage_client
+from devstack.processes import free_port
+from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, NOTIFICATIONS_TOPIC, STATE_BUCKET, LocalStack, StackConfig
+from devstack.synthetic import generate_dataset
+from devstack.wiring import PROJECT
+
+pytestmark = pytest.mark.e2e
+
+FAULTS = [
+    {"method": "POST", "path": ":import$", "status": 503, "rate": 0.05},
+    {"method": "POST", "path": ":import$", "status": 429, "rate": 0.02},
+    {"method": "GET", "path": "/operations", "status": 503, "rate": 0.05},
+    {"method": "GET", "path": "/operations", "status": 429, "rate": 0.02},
+]
+BURSTS, STUDIES_PER_BURST = 3, 5  # 3 x 5 studies x 4 series x 25 instances = 1,500 instances
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+@pytest.mark.timeout(900)
+def _fired(healthcare_url: str) -> int:
+    rules = requests.get(f"{healthcare_url}/emulator/faults", timeout=10).json()["rules"]
+    return sum(int(rule["fired"]) for rule in rules)
+
+
+@pytest.mark.timeout(900)
+def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps(FAULTS))
+    ports = [free_port() for _ in range(4)]
+    functions = free_port()
+    while functions + 1 in ports or functions + 2 in ports:
+        functions = free_port()
+    config = StackConfig(
+        gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2], functions_port=functions,
+        settle_seconds=1.0, max_wait_seconds=10.0, flush_interval=1.0, data_dir=tmp_path / "stack",
+        emulator_faults=faults, fault_seed=8,
+    )  # fmt: skip
+    stack = LocalStack(config)
+    endpoints = stack.start()
+    started = time.monotonic()
+    faults_before_restart = 0
+    try:
+        client = storage_client(endpoints.storage_host)
+        bucket = client.bucket(INCOMING_BUCKET)
+        publisher = pubsub_v1.PublisherClient()
+        dataset = endpoints.store_name.split("/dicomStores/")[0]
+        valid: dict[str, str] = {}  # sop -> object name
+        bad = {
+            f"chaos/bad/{n}.dcm": data for n, data in (("text", b"plain text"), ("empty", b""), ("half", b"\0" * 132))
+        }
+        for burst in range(BURSTS):
+            instances = generate_dataset(STUDIES_PER_BURST, 4, 25, seed=7000 + burst)
+            for instance in instances:
+                name = f"chaos/burst{burst}/{instance.relative_path}"
+                bucket.blob(name).upload_from_string(instance.data)
+                valid[instance.sop_uid] = name
+            for name in list(valid.values())[-40:]:  # the last 40 finalize events are delivered twice
+                blob = bucket.get_blob(name)
+                assert blob is not None
+                publisher.publish(
+                    publisher.topic_path(PROJECT, NOTIFICATIONS_TOPIC),
+                    json.dumps({"bucket": INCOMING_BUCKET, "name": name, "generation": str(blob.generation)}).encode(),
+                    eventType="OBJECT_FINALIZE", bucketId=INCOMING_BUCKET, objectId=name,
+                    objectGeneration=str(blob.generation), payloadFormat="JSON_API_V1",
+                )  # fmt: skip
+            if burst == 0:
+                for name, data in bad.items():
+                    bucket.blob(name).upload_from_string(data)
+                time.sleep(5)
+                stack.restart_function("on_flush")  # kill -9 of the flush process mid-run
+            if burst == 1:
+                # kill -9 and restart the Healthcare API while an import runs: the operation is lost (ABORTED)
+                _wait(lambda: any(not o.get("done") and "Import" in o["metadata"]["apiMethodName"]
+                                  for o in operations(endpoints.healthcare_url, dataset)),
+                      "an import in flight", timeout=120)  # fmt: skip
+                faults_before_restart = _fired(endpoints.healthcare_url)
+                stack.restart_emulator()
+
+        store_url = f"{endpoints.healthcare_url}/v1/{endpoints.store_name}/dicomWeb/instances"
+
+        def stored() -> list[str]:
+            try:
+                return [i["00080018"]["Value"][0] for i in requests.get(store_url, timeout=60).json()]
+            except (requests.RequestException, ValueError):
+                return []
+
+        def finished() -> bool:
+            manifests = [b for b in client.list_blobs(STATE_BUCKET) if b.name.endswith("manifest.json")]
+            results = read_journal(endpoints.journal("results"))
+            exported = sum(1 for _ in client.list_blobs(EXPORT_BUCKET, prefix="dicom/"))
+            return set(stored()) >= set(valid) and exported >= len(valid) and len(results) >= len(manifests) > 0
+
+        _wait(finished, "every valid instance imported, exported and reported", timeout=600)
+        elapsed = time.monotonic() - started
+
+        # every valid instance is in the store exactly once
+        sops = stored()
+        assert len(sops) == len(set(sops))
+        assert set(sops) == set(valid)
+        # every bad file is on dicom-failed with its reason
+        failed = {f["name"]: f for f in read_journal(endpoints.journal("failed"))}
+        assert set(bad) <= set(failed)
+        assert all(failed[name]["reason"] for name in bad)
+        # exports match the store
+        exported = {
+            b.name.split("/")[-1].removesuffix(".dcm") for b in client.list_blobs(EXPORT_BUCKET, prefix="dicom/")
+        }
+        assert exported == set(sops)
+        # no batch is left unfinished, and every result adds up
+        manifests = [b for b in client.list_blobs(STATE_BUCKET) if b.name.endswith("manifest.json")]
+        results = read_journal(endpoints.journal("results"))
+        assert sorted({r["batch_id"] for r in results}) == sorted(m.name.split("/")[-2] for m in manifests)
+        assert all(r["files"] == r["imported"] + r["redriven"] + r["failed"] for r in results)
+        imports = [
+            o
+            for o in operations(endpoints.healthcare_url, dataset)
+            if "ImportDicomData" in o["metadata"]["apiMethodName"]
+        ]
+        injected = faults_before_restart + _fired(endpoints.healthcare_url)
+        logs = "".join(p.read_text(errors="replace") for p in (endpoints.data_dir / "logs").glob("on_*.log"))
+        print(
+            f"\nchaos: {len(valid)} valid + {len(bad)} bad files, {len(manifests)} batches, {len(imports)} imports "
+            f"(since the emulator restart), {sum(r['redriven'] for r in results)} re-driven, "
+            f"{injected} injected faults, "
+            f"{logs.count('failed transiently')} retried API calls, {logs.count('operation still running')} watch "
+            f"redeliveries, {elapsed:.0f} s"
+        )
+    finally:
+        stack.stop()

@@ -187,3 +187,16 @@ def test_flush_sends_a_name_no_uri_can_address_with_stow(pipeline: Pipeline) -> 
     manifest = json.loads(next(iter(pipeline.bucket.list_blobs(prefix="dicomflow/batches/"))).download_as_bytes())
     assert [f["via"] for f in manifest["files"]] == ["stow"]
     assert pipeline.pull("pending") == []
+
+
+def test_unusual_object_names_are_imported(pipeline: Pipeline, api_v1: Any) -> None:
+    # names with '#', spaces, unicode, a leading slash and 1,024 bytes
+    long_name = "long/" + "x" * (1024 - len("long/") - len(".dcm")) + ".dcm"
+    names = ["odd/hash#1.dcm", "odd/with space.dcm", "odd/ünïcødé-画像.dcm", "/leading-slash.dcm", long_name]
+    instances = generate_dataset(1, 1, len(names), seed=581)
+    upload(pipeline.bucket, {name: i.data for name, i in zip(names, instances, strict=True)})
+    _intake_all(pipeline, names)
+    assert _flush().status_code == 200
+    _wait_watched_operations(pipeline, api_v1)
+    assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
+    assert pipeline.pull("failed") == []

@@ -81,3 +81,26 @@ def test_sniff_rejects_an_instance_without_a_sop_instance_uid() -> None:
     dataset.save_as(buffer)
     with pytest.raises(NotDicomError, match="missing SOPInstanceUID"):
         _sniff(buffer.getvalue())
+
+
+def test_sniff_of_a_2_gb_object_reads_only_its_header() -> None:
+    # GIVEN a 2 GB object (header, then pixel data nobody should read), served lazily
+    header = make_instance(rows=16, columns=16, **UIDS)
+    size = 2 * 1024**3
+    reader = Reader(b"")
+
+    def read(start: int, end: int) -> bytes:
+        reader.calls.append((start, end))
+        chunk = header[start:end]
+        return chunk + b"\0" * (min(end, size) - start - len(chunk))
+
+    info = sniff_header(read, size, first_read=65536, max_bytes=1 << 24)
+    assert info.sop_uid == "1.2.3.4.5"
+    assert reader.calls == [(0, 65536)]
+
+
+def test_sniff_accepts_a_file_whose_pixel_data_is_truncated() -> None:
+    # the header is intact: intake queues it; whether the store takes it is the import's (and reconcile's) call
+    data = make_instance(rows=64, columns=64, **UIDS)
+    info, _ = _sniff(data[: len(data) - 4000])
+    assert info.sop_uid == "1.2.3.4.5"  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ a flush timer (Cloud Scheduler's stand-in) and a journal of dicom-results / dico
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -22,6 +23,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from google.cloud import pubsub_v1
 
 from devstack import wiring
 from devstack.processes import (
@@ -162,6 +165,7 @@ class LocalStack:
         wiring.create_subscriptions(functions)
         self.endpoints = StackEndpoints(storage_host, pubsub_host, healthcare_url, functions, data_dir)
         self._start_thread("flush-timer", self._flush_timer)
+        self._start_thread("operations-relay", self._relay_operations)
         self._start_thread("journal", self._journal)
         return self.endpoints
 
@@ -211,6 +215,45 @@ class LocalStack:
                                              headers={"Content-Type": "application/json"})  # fmt: skip
             with contextlib.suppress(urllib.error.URLError, OSError):  # the next tick retries, as with Scheduler
                 urllib.request.urlopen(request, timeout=300).close()
+
+    def _relay_operations(self) -> None:
+        """The push subscription on dicom-operations, as deployed: deliver each watch to on_operation; a non-2xx
+        answer means "again later" (redelivered after min(2^n, 5) s); after 100 attempts -> dead-letter topic."""
+        assert self.endpoints is not None
+        url = self.endpoints.functions["on_operation"]
+        subscriber, publisher = pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient()
+        path = subscriber.subscription_path(PROJECT, wiring.OPERATIONS_RELAY)
+        attempts: dict[str, int] = {}
+        while not self._stop.is_set():
+            try:
+                response = subscriber.pull(request={"subscription": path, "max_messages": 50}, timeout=2)
+            except Exception:
+                self._stop.wait(0.5)
+                continue
+            for received in response.received_messages:
+                message = received.message
+                envelope = {"message": {"data": base64.b64encode(message.data).decode(),
+                                        "attributes": dict(message.attributes), "messageId": message.message_id},
+                            "subscription": path}  # fmt: skip
+                request = urllib.request.Request(url, data=json.dumps(envelope).encode(), method="POST",
+                                                 headers={"Content-Type": "application/json"})  # fmt: skip
+                try:
+                    urllib.request.urlopen(request, timeout=300).close()
+                    delivered = True
+                except (urllib.error.URLError, OSError):
+                    delivered = False
+                count = attempts[message.message_id] = attempts.get(message.message_id, 0) + 1
+                if delivered or count >= 100:
+                    if not delivered:
+                        publisher.publish(publisher.topic_path(PROJECT, "dicom-operations-dead"), message.data,
+                                          **dict(message.attributes)).result(timeout=30)  # fmt: skip
+                    subscriber.acknowledge(request={"subscription": path, "ack_ids": [received.ack_id]})
+                    attempts.pop(message.message_id, None)
+                else:
+                    backoff = min(2 ** (count - 1), 5)
+                    subscriber.modify_ack_deadline(
+                        request={"subscription": path, "ack_ids": [received.ack_id], "ack_deadline_seconds": backoff}
+                    )
 
     def _journal(self) -> None:
         """Keep every dicom-results and dicom-failed message in data_dir/*.jsonl for `status` and the demo."""

@@ -18,6 +18,7 @@ PROJECT = "local-project"
 LOCATION = "us-central1"
 DATASET = "local-dataset"
 STORE = "local-store"
+OPERATIONS_RELAY = "dicom-operations-relay"
 
 
 def _publisher() -> pubsub_v1.PublisherClient:
@@ -55,13 +56,9 @@ def create_subscriptions(functions: Mapping[str, str]) -> None:
                          "maximum_backoff": {"seconds": 10}},
     })  # fmt: skip
     _subscription(subscriber, "dicom-pending-flush", {"topic": topic("dicom-pending"), "ack_deadline_seconds": 120})
-    _subscription(subscriber, "dicom-operations-push", {
-        "topic": topic("dicom-operations"), "ack_deadline_seconds": 60,
-        "push_config": {"push_endpoint": functions["on_operation"]},
-        "retry_policy": {"minimum_backoff": {"seconds": 1},
-                         "maximum_backoff": {"seconds": 5}},
-        "dead_letter_policy": {"dead_letter_topic": topic("dicom-operations-dead"), "max_delivery_attempts": 100},
-    })  # fmt: skip
+    # watches: pulled by the stack's relay, which pushes them to on_operation with a bounded backoff and a
+    # dead-letter topic (the emulator's own push retry backs off far beyond maximum_backoff under load)
+    _subscription(subscriber, OPERATIONS_RELAY, {"topic": topic("dicom-operations"), "ack_deadline_seconds": 60})
     for name in ("results", "failed"):
         _subscription(subscriber, f"devstack-{name}", {"topic": topic(f"dicom-{name}")})
         _subscription(subscriber, f"dicom-{name}-sub", {"topic": topic(f"dicom-{name}")})  # for users and tests

@@ -27,6 +27,7 @@ from dicomflow.settings import Settings
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]
+_LEFTOVER_URI_FILES = 2
 
 
 @dataclass
@@ -201,10 +202,16 @@ def _flush_held(
         stow.extend(named[name] for name in plan.stow)
     candidates.sort(key=lambda c: -len(c[1].files))
     chosen, later = candidates[:slots], candidates[slots:]
+    budget = settings.stow_leftovers
     for bucket, item in later:
-        keys = [by_bucket[bucket][name].key for name in item.files]
-        held.defer(keys)
-        report.deferred += len(keys)
+        records = [by_bucket[bucket][name] for name in item.files]
+        if len(records) <= _LEFTOVER_URI_FILES and len(records) <= budget:
+            # a URI for one or two files would wait for an operation slot: send those files with STOW-RS now
+            stow.extend(records)
+            budget -= len(records)
+            continue
+        held.defer([r.key for r in records])
+        report.deferred += len(records)
 
     batch_keys = [by_bucket[b][n].key for b, i in chosen for n in i.files] + [r.key for r in stow]
     if not batch_keys:

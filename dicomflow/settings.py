@@ -51,6 +51,9 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("MAX_BATCH_FILES", "10000", "Most pending records one flush pulls and imports as one batch."),
     Setting("MAX_CONCURRENT_OPERATIONS", "5", "Most import operations in flight on the store (Google advises ~5)."),
     Setting("BLOB_STORAGE_CLASS", "", "Storage class for imported instances (STANDARD, NEARLINE, COLDLINE, ARCHIVE)."),
+    Setting(
+        "STOW_LEFTOVERS", "100", "Files per flush sent by STOW-RS when their URI (1-2 files) finds no free import slot."
+    ),
     Setting("HEADER_READ_BYTES", "65536", "First ranged read when sniffing a header; grows only for longer headers."),
     Setting("MAX_HEADER_BYTES", "16777216", "Largest header read before an object is reported as not DICOM."),
     Setting("LISTING_CAP", "50000", "Most objects one planner step may list; beyond it the planner stays narrower."),
@@ -89,6 +92,7 @@ class Settings:
     max_batch_files: int = 10000
     max_concurrent_operations: int = 5
     blob_storage_class: str | None = None
+    stow_leftovers: int = 100
     header_read_bytes: int = 65536
     max_header_bytes: int = 16 * 1024 * 1024
     listing_cap: int = 50000
@@ -156,6 +160,7 @@ class Settings:
         read("MAX_BATCH_FILES", _number(int, minimum=1, maximum=1_000_000))
         read("MAX_CONCURRENT_OPERATIONS", _number(int, minimum=1, maximum=100))
         read("BLOB_STORAGE_CLASS", _storage_class)
+        read("STOW_LEFTOVERS", _number(int, minimum=0, maximum=10000))
         read("HEADER_READ_BYTES", _number(int, minimum=1024))
         read("MAX_HEADER_BYTES", _number(int, minimum=1024))
         read("LISTING_CAP", _number(int, minimum=100))

@@ -37,6 +37,23 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float) -> None:
 
 
 @pytest.mark.timeout(900)
+def _import_running(healthcare_url: str, dataset: str) -> bool:
+    try:
+        listed = operations(healthcare_url, dataset)
+    except OSError:  # the injected faults answer some listings with 503/429 too
+        return False
+    return any(not o.get("done") and "Import" in o["metadata"]["apiMethodName"] for o in listed)
+
+
+def _listing(healthcare_url: str, dataset: str) -> list[dict[str, object]]:
+    for _ in range(20):
+        try:
+            return operations(healthcare_url, dataset)
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("operations.list kept failing")
+
+
 def _fired(healthcare_url: str) -> int:
     rules = requests.get(f"{healthcare_url}/emulator/faults", timeout=10).json()["rules"]
     return sum(int(rule["fired"]) for rule in rules)
@@ -90,9 +107,7 @@ def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
                 stack.restart_function("on_flush")  # kill -9 of the flush process mid-run
             if burst == 1:
                 # kill -9 and restart the Healthcare API while an import runs: the operation is lost (ABORTED)
-                _wait(lambda: any(not o.get("done") and "Import" in o["metadata"]["apiMethodName"]
-                                  for o in operations(endpoints.healthcare_url, dataset)),
-                      "an import in flight", timeout=120)  # fmt: skip
+                _wait(lambda: _import_running(endpoints.healthcare_url, dataset), "an import in flight", timeout=120)
                 faults_before_restart = _fired(endpoints.healthcare_url)
                 stack.restart_emulator()
 
@@ -131,11 +146,7 @@ def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
         results = read_journal(endpoints.journal("results"))
         assert sorted({r["batch_id"] for r in results}) == sorted(m.name.split("/")[-2] for m in manifests)
         assert all(r["files"] == r["imported"] + r["redriven"] + r["failed"] for r in results)
-        imports = [
-            o
-            for o in operations(endpoints.healthcare_url, dataset)
-            if "ImportDicomData" in o["metadata"]["apiMethodName"]
-        ]
+        imports = [o for o in _listing(endpoints.healthcare_url, dataset) if "Import" in str(o["metadata"])]
         injected = faults_before_restart + _fired(endpoints.healthcare_url)
         logs = "".join(p.read_text(errors="replace") for p in (endpoints.data_dir / "logs").glob("on_*.log"))
         print(

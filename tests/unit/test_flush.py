@@ -115,17 +115,29 @@ def test_flush_starts_no_more_than_the_free_operation_slots() -> None:
     world = World(objects)
     world.queue(*[_record(f"s{i}/a.dcm", 60) for i in range(4)])
     world.healthcare.running = 3
-    report = world.flush(_settings(max_concurrent_operations=5))
+    report = world.flush(_settings(max_concurrent_operations=5, stow_leftovers=0))
     assert report.imports_started == 2
     assert report.deferred == 2
     assert len(world.subscriber.available) == 2
+
+
+def test_flush_sends_small_leftover_uris_with_stow_instead_of_waiting() -> None:
+    # GIVEN 6 folders, each with one new file among old ones, and one free operation slot
+    objects = [f"s{i}/new.dcm" for i in range(6)] + [f"s{i}/old.dcm" for i in range(6)]
+    world = World(objects)
+    world.queue(*[_record(f"s{i}/new.dcm", 60) for i in range(6)])
+    world.healthcare.running = 4
+    report = world.flush(_settings(stow_leftovers=3))
+    # THEN one import starts, three single files go by STOW-RS, two wait for the next tick
+    assert (report.imports_started, report.stowed, report.deferred) == (1, 3, 2)
+    assert len(world.healthcare.stowed) == 3
 
 
 def test_flush_with_no_free_slot_starts_nothing_and_gives_records_back() -> None:
     world = World(["a/1.dcm"])
     world.queue(_record("a/1.dcm", 60))
     world.healthcare.running = 5
-    report = world.flush()
+    report = world.flush(_settings(stow_leftovers=0))
     assert (report.imports_started, report.deferred) == (0, 1)
     assert len(world.subscriber.available) == 1
 

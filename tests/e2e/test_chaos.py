@@ -147,6 +147,16 @@ def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
         assert sorted({r["batch_id"] for r in results}) == sorted(m.name.split("/")[-2] for m in manifests)
         assert all(r["files"] == r["imported"] + r["redriven"] + r["failed"] for r in results)
         imports = [o for o in _listing(endpoints.healthcare_url, dataset) if "Import" in str(o["metadata"])]
+        # no synthetic patient data in any process's log
+        secrets = {
+            value
+            for burst in range(BURSTS)
+            for instance in generate_dataset(STUDIES_PER_BURST, 4, 25, seed=7000 + burst)
+            for value in (instance.patient_name, instance.patient_id, instance.patient_birth_date)
+        }
+        for log in (endpoints.data_dir / "logs").glob("*.log"):
+            text = log.read_text(errors="replace")
+            assert not [s for s in secrets if s in text], f"{log.name} contains patient data"
         injected = faults_before_restart + _fired(endpoints.healthcare_url)
         logs = "".join(p.read_text(errors="replace") for p in (endpoints.data_dir / "logs").glob("on_*.log"))
         print(

@@ -25,6 +25,7 @@ FAULTS = [
     {"method": "POST", "path": ":import$", "status": 429, "rate": 0.02},
     {"method": "GET", "path": "/operations", "status": 503, "rate": 0.05},
     {"method": "GET", "path": "/operations", "status": 429, "rate": 0.02},
+    {"path": "dicomWeb", "seconds": 0.05, "rate": 0.2},  # added latency on a fifth of DICOMweb calls
 ]
 BURSTS, STUDIES_PER_BURST = 3, 5  # 3 x 5 studies x 4 series x 25 instances = 1,500 instances
 

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: test run lint unit integration e2e bench prereqs clean
+.PHONY: test run lint unit integration e2e bench prereqs clean terraform-checks
 
 prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
@@ -38,6 +38,10 @@ e2e: $(STAMP)
 
 test: prereqs lint $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	PYTHON=$(PYTHON) scripts/terraform_checks.sh
+
+terraform-checks:
+	PYTHON=$(PYTHON) scripts/terraform_checks.sh
 
 run: prereqs $(STAMP)
 	$(PY) -m devstack demo
@@ -49,4 +53,4 @@ bench: prereqs $(STAMP)
 	$(PY) -m bench.emulator_throughput
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tfvenv .hclvenv .pytest_cache .mypy_cache .ruff_cache

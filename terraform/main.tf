@@ -123,6 +123,7 @@ locals {
     MAX_BATCH_FILES           = tostring(var.settings.max_batch_files)
     MAX_CONCURRENT_OPERATIONS = tostring(var.settings.max_concurrent_operations)
     BLOB_STORAGE_CLASS        = upper(var.settings.blob_storage_class)
+    STOW_LEFTOVERS            = tostring(var.settings.stow_leftovers)
     HEADER_READ_BYTES         = tostring(var.settings.header_read_bytes)
     MAX_HEADER_BYTES          = tostring(var.settings.max_header_bytes)
     LISTING_CAP               = tostring(var.settings.listing_cap)

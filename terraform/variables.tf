@@ -210,6 +210,7 @@ variable "settings" {
       max_batch_files (MAX_BATCH_FILES, 10000, 1..1000000): most pending records one flush imports as one batch.
       max_concurrent_operations (MAX_CONCURRENT_OPERATIONS, 5, 1..100): most import operations in flight on the store.
       blob_storage_class (BLOB_STORAGE_CLASS, ""): STANDARD, NEARLINE, COLDLINE, ARCHIVE or "" for the store's default.
+      stow_leftovers (STOW_LEFTOVERS, 100, 0..10000): files per flush sent by STOW-RS when their URI (1-2 files) finds no free import slot.
       header_read_bytes (HEADER_READ_BYTES, 65536, >= 1024): first ranged read when sniffing a header.
       max_header_bytes (MAX_HEADER_BYTES, 16777216, >= header_read_bytes): largest header read before an object is reported as not DICOM.
       listing_cap (LISTING_CAP, 50000, >= 100): most objects one planner step may list.
@@ -237,6 +238,7 @@ variable "settings" {
     max_batch_files           = optional(number, 10000)
     max_concurrent_operations = optional(number, 5)
     blob_storage_class        = optional(string, "")
+    stow_leftovers            = optional(number, 100)
     header_read_bytes         = optional(number, 65536)
     max_header_bytes          = optional(number, 16777216)
     listing_cap               = optional(number, 50000)
@@ -299,6 +301,10 @@ variable "settings" {
   validation {
     condition     = contains(["", "STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"], upper(var.settings.blob_storage_class))
     error_message = "The settings.blob_storage_class must be STANDARD, NEARLINE, COLDLINE, ARCHIVE or empty."
+  }
+  validation {
+    condition     = floor(var.settings.stow_leftovers) == var.settings.stow_leftovers && var.settings.stow_leftovers >= 0 && var.settings.stow_leftovers <= 10000
+    error_message = "The settings.stow_leftovers must be a whole number between 0 and 10000."
   }
   validation {
     condition = (

@@ -3,6 +3,11 @@ output "source_buckets" {
   value       = module.dicomflow.source_buckets
 }
 
+output "state_bucket" {
+  description = "Bucket of batch manifests (under dicomflow/batches/) and state objects."
+  value       = module.dicomflow.state_bucket
+}
+
 output "dicom_store" {
   description = "Full resource name of the DICOM store."
   value       = module.dicomflow.dicom_store

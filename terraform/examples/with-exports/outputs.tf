@@ -13,6 +13,11 @@ output "bigquery_table" {
   value       = "${google_bigquery_dataset.dicom.project}.${google_bigquery_dataset.dicom.dataset_id}.instances"
 }
 
+output "state_bucket" {
+  description = "Bucket of batch manifests (under dicomflow/batches/) and state objects."
+  value       = module.dicomflow.state_bucket
+}
+
 output "dicom_store" {
   description = "Full resource name of the DICOM store."
   value       = module.dicomflow.dicom_store

@@ -141,7 +141,8 @@ def test_a_redelivered_finalize_event_and_a_killed_flush_lose_and_duplicate_noth
         payloadFormat="JSON_API_V1",
     ).result(timeout=30)
     # THEN every instance arrives exactly once and is exported
-    _wait(lambda: _expected_exports(instances) <= _exported(endpoints), "exports of the second upload")
+    # a killed instance's leases run out after the pending subscription's ack deadline (120 s): allow for it
+    _wait(lambda: _expected_exports(instances) <= _exported(endpoints), "exports of the second upload", timeout=300)
     stored = _stored(endpoints)
     assert len(stored) == len(set(stored))
     assert set(stored) == before | {i.sop_uid for i in instances}

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import functions_framework
+from cloudevents.http import CloudEvent
 
 from handlers import finalize, flush, operation
 
 
 @functions_framework.cloud_event
-def on_object_finalized(cloud_event: Any) -> None:
+def on_object_finalized(cloud_event: CloudEvent) -> None:
     finalize.handle(cloud_event)
 
 
 @functions_framework.cloud_event
-def on_flush(cloud_event: Any) -> None:
+def on_flush(cloud_event: CloudEvent) -> None:
     flush.handle(cloud_event)
 
 
 @functions_framework.cloud_event
-def on_operation(cloud_event: Any) -> None:
+def on_operation(cloud_event: CloudEvent) -> None:
     operation.handle(cloud_event)

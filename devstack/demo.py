@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from io import BytesIO
 
 import pydicom
@@ -13,6 +14,9 @@ import pydicom
 from devstack.client import operations, read_journal, storage_client, stored_instances
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, STATE_BUCKET, StackEndpoints
 from devstack.synthetic import generate_dataset, make_instance, new_uid
+from dicomflow.adapters.storage import GcsObjectStore
+from dicomflow.ledger import BatchLedger
+from dicomflow.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,10 @@ def progress(endpoints: StackEndpoints, upload: DemoUpload) -> dict[str, int]:
     dataset = endpoints.store_name.split("/dicomStores/")[0]
     ops = operations(endpoints.healthcare_url, dataset)
     imports = [o for o in ops if o["metadata"]["apiMethodName"].endswith("ImportDicomData")]
-    manifests = [
-        b for b in client.list_blobs(STATE_BUCKET, prefix="dicomflow/batches/") if b.name.endswith("manifest.json")
-    ]
+    ledger = BatchLedger(GcsObjectStore(client), STATE_BUCKET, Settings.state_prefix, now=lambda: datetime.now(UTC))
     return {
         "uploaded": len(upload.names),
-        "batches": len(manifests),
+        "batches": len(ledger.list_batches()),
         "importing": sum(1 for o in imports if not o.get("done")),
         "imports": len(imports),
         "imported": stored_instances(endpoints.healthcare_url, endpoints.store_name),

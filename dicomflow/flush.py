@@ -1,33 +1,29 @@
-"""Flush: pull pending records, let folders settle, plan a wildcard cover, start imports, publish watches, ack.
+"""Flush: pull pending records, let folders settle, plan a wildcard cover, start imports, record the batch,
+publish watches, ack.
 
 Order matters for "nothing is lost": a record is acknowledged only after the import covering it was accepted
-by the API, the batch manifest was written and the watch message was published. A crash anywhere before
+by the API, the batch was written to the ledger and the watch message was published. A crash anywhere before
 that leaves the record unacknowledged, so a later tick repeats the work; the store ignores duplicates.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from dicomflow.adapters.healthcare import HealthcareApi
-from dicomflow.adapters.pubsub import Publisher, ReceivedMessage, Subscriber, leased
-from dicomflow.adapters.storage import ObjectStore
-from dicomflow.errors import ApiError, MalformedEventError, ObjectGoneError, RetryableError
+from dicomflow.errors import InvalidRequestError, ObjectGoneError, PermanentError, RetryableError
+from dicomflow.held import Held, Key, leased
+from dicomflow.ledger import VIA_STOW, BatchLedger, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
 from dicomflow.planner import ImportUri, plan_imports
-from dicomflow.records import RECORD_VERSION, FailedFile, PendingRecord, WatchMessage
+from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
+from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
+from dicomflow.selection import Newest, allocate, batch_id_for, newest_generations, ready_keys
 from dicomflow.settings import Settings
 
 log = logging.getLogger(__name__)
-
-Key = tuple[str, str, str]
-_LEFTOVER_URI_FILES = 2
 
 
 @dataclass
@@ -37,6 +33,7 @@ class FlushReport:
     batch_id: str | None = None
     pulled: int = 0
     malformed: int = 0
+    redelivered: int = 0
     duplicates: int = 0
     deferred: int = 0
     running_before: int = 0
@@ -50,56 +47,8 @@ class FlushReport:
     operations: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Held:
-    """The records of one flush with the ack ids of every delivery (duplicates included)."""
-
-    records: dict[Key, PendingRecord] = field(default_factory=dict)
-    ack_ids: dict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
-    to_ack: list[str] = field(default_factory=list)
-    to_nack: list[str] = field(default_factory=list)
-
-    def done(self, keys: Sequence[Key]) -> None:
-        for key in keys:
-            self.to_ack.extend(self.ack_ids.pop(key, []))
-
-    def defer(self, keys: Sequence[Key]) -> None:
-        for key in keys:
-            self.to_nack.extend(self.ack_ids.pop(key, []))
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _time(value: str, default: datetime) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return default
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def ready_keys(records: Sequence[PendingRecord], settings: Settings, now: datetime, batch_full: bool) -> set[Key]:
-    """Records whose folder settled (no upload for SETTLE_SECONDS), waited MAX_WAIT_SECONDS, or a full batch."""
-    if batch_full:
-        return {r.key for r in records}
-    folders: dict[tuple[str, str], list[PendingRecord]] = defaultdict(list)
-    for record in records:
-        folders[(record.bucket, record.directory)].append(record)
-    ready: set[Key] = set()
-    for members in folders.values():
-        times = [_time(r.event_time, now) for r in members]
-        settled = (now - max(times)).total_seconds() >= settings.settle_seconds
-        overdue = (now - min(times)).total_seconds() >= settings.max_wait_seconds
-        if settled or overdue:
-            ready.update(r.key for r in members)
-    return ready
-
-
-def batch_id_for(now: datetime, keys: Sequence[Key]) -> str:
-    digest = hashlib.sha256("\n".join("\t".join(k) for k in sorted(keys)).encode()).hexdigest()[:10]
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{digest}"
 
 
 def run_flush(
@@ -118,225 +67,168 @@ def run_flush(
     report.pulled = len(messages)
     if not messages:
         return report
-    held = _hold(messages, report)
-    failure: BaseException | None = None
-    with leased(subscriber, subscription, [m.ack_id for m in messages], settings.flush_lease_seconds):
-        try:
-            _flush_held(settings, held, report, publisher=publisher, store=store, healthcare=healthcare, now=now())
-        except BaseException as exc:  # give every undecided record back before re-raising
-            failure = exc
-    held.defer(list(held.ack_ids))  # anything neither done nor deferred explicitly comes back
-    _settle_acks(subscriber, subscription, held)
-    if failure is not None:
-        raise failure
+    held = Held.from_messages(messages)
+    report.malformed, report.redelivered = held.malformed, held.redelivered
+    ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
+    batch = _Batch(settings, held, report, ledger, publisher, store, healthcare, now())
+    try:
+        with leased(subscriber, subscription, [m.ack_id for m in messages], settings.flush_lease_seconds):
+            batch.run()
+    finally:  # every record not settled explicitly comes back, whatever happened
+        held.settle(subscriber, subscription)
     log.info("flush finished", extra=fields(**{k: v for k, v in asdict(report).items() if k != "operations"}))
     return report
 
 
-def _hold(messages: Sequence[ReceivedMessage], report: FlushReport) -> _Held:
-    held = _Held()
-    for message in messages:
-        try:
-            record = PendingRecord.from_json(message.data)
-        except MalformedEventError as exc:
-            report.malformed += 1
-            held.to_ack.append(message.ack_id)
-            log.error("malformed pending record dropped", extra=fields(message_id=message.message_id, error=str(exc)))
-            continue
-        if record.key in held.records:
-            report.duplicates += 1
+@dataclass
+class _Batch:
+    """The sequence of one flush over the records it holds."""
+
+    settings: Settings
+    held: Held
+    report: FlushReport
+    ledger: BatchLedger
+    publisher: Publisher
+    store: ObjectStore
+    healthcare: HealthcareApi
+    now: datetime
+
+    def run(self) -> None:
+        settings, report = self.settings, self.report
+        records = list(self.held.records.values())
+        ready = ready_keys(
+            records, settle_seconds=settings.settle_seconds, max_wait_seconds=settings.max_wait_seconds,
+            now=self.now, batch_full=report.pulled >= settings.max_batch_files,
+        )  # fmt: skip
+        self._wait([r.key for r in records if r.key not in ready])
+        if not ready:
+            return
+        report.running_before = self.ledger.imports_in_flight(
+            self.healthcare.store_name, settings.operation_max_age_seconds
+        )
+        newest = newest_generations(self.held.records[k] for k in ready)
+        chosen, stow = self._plan(newest)
+        batch_keys = [newest.record(b, n).key for b, i in chosen for n in i.files] + [r.key for r in stow]
+        if not batch_keys:
+            self._wait(newest.superseded)
+            log.info("no capacity for new imports; records wait", extra=fields(running=report.running_before))
+            return
+        report.batch_id = batch_id_for(self.now, batch_keys)
+        started, refused, problem = self._start_imports(newest, chosen)
+        stowed = self._stow([*stow, *refused])
+        if started or stowed:
+            self._record(newest, started, stowed)
         else:
-            held.records[record.key] = record
-        held.ack_ids[record.key].append(message.ack_id)
-    return held
+            self._wait(newest.superseded)
+        if problem is not None:
+            raise problem
 
+    # ----- plan -----
 
-def _settle_acks(subscriber: Subscriber, subscription: str, held: _Held) -> None:
-    if held.to_ack:
-        subscriber.ack(subscription, held.to_ack)
-        held.to_ack = []
-    if held.to_nack:
-        subscriber.nack(subscription, held.to_nack)
-        held.to_nack = []
+    def _plan(self, newest: Newest) -> tuple[list[tuple[str, ImportUri]], list[PendingRecord]]:
+        """Plan every bucket and give the free slots to the largest URIs: (URIs to start, records to STOW now)."""
+        candidates: list[tuple[str, ImportUri]] = []
+        stow: list[PendingRecord] = []
+        for bucket, named in sorted(newest.by_bucket.items()):
+            plan = plan_imports(bucket, named, self.store, listing_cap=self.settings.listing_cap)
+            self.report.listing_calls += plan.listing_calls
+            self.report.overshoot += plan.overshoot
+            candidates.extend((bucket, item) for item in plan.imports)
+            stow.extend(named[name] for name in plan.stow)
+        slots = max(0, self.settings.max_concurrent_operations - self.report.running_before)
+        allocation = allocate(candidates, slots=slots, stow_budget=self.settings.stow_leftovers)
+        self._wait([newest.record(b, n).key for b, n in allocation.waiting])
+        return allocation.chosen, stow + [newest.record(b, n) for b, n in allocation.stow]
 
+    # ----- effects -----
 
-def _flush_held(
-    settings: Settings,
-    held: _Held,
-    report: FlushReport,
-    *,
-    publisher: Publisher,
-    store: ObjectStore,
-    healthcare: HealthcareApi,
-    now: datetime,
-) -> None:
-    records = list(held.records.values())
-    batch_full = report.pulled >= settings.max_batch_files
-    ready = ready_keys(records, settings, now, batch_full)
-    waiting = [r.key for r in records if r.key not in ready]
-    held.defer(waiting)
-    report.deferred += len(waiting)
-    if not ready:
-        return
-    report.running_before = healthcare.running_imports()
-    slots = max(0, settings.max_concurrent_operations - report.running_before)
+    def _start_imports(
+        self, newest: Newest, chosen: list[tuple[str, ImportUri]]
+    ) -> tuple[list[tuple[str, ImportUri, str]], list[PendingRecord], PermanentError | None]:
+        """Start the chosen imports. A URI the API refuses as invalid falls back to STOW-RS of its files; a
+        transient failure or a refusal that concerns every import (permissions, a missing store) stops here and
+        the rest wait (the refusal is raised once the started imports are recorded)."""
+        started: list[tuple[str, ImportUri, str]] = []
+        refused: list[PendingRecord] = []
+        for index, (bucket, item) in enumerate(chosen):
+            try:
+                operation = self.healthcare.start_import(item.uri, self.settings.blob_storage_class)
+            except InvalidRequestError as exc:
+                log.error(
+                    "import refused as invalid; its files go by STOW-RS", extra=fields(uri=item.uri, error=str(exc))
+                )
+                refused.extend(newest.record(bucket, name) for name in item.files)
+                continue
+            except (RetryableError, PermanentError) as exc:
+                self._wait([newest.record(b, n).key for b, i in chosen[index:] for n in i.files])
+                log.warning("import could not start; its files wait", extra=fields(uri=item.uri, error=str(exc)))
+                return started, refused, exc if isinstance(exc, PermanentError) else None
+            started.append((bucket, item, operation))
+            self.report.imports_started += 1
+            self.report.imported_files += len(item.files)
+            self.report.operations.append(operation)
+            log.info("import started", extra=fields(batch_id=self.report.batch_id, operation=operation,
+                                                    uri=item.uri, files=len(item.files)))  # fmt: skip
+        return started, refused, None
 
-    by_bucket: dict[str, dict[str, PendingRecord]] = defaultdict(dict)
-    superseded: list[Key] = []
-    for key in sorted(ready, key=lambda k: (k[0], k[1], int(k[2]) if k[2].isdigit() else 0)):
-        record = held.records[key]
-        older = by_bucket[record.bucket].get(record.name)
-        if older is not None:  # the object was overwritten: the newest generation is what an import reads
-            superseded.append(older.key)
-        by_bucket[record.bucket][record.name] = record
-    if superseded:
-        held.done(superseded)
-        report.duplicates += len(superseded)
-    candidates: list[tuple[str, ImportUri]] = []
-    stow: list[PendingRecord] = []
-    for bucket, named in sorted(by_bucket.items()):
-        plan = plan_imports(bucket, named, store, listing_cap=settings.listing_cap)
-        report.listing_calls += plan.listing_calls
-        report.overshoot += plan.overshoot
-        candidates.extend((bucket, item) for item in plan.imports)
-        stow.extend(named[name] for name in plan.stow)
-    candidates.sort(key=lambda c: -len(c[1].files))
-    chosen, later = candidates[:slots], candidates[slots:]
-    budget = settings.stow_leftovers
-    for bucket, item in later:
-        records = [by_bucket[bucket][name] for name in item.files]
-        if len(records) <= _LEFTOVER_URI_FILES and len(records) <= budget:
-            # a URI for one or two files would wait for an operation slot: send those files with STOW-RS now
-            stow.extend(records)
-            budget -= len(records)
-            continue
-        held.defer([r.key for r in records])
-        report.deferred += len(records)
+    def _stow(self, records: list[PendingRecord]) -> list[PendingRecord]:
+        """STOW-RS the files no started import covers; refusals go to dicom-failed, transient failures wait.
+        Returns the records settled here (stored or reported)."""
+        settled: list[PendingRecord] = []
+        for record in records:
+            try:
+                result = self.healthcare.stow(self.store.read(record.bucket, record.name, record.generation))
+                reason = result.reason if not result.stored else None
+            except ObjectGoneError:
+                reason = "object no longer exists"
+            except RetryableError as exc:
+                self._wait([record.key])
+                log.warning(
+                    "STOW-RS failed transiently; the file waits", extra=fields(object=record.name, error=str(exc))
+                )
+                continue
+            except PermanentError as exc:
+                reason = f"STOW-RS refused the file: {exc}"
+            if reason is None:
+                self.report.stowed += 1
+            else:
+                self._fail(record, reason)
+            settled.append(record)
+            log.info("file sent with STOW-RS",
+                     extra=fields(batch_id=self.report.batch_id, object=record.name, ok=reason is None))  # fmt: skip
+        return settled
 
-    batch_keys = [by_bucket[b][n].key for b, i in chosen for n in i.files] + [r.key for r in stow]
-    if not batch_keys:
-        log.info("no capacity for new imports; records wait", extra=fields(running=report.running_before))
-        return
-    report.batch_id = batch_id_for(now, batch_keys)
-    started, refused = _start_imports(settings, chosen, by_bucket, held, report, healthcare)
-    stow.extend(refused)
-    stow_outcomes = _stow(settings, stow, held, report, store=store, healthcare=healthcare, publisher=publisher)
-    if not started and not stow_outcomes:
-        return
-    manifest = _manifest(settings, report, started, by_bucket, stow_outcomes, now)
-    report.manifest_uri = store.write_json(
-        settings.state_bucket, f"{settings.state_prefix}batches/{report.batch_id}/manifest.json", manifest
-    )
-    watches = [
-        (
-            WatchMessage(operation, report.batch_id, report.manifest_uri, "import").to_json(),
-            {"batch_id": report.batch_id, "kind": "import"},
-        )
-        for _, _, operation in started
-    ]
-    if watches:
-        publisher.publish(settings.operations_topic, watches)
-    for bucket, item, _ in started:
-        held.done([by_bucket[bucket][name].key for name in item.files])
-    held.done([r.key for r in stow_outcomes])
+    def _fail(self, record: PendingRecord, reason: str) -> None:
+        failed = FailedFile(record.bucket, record.name, record.generation, reason, Stage.STOW, record.attempt,
+                            self.report.batch_id)  # fmt: skip
+        self.publisher.publish(self.settings.failed_topic, [(failed.to_json(), failed.attributes())])
+        self.report.failed += 1
 
+    def _record(self, newest: Newest, started: list[tuple[str, ImportUri, str]], stowed: list[PendingRecord]) -> None:
+        """Write the batch to the ledger, publish one watch per import, then settle the batch's records."""
+        assert self.report.batch_id is not None
+        files = [ManifestFile(newest.record(bucket, n), item.uri) for bucket, item, _ in started for n in item.files]
+        files += [ManifestFile(record, VIA_STOW) for record in stowed]
+        self.report.duplicates = len(newest.superseded)
+        manifest = Manifest(
+            batch_id=self.report.batch_id, created=self.now.isoformat(), store=self.healthcare.store_name,
+            imports=tuple(ImportEntry(item.uri, operation, len(item.files)) for _, item, operation in started),
+            files=tuple(files), stowed=self.report.stowed, failed=self.report.failed,
+            duplicates=self.report.duplicates, listing_calls=self.report.listing_calls,
+            overshoot=self.report.overshoot,
+        )  # fmt: skip
+        self.report.manifest_uri = self.ledger.create(manifest)
+        watches = [
+            (WatchMessage(operation, manifest.batch_id, self.report.manifest_uri, WatchKind.IMPORT).to_json(),
+             {"batch_id": manifest.batch_id, "kind": WatchKind.IMPORT.value})
+            for _, _, operation in started
+        ]  # fmt: skip
+        if watches:
+            self.publisher.publish(self.settings.operations_topic, watches)
+        self.held.done([f.record.key for f in files])
+        self.held.done(newest.superseded)
 
-def _start_imports(
-    settings: Settings,
-    chosen: list[tuple[str, ImportUri]],
-    by_bucket: dict[str, dict[str, PendingRecord]],
-    held: _Held,
-    report: FlushReport,
-    healthcare: HealthcareApi,
-) -> tuple[list[tuple[str, ImportUri, str]], list[PendingRecord]]:
-    """Start the chosen imports; a URI the API refuses as invalid (400) falls back to STOW-RS of its files."""
-    started: list[tuple[str, ImportUri, str]] = []
-    refused: list[PendingRecord] = []
-    for index, (bucket, item) in enumerate(chosen):
-        keys = [by_bucket[bucket][name].key for name in item.files]
-        try:
-            operation = healthcare.start_import(item.uri, settings.blob_storage_class)
-        except RetryableError as exc:
-            rest = [by_bucket[b][n].key for b, i in chosen[index:] for n in i.files]
-            held.defer(rest)
-            report.deferred += len(rest)
-            log.warning("import could not start; its files wait", extra=fields(uri=item.uri, error=str(exc)))
-            break
-        except ApiError as exc:
-            log.error("import refused", extra=fields(uri=item.uri, status=exc.status, error=str(exc)))
-            if exc.status != 400:  # 403/404: configuration or permissions; keep the files and retry later
-                raise RetryableError(f"import of {item.uri} refused: {exc}") from exc
-            refused.extend(by_bucket[bucket][name] for name in item.files)
-            continue
-        started.append((bucket, item, operation))
-        report.imports_started += 1
-        report.imported_files += len(keys)
-        report.operations.append(operation)
-        log.info(
-            "import started",
-            extra=fields(batch_id=report.batch_id, operation=operation, uri=item.uri, files=len(keys)),
-        )
-    return started, refused
-
-
-def _stow(
-    settings: Settings,
-    records: list[PendingRecord],
-    held: _Held,
-    report: FlushReport,
-    *,
-    store: ObjectStore,
-    healthcare: HealthcareApi,
-    publisher: Publisher,
-) -> list[PendingRecord]:
-    """STOW-RS the files no import URI can address; failures go to dicom-failed. Returns the records handled."""
-    handled: list[PendingRecord] = []
-    for record in records:
-        try:
-            data = store.read(record.bucket, record.name, record.generation)
-            result = healthcare.stow(data)
-            reason = result.reason if not result.stored else None
-        except ObjectGoneError:
-            reason = "object no longer exists"
-        except ApiError as exc:
-            reason = f"STOW-RS refused the file: HTTP {exc.status}"
-        if reason is None:
-            report.stowed += 1
-        else:
-            failed = FailedFile(
-                record.bucket, record.name, record.generation, reason, "stow", record.attempt, report.batch_id
-            )
-            publisher.publish(settings.failed_topic, [(failed.to_json(), failed.attributes())])
-            report.failed += 1
-        handled.append(record)
-        log.info(
-            "file sent with STOW-RS", extra=fields(batch_id=report.batch_id, object=record.name, ok=reason is None)
-        )
-    return handled
-
-
-def _manifest(
-    settings: Settings,
-    report: FlushReport,
-    started: list[tuple[str, ImportUri, str]],
-    by_bucket: dict[str, dict[str, PendingRecord]],
-    stowed: list[PendingRecord],
-    now: datetime,
-) -> dict[str, Any]:
-    files: list[dict[str, Any]] = []
-    imports = []
-    for bucket, item, operation in started:
-        imports.append({"uri": item.uri, "operation": operation, "files": len(item.files)})
-        files.extend({**asdict(by_bucket[bucket][name]), "via": item.uri} for name in item.files)
-    files.extend({**asdict(record), "via": "stow"} for record in stowed)
-    return {
-        "version": RECORD_VERSION,
-        "batch_id": report.batch_id,
-        "created": now.isoformat(),
-        "store": settings.store_name,
-        "imports": imports,
-        "files": files,
-        "counts": {"files": len(files), "imports": len(imports), "stow": report.stowed, "failed": report.failed},
-        "duplicates": report.duplicates,
-        "planner": {"listing_calls": report.listing_calls, "overshoot": report.overshoot},
-    }
+    def _wait(self, keys: list[Key]) -> None:
+        """These records go back for a later flush."""
+        self.held.give_back(keys)
+        self.report.deferred += len(keys)

@@ -1,70 +1,51 @@
-"""Follow-up of long-running operations: reconcile imports, fire exports, publish one result per batch.
+"""Follow-up of long-running operations: one watch message in, the batch moved one step on.
 
-Batch state lives next to the manifest, one small JSON object per fact, created with ``ifGenerationMatch=0``
-so redelivered or concurrent watch messages never repeat an effect:
+    import not done      -> OperationPendingError (Pub/Sub redelivers with backoff), or reported stuck
+    import done          -> reconcile its files (``reconcile``), record it once in the ledger
+    every import done    -> write the filter file, claim and start each export target once, watch it
+    export done          -> record its outcome
+    everything done      -> publish the batch result once (``results``)
 
-    batches/ID/manifest.json          written by the flush
-    batches/ID/imports/OP.json        an import was reconciled (present / re-driven / failed files)
-    batches/ID/exports/TARGET.json    an export was claimed (starting), started (running) or finished (done)
-    batches/ID/filter.txt             the instances of this batch that are in the store
-    batches/ID/result.json            the result was published
+Each effect is claimed in the ledger first, so redelivered or concurrent watches never repeat it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from dicomflow.adapters.healthcare import HealthcareApi
-from dicomflow.adapters.pubsub import Publisher
-from dicomflow.adapters.storage import ObjectStore
-from dicomflow.errors import ApiError, OperationPendingError, PermanentError
+from dicomflow import lro
+from dicomflow.errors import OperationPendingError, PermanentError
 from dicomflow.exports import ExportTarget
+from dicomflow.ledger import BatchLedger, Claim, ExportMarker, ExportOutcome, ExportStatus, ImportMarker, Manifest
 from dicomflow.logs import fields
-from dicomflow.records import RECORD_VERSION, FailedFile, PendingRecord, WatchMessage
+from dicomflow.ports import HealthcareApi, ObjectStore, Publisher
+from dicomflow.reconcile import present_instances, reconcile_import
+from dicomflow.records import FailedFile, Stage, WatchKind, WatchMessage
+from dicomflow.results import summarize
 from dicomflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CLAIM_TIMEOUT_SECONDS = 300.0
-_PENDING_FIELDS = (
-    "bucket", "name", "generation", "size", "crc32c", "study_uid", "series_uid", "sop_uid", "transfer_syntax",
-    "modality", "event_time", "attempt",
-)  # fmt: skip
 
-
-@dataclass
-class Batch:
-    """A batch's manifest and where its state lives."""
-
-    batch_id: str
-    manifest: dict[str, Any]
-    bucket: str
-    root: str
-    manifest_uri: str
-
-    def path(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
-
-    @property
-    def files(self) -> list[dict[str, Any]]:
-        return list(self.manifest.get("files", []))
-
-    @property
-    def imports(self) -> list[dict[str, Any]]:
-        return list(self.manifest.get("imports", []))
+class FollowState(StrEnum):
+    RECONCILED = "reconciled"
+    IMPORTED = "imported"
+    EXPORTING = "exporting"
+    EXPORTED = "exported"
+    FINISHED = "finished"
 
 
 @dataclass
 class FollowResult:
     """What one watch message led to (for logs and tests)."""
 
-    state: str
+    state: FollowState
     redriven: int = 0
     failed: int = 0
     exports_started: list[str] = field(default_factory=list)
@@ -82,319 +63,169 @@ class Follower:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
-        self.store = store
         self.healthcare = healthcare
         self.publisher = publisher
         self.now = now
-
-    # ----- entry -----
+        self.ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
 
     def follow(self, watch: WatchMessage) -> FollowResult:
         """Raise OperationPendingError while the operation runs (redelivery), return once its effects are done."""
-        batch = self._batch(watch)
+        manifest = self.ledger.open(watch.manifest_uri)
         operation = self.healthcare.get_operation(watch.operation)
-        where = fields(batch_id=batch.batch_id, operation=watch.operation, kind=watch.kind)
+        where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind)
         if not operation.get("done"):
-            age = self._age(operation)
+            age = lro.age_seconds(operation, self.now())
             if age < self.settings.operation_max_age_seconds:
                 log.info("operation still running", extra=where)
                 raise OperationPendingError(f"{watch.operation} is not done yet")
-            self._report_stuck(batch, watch, age)
+            self._report_stuck(manifest, watch, age)
             operation = {**operation, "stuck": True}
-        if watch.kind == "import":
-            result = self._import_done(batch, watch, operation)
-        elif watch.kind == "export" and watch.target:
-            result = self._export_done(batch, watch, operation)
+        if watch.kind is WatchKind.IMPORT:
+            result = self._import_done(manifest, watch, operation)
+        elif watch.target:
+            result = self._export_done(manifest, watch, operation)
         else:
-            raise PermanentError(f"watch message of unknown kind {watch.kind!r}")
+            raise PermanentError("export watch message names no target")
         log.info("operation followed up", extra=fields(**where["fields"], state=result.state))
         return result
 
-    def _batch(self, watch: WatchMessage) -> Batch:
-        if not watch.manifest_uri.startswith("gs://"):
-            raise PermanentError("watch message manifest_uri is not a gs:// URI")
-        bucket, _, name = watch.manifest_uri.removeprefix("gs://").partition("/")
-        found = self.store.read_json(bucket, name)
-        if found is None:
-            raise PermanentError(f"manifest {watch.manifest_uri} does not exist")
-        manifest, _ = found
-        return Batch(watch.batch_id, manifest, bucket, name.rpartition("/")[0], watch.manifest_uri)
-
-    def _age(self, operation: dict[str, Any]) -> float:
-        created = str(operation.get("metadata", {}).get("createTime", ""))
-        try:
-            started = datetime.fromisoformat(created.replace("Z", "+00:00"))
-        except ValueError:
-            return 0.0
-        return (self.now() - started).total_seconds()
-
-    def _report_stuck(self, batch: Batch, watch: WatchMessage, age: float) -> None:
+    def _report_stuck(self, manifest: Manifest, watch: WatchMessage, age: float) -> None:
         reason = f"operation {watch.operation} still not done after {age:.0f}s; reported stuck, not waited for"
-        stuck = FailedFile(batch.bucket, batch.manifest_uri, None, reason, "operation", batch_id=batch.batch_id)
+        stuck = FailedFile(self.ledger.bucket, watch.manifest_uri, None, reason, Stage.OPERATION,
+                           batch_id=manifest.batch_id, operation=watch.operation)  # fmt: skip
         self.publisher.publish(self.settings.failed_topic, [(stuck.to_json(), stuck.attributes())])
-        log.error("operation stuck", extra=fields(batch_id=batch.batch_id, operation=watch.operation))
+        log.error("operation stuck", extra=fields(batch_id=manifest.batch_id, operation=watch.operation))
 
     # ----- imports -----
 
-    def _import_done(self, batch: Batch, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
-        state_path = batch.path("imports", _operation_id(watch.operation) + ".json")
-        result = FollowResult("reconciled")
-        if self.store.read_json(batch.bucket, state_path) is None:
-            result = self._reconcile(batch, watch, operation)
-            state = {
-                "version": RECORD_VERSION, "operation": watch.operation, "finished": self.now().isoformat(),
-                "counter": operation.get("metadata", {}).get("counter", {}), "error": operation.get("error"),
-                "stuck": bool(operation.get("stuck")), "redriven": result.redriven, "failed": result.failed,
-            }  # fmt: skip
-            self.store.put_json(batch.bucket, state_path, state, if_generation=0)
-        if all(self._import_state(batch, item["operation"]) is not None for item in batch.imports):
-            self._start_exports(batch, result)
+    def _import_done(self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
+        result = FollowResult(FollowState.RECONCILED)
+        if self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
+            outcome = reconcile_import(
+                manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts
+            )
+            if outcome.redrive:
+                self.publisher.publish(self.settings.pending_topic, [
+                    (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in outcome.redrive
+                ])  # fmt: skip
+            if outcome.failed:
+                self.publisher.publish(
+                    self.settings.failed_topic, [(f.to_json(), f.attributes()) for f in outcome.failed]
+                )
+            result.redriven, result.failed = len(outcome.redrive), len(outcome.failed)
+            marker = ImportMarker(
+                watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
+                bool(operation.get("stuck")), result.redriven, result.failed,
+            )  # fmt: skip
+            self.ledger.record_import(manifest, marker)
+            log.info("import reconciled", extra=fields(
+                batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
+                redriven=result.redriven, failed=result.failed,
+            ))  # fmt: skip
+        if self._import_markers(manifest) is not None:
+            self._start_exports(manifest, result)
         return result
 
-    def _import_state(self, batch: Batch, operation: str) -> dict[str, Any] | None:
-        found = self.store.read_json(batch.bucket, batch.path("imports", _operation_id(operation) + ".json"))
-        return None if found is None else dict(found[0])
-
-    def _reconcile(self, batch: Batch, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
-        """Check every file of this import against the store by its UIDs; re-drive or report what is missing."""
-        uri = next((i["uri"] for i in batch.imports if i["operation"] == watch.operation), None)
-        files = [f for f in batch.files if f.get("via") == uri]
-        present = self._present(files)
-        reasons = _sample_errors(operation)
-        result = FollowResult("reconciled")
-        redrive: list[tuple[bytes, dict[str, str]]] = []
-        failed: list[tuple[bytes, dict[str, str]]] = []
-        for file in files:
-            if _key(file) in present:
-                continue
-            attempt = int(file.get("attempt", 1))
-            if attempt < self.settings.max_attempts:
-                record = PendingRecord(**{**{k: file[k] for k in _PENDING_FIELDS if k in file}, "attempt": attempt + 1})
-                redrive.append((record.to_json(), {"bucket": record.bucket, "redrive": "true"}))
-            else:
-                reason = reasons.get(f"gs://{file['bucket']}/{file['name']}") or _operation_reason(operation)
-                failure = FailedFile(
-                    file["bucket"], file["name"], file.get("generation"),
-                    f"not in the store after {attempt} attempt(s): {reason}", "reconcile", attempt, batch.batch_id,
-                )  # fmt: skip
-                failed.append((failure.to_json(), failure.attributes()))
-        if redrive:
-            self.publisher.publish(self.settings.pending_topic, redrive)
-        if failed:
-            self.publisher.publish(self.settings.failed_topic, failed)
-        result.redriven, result.failed = len(redrive), len(failed)
-        log.info(
-            "import reconciled",
-            extra=fields(batch_id=batch.batch_id, operation=watch.operation, files=len(files),
-                         present=len(files) - len(redrive) - len(failed), redriven=len(redrive), failed=len(failed)),
-        )  # fmt: skip
-        return result
-
-    def _present(self, files: Sequence[dict[str, Any]]) -> set[tuple[str, str, str]]:
-        by_series: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for file in files:
-            by_series[(file["study_uid"], file["series_uid"])].add(file["sop_uid"])
-        present: set[tuple[str, str, str]] = set()
-        for (study, series), wanted in by_series.items():
-            stored = self.healthcare.series_instances(study, series)
-            present.update((study, series, sop) for sop in wanted & stored)
-        return present
+    def _import_markers(self, manifest: Manifest) -> list[ImportMarker] | None:
+        """Every import's marker, or None while one is not reconciled yet."""
+        markers = [self.ledger.import_marker(manifest.batch_id, entry.operation) for entry in manifest.imports]
+        return None if any(m is None for m in markers) else [m for m in markers if m is not None]
 
     # ----- exports -----
 
-    def _start_exports(self, batch: Batch, result: FollowResult) -> None:
+    def _start_exports(self, manifest: Manifest, result: FollowResult) -> None:
         targets = self.settings.export_targets
-        if not targets:
-            result.state = "imported"
-            self._finish(batch, result)
-            return
+        result.state = FollowState.IMPORTED
         filter_uri: str | None = None
         for target in targets:
-            claim = self._claim(batch, target)
+            claim = self.ledger.claim_export(manifest.batch_id, target.name)
             if claim is None:
                 continue
             if filter_uri is None:
-                filter_uri, count = self._write_filter(batch)
-                if count == 0:
-                    filter_uri = ""
-            marker = batch.path("exports", f"{target.name}.json")
+                filter_uri = self._write_filter(manifest)
+            claimed = ExportMarker(target.name, ExportStatus.STARTING)
             if not filter_uri:
-                skipped = {"status": "done", "target": target.name, "outcome": "skipped",
-                           "reason": "no instance of the batch is in the store"}  # fmt: skip
-                self.store.put_json(batch.bucket, marker, skipped, if_generation=claim)
+                done = claimed.done(
+                    ExportOutcome.SKIPPED, self.now().isoformat(), "no instance of the batch is in the store"
+                )
+                self.ledger.complete_export(claim, done)
                 continue
-            try:
-                operation = self.healthcare.start_export(target.request_body(filter_uri))
-            except ApiError as exc:
-                refused = {"status": "done", "target": target.name, "outcome": "failed", "reason": f"refused: {exc}"}
-                self.store.put_json(batch.bucket, marker, refused, if_generation=claim)
-                continue
-            state = {
-                "status": "running",
-                "target": target.name,
-                "operation": operation,
-                "started": self.now().isoformat(),
-            }
-            self.store.put_json(batch.bucket, marker, state, if_generation=claim)
-            watch = WatchMessage(operation, batch.batch_id, batch.manifest_uri, "export", target.name)
-            self.publisher.publish(
-                self.settings.operations_topic, [(watch.to_json(), {"batch_id": batch.batch_id, "kind": "export"})]
-            )
-            result.exports_started.append(target.name)
-            log.info("export started", extra=fields(batch_id=batch.batch_id, operation=operation, target=target.name))
-        result.state = "exporting" if result.exports_started else result.state
-        self._finish(batch, result)
+            self._start_export(manifest, target, filter_uri, claim, claimed, result)
+        if result.exports_started:
+            result.state = FollowState.EXPORTING
+        self._finish(manifest, result)
 
-    def _claim(self, batch: Batch, target: ExportTarget) -> int | None:
-        """The generation of our 'starting' marker when we may start this export; None when someone else did."""
-        marker = batch.path("exports", f"{target.name}.json")
-        existing = self.store.read_json(batch.bucket, marker)
-        body = {"status": "starting", "target": target.name, "claimed": self.now().isoformat()}
-        if existing is None:
-            if not self.store.put_json(batch.bucket, marker, body, if_generation=0):
-                return None
-        else:
-            state, generation = existing
-            if state.get("status") != "starting" or self._since(state.get("claimed")) < CLAIM_TIMEOUT_SECONDS:
-                return None  # started, finished, or being started by another delivery right now
-            if not self.store.put_json(batch.bucket, marker, body, if_generation=generation):
-                return None
-        found = self.store.read_json(batch.bucket, marker)
-        return None if found is None else found[1]
-
-    def _since(self, value: Any) -> float:
+    def _start_export(
+        self, manifest: Manifest, target: ExportTarget, filter_uri: str, claim: Claim, claimed: ExportMarker,
+        result: FollowResult,
+    ) -> None:  # fmt: skip
         try:
-            return (self.now() - datetime.fromisoformat(str(value))).total_seconds()
-        except ValueError:
-            return float("inf")
+            operation = self.healthcare.start_export(target.request_body(filter_uri))
+        except PermanentError as exc:
+            self.ledger.complete_export(
+                claim, claimed.done(ExportOutcome.FAILED, self.now().isoformat(), f"refused: {exc}")
+            )
+            return
+        running = ExportMarker(target.name, ExportStatus.RUNNING, operation=operation, started=self.now().isoformat())
+        self.ledger.complete_export(claim, running)
+        watch = WatchMessage(operation, manifest.batch_id, self.ledger.manifest_uri(manifest.batch_id),
+                             WatchKind.EXPORT, target.name)  # fmt: skip
+        self.publisher.publish(
+            self.settings.operations_topic,
+            [(watch.to_json(), {"batch_id": manifest.batch_id, "kind": WatchKind.EXPORT.value})],
+        )
+        result.exports_started.append(target.name)
+        log.info("export started", extra=fields(batch_id=manifest.batch_id, operation=operation, target=target.name))
 
-    def _write_filter(self, batch: Batch) -> tuple[str, int]:
-        present = sorted(self._present(batch.files))
-        lines = [f"/studies/{study}/series/{series}/instances/{sop}" for study, series, sop in present]
-        uri = self.store.write_text(batch.bucket, batch.path("filter.txt"), "\n".join(lines) + "\n")
-        return uri, len(lines)
+    def _write_filter(self, manifest: Manifest) -> str:
+        """The filter file of the batch's instances in the store; '' when none is."""
+        present = sorted(present_instances(self.healthcare, (f.record for f in manifest.files)))
+        if not present:
+            return ""
+        return self.ledger.write_filter(
+            manifest.batch_id, (f"/studies/{st}/series/{se}/instances/{sop}" for st, se, sop in present)
+        )
 
-    def _export_done(self, batch: Batch, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
-        marker = batch.path("exports", f"{watch.target}.json")
-        found = self.store.read_json(batch.bucket, marker)
-        if found is not None and found[0].get("status") == "running" and found[0].get("operation") == watch.operation:
-            state, generation = found
-            outcome = "succeeded" if "response" in operation else ("stuck" if operation.get("stuck") else "failed")
-            done = {**state, "status": "done", "outcome": outcome, "finished": self.now().isoformat(),
-                    "counter": operation.get("metadata", {}).get("counter", {}),
-                    "reason": _operation_reason(operation) if outcome != "succeeded" else None}  # fmt: skip
-            self.store.put_json(batch.bucket, marker, done, if_generation=generation)
-        result = FollowResult("exported")
-        self._finish(batch, result)
+    def _export_done(self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
+        assert watch.target is not None
+        found = self.ledger.export_marker(manifest.batch_id, watch.target)
+        if found is not None:
+            marker, generation = found
+            if marker.status is ExportStatus.RUNNING and marker.operation == watch.operation:
+                outcome = ExportOutcome.SUCCEEDED if "response" in operation else (
+                    ExportOutcome.STUCK if operation.get("stuck") else ExportOutcome.FAILED)  # fmt: skip
+                reason = None if outcome is ExportOutcome.SUCCEEDED else lro.reason(operation)
+                done = marker.done(outcome, self.now().isoformat(), reason, counter=lro.counter(operation))
+                self.ledger.complete_export(self.ledger.export_claim(manifest.batch_id, watch.target, generation), done)
+        result = FollowResult(FollowState.EXPORTED)
+        self._finish(manifest, result)
         return result
 
     # ----- result -----
 
-    def _finish(self, batch: Batch, result: FollowResult) -> None:
-        exports: list[dict[str, Any]] = []
+    def _finish(self, manifest: Manifest, result: FollowResult) -> None:
+        """Publish the batch result once every import and export is done (once, whoever gets here first)."""
+        exports: list[ExportMarker] = []
         for target in self.settings.export_targets:
-            found = self.store.read_json(batch.bucket, batch.path("exports", f"{target.name}.json"))
-            if found is None or found[0].get("status") != "done":
+            found = self.ledger.export_marker(manifest.batch_id, target.name)
+            if found is None or found[0].status is not ExportStatus.DONE:
                 return
             exports.append(found[0])
-        states = [self._import_state(batch, item["operation"]) for item in batch.imports]
-        if any(state is None for state in states):
+        imports = self._import_markers(manifest)
+        if imports is None:
             return
-        path = batch.path("result.json")
-        existing = self.store.read_json(batch.bucket, path)
-        if existing is not None:
-            state, generation = existing
-            if state.get("status") == "published" or self._since(state.get("claimed")) < CLAIM_TIMEOUT_SECONDS:
-                return
-            if not self.store.put_json(batch.bucket, path, {"status": "publishing", "claimed": self.now().isoformat()},
-                                       if_generation=generation):  # fmt: skip
-                return
-        elif not self.store.put_json(batch.bucket, path, {"status": "publishing", "claimed": self.now().isoformat()},
-                                     if_generation=0):  # fmt: skip
+        claim = self.ledger.claim_result(manifest.batch_id)
+        if claim is None:
             return
-        message = self._result_message(batch, [s for s in states if s is not None], exports)
-        outcome = message["outcome"]
-        self.publisher.publish(
-            self.settings.results_topic,
-            [(_json(message), {"batch_id": batch.batch_id, "outcome": outcome, "store": self.settings.dicom_store})],
-        )
-        found = self.store.read_json(batch.bucket, path)
-        if found is not None:
-            self.store.put_json(batch.bucket, path, {**message, "status": "published"}, if_generation=found[1])
+        summary = summarize(manifest, imports, exports, self.now())
+        attributes = {"batch_id": manifest.batch_id, "outcome": str(summary["outcome"]), "store": manifest.store}
+        self.publisher.publish(self.settings.results_topic, [(_json(summary), attributes)])
+        self.ledger.complete_result(claim, summary)
         result.result_published = True
-        result.state = "finished"
-        log.info("batch finished", extra=fields(batch_id=batch.batch_id, outcome=outcome, files=message["files"]))
-
-    def _result_message(
-        self, batch: Batch, imports: list[dict[str, Any]], exports: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        files = batch.files
-        redriven = sum(int(s.get("redriven", 0)) for s in imports)
-        failed = sum(int(s.get("failed", 0)) for s in imports) + int(batch.manifest.get("counts", {}).get("failed", 0))
-        imported = len(files) - redriven - failed
-        times = sorted(str(f.get("event_time")) for f in files if f.get("event_time"))
-        finished = self.now()
-        timings: dict[str, Any] = {
-            "first_upload": times[0] if times else None,
-            "batch_created": batch.manifest.get("created"),
-            "finished": finished.isoformat(),
-        }
-        if times:
-            try:
-                first = datetime.fromisoformat(times[0].replace("Z", "+00:00"))
-                timings["seconds_upload_to_finished"] = round((finished - first).total_seconds(), 3)
-            except ValueError:
-                pass
-        exports_ok = all(e.get("outcome") in ("succeeded", "skipped") for e in exports)
-        outcome = (
-            "success" if exports_ok and not failed and not redriven else ("failed" if imported <= 0 else "partial")
-        )
-        summary = {
-            "version": RECORD_VERSION,
-            "batch_id": batch.batch_id,
-            "store": self.settings.store_name,
-            "outcome": outcome,
-            "files": len(files),
-            "imported": imported,
-            "duplicates": int(batch.manifest.get("duplicates", 0)),
-            "redriven": redriven,
-            "failed": failed,
-            "imports": [{"uri": i["uri"], "operation": i["operation"], "files": i.get("files")} for i in batch.imports],
-            "exports": [{key: e.get(key) for key in ("target", "operation", "outcome", "reason")} for e in exports],
-            "timings": timings,
-        }
-        return summary
+        result.state = FollowState.FINISHED
+        where = fields(batch_id=manifest.batch_id, outcome=summary["outcome"], files=summary["files"])
+        log.info("batch finished", extra=where)
 
 
 def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
-
-
-def _key(file: dict[str, Any]) -> tuple[str, str, str]:
-    return (str(file["study_uid"]), str(file["series_uid"]), str(file["sop_uid"]))
-
-
-def _operation_id(name: str) -> str:
-    return name.rpartition("/")[2]
-
-
-def _operation_reason(operation: dict[str, Any]) -> str:
-    if operation.get("stuck"):
-        return "the operation did not finish in time"
-    error = operation.get("error")
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:500]
-    return "the operation reported success but the instance is not in the store"
-
-
-def _sample_errors(operation: dict[str, Any]) -> dict[str, str]:
-    """Per-file reasons the API attaches to a failed import (``error.details[].sampleErrors``)."""
-    reasons: dict[str, str] = {}
-    error = operation.get("error")
-    for detail in error.get("details", []) if isinstance(error, dict) else []:
-        for sample in detail.get("sampleErrors", []) if isinstance(detail, dict) else []:
-            resource = sample.get("resource")
-            message = (sample.get("error") or {}).get("message")
-            if resource and message:
-                reasons[str(resource)] = str(message)[:500]
-    return reasons

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from enum import Enum
 
-from dicomflow.adapters.pubsub import Publisher
-from dicomflow.adapters.storage import ObjectStore
 from dicomflow.errors import NotDicomError, ObjectGoneError
 from dicomflow.events import ObjectEvent
 from dicomflow.logs import fields
-from dicomflow.records import FailedFile, PendingRecord
+from dicomflow.ports import ObjectStore, Publisher
+from dicomflow.records import FailedFile, PendingRecord, Stage
 from dicomflow.settings import Settings
 from dicomflow.sniff import sniff_header
 
@@ -66,7 +65,7 @@ def handle_object_event(
         if selection == "sniff":
             log.debug("extensionless object is not DICOM", extra=where)
             return IntakeOutcome.IGNORED_NOT_SELECTED
-        failed = FailedFile(event.bucket, event.name, event.generation, str(exc), stage="intake")
+        failed = FailedFile(event.bucket, event.name, event.generation, str(exc), Stage.INTAKE)
         publisher.publish(settings.failed_topic, [(failed.to_json(), failed.attributes())])
         log.warning("object is not importable DICOM", extra=fields(**where["fields"], reason=str(exc)))
         return IntakeOutcome.FAILED

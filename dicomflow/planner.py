@@ -21,23 +21,9 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from dicomflow.ports import Listing, ObjectLister
 from dicomflow.wildcard import compile_pattern, has_wildcards, is_valid_object_pattern
-
-
-@dataclass(frozen=True)
-class Listing:
-    """Object names under a prefix (direct children only when listed with a delimiter)."""
-
-    names: tuple[str, ...]
-    truncated: bool
-    calls: int
-
-
-class ObjectLister(Protocol):
-    def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing:
-        """Up to ``limit`` object names under ``prefix``; ``truncated`` when there were more."""
 
 
 @dataclass(frozen=True)

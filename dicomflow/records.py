@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from dicomflow.errors import MalformedEventError
 
 RECORD_VERSION = 1
+
+
+class Stage(StrEnum):
+    """Where a file (or a batch's follow-up) failed: the ``stage`` of a dicom-failed message."""
+
+    INTAKE = "intake"
+    STOW = "stow"
+    RECONCILE = "reconcile"
+    OPERATION = "operation"  # the operation itself: stuck, or its follow-up refused for good
+
+
+class WatchKind(StrEnum):
+    IMPORT = "import"
+    EXPORT = "export"
 
 
 @dataclass(frozen=True)
@@ -41,9 +57,16 @@ class PendingRecord:
     def to_json(self) -> bytes:
         return json.dumps({"version": RECORD_VERSION, **asdict(self)}, sort_keys=True).encode()
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     @classmethod
     def from_json(cls, data: bytes) -> PendingRecord:
-        body = _load(data, "pending record")
+        return cls.from_dict(_load(data, "pending record"))
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> PendingRecord:
+        """From the record's JSON object (extra keys, e.g. a manifest entry's ``via``, are ignored)."""
         try:
             return cls(
                 bucket=str(body["bucket"]),
@@ -71,15 +94,16 @@ class FailedFile:
     name: str
     generation: str | None
     reason: str
-    stage: str  # intake, plan, import, reconcile
+    stage: Stage
     attempt: int = 1
     batch_id: str | None = None
+    operation: str | None = None
 
     def to_json(self) -> bytes:
         return json.dumps({"version": RECORD_VERSION, **asdict(self)}, sort_keys=True).encode()
 
     def attributes(self) -> dict[str, str]:
-        return {"stage": self.stage, "bucket": self.bucket}
+        return {"stage": str(self.stage), "bucket": self.bucket}
 
 
 @dataclass(frozen=True)
@@ -89,7 +113,7 @@ class WatchMessage:
     operation: str
     batch_id: str
     manifest_uri: str
-    kind: str  # import, export
+    kind: WatchKind
     target: str | None = None  # the export target's name (exports only)
 
     def to_json(self) -> bytes:
@@ -104,11 +128,13 @@ class WatchMessage:
                 str(body["operation"]),
                 str(body["batch_id"]),
                 str(body["manifest_uri"]),
-                str(body["kind"]),
+                WatchKind(body["kind"]),
                 None if target is None else str(target),
             )
         except KeyError as exc:
             raise MalformedEventError(f"watch message lacks field {exc}") from exc
+        except ValueError as exc:
+            raise MalformedEventError("watch message has an unknown kind") from exc
 
 
 def _load(data: bytes, what: str) -> dict[str, Any]:

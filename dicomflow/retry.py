@@ -15,8 +15,6 @@ from dicomflow.logs import fields
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
 
 @dataclass(frozen=True)
 class RetryPolicy:

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from cloudevents.http import CloudEvent
 
-from dicomflow.errors import PermanentError, RetryableError
-from dicomflow.events import parse_object_event
-from dicomflow.intake import handle_object_event
-from dicomflow.logs import fields
-from handlers.runtime import runtime
-
-log = logging.getLogger(__name__)
+from dicomflow.events import ObjectEvent, parse_object_event
+from dicomflow.intake import IntakeOutcome, handle_object_event
+from handlers.dispatch import serve
+from handlers.runtime import Runtime
 
 
-def handle(cloud_event: Any) -> None:
-    """Return to acknowledge; raise to have the event redelivered (transient failures only)."""
-    rt = runtime("on_object_finalized")
-    event_type = str(cloud_event["type"])
-    try:
-        event = parse_object_event(event_type, cloud_event.data, cloud_event.get("time"))
-    except PermanentError as exc:
-        log.error("malformed event acknowledged", extra=fields(event_type=event_type, error=str(exc)))
-        return
-    if event is None:
-        log.debug("event type not handled", extra=fields(event_type=event_type))
-        return
-    try:
-        handle_object_event(event, rt.settings, store=rt.store, publisher=rt.publisher)
-    except RetryableError as exc:
-        log.warning("transient failure; the event will be redelivered", extra=fields(object=event.name, error=str(exc)))
-        raise
-    except PermanentError as exc:
-        log.error("object could not be queued", extra=fields(object=event.name, error=str(exc)))
+def _parse(cloud_event: CloudEvent) -> ObjectEvent | None:
+    return parse_object_event(str(cloud_event["type"]), cloud_event.data, cloud_event.get("time"))
+
+
+def _intake(rt: Runtime, event: ObjectEvent) -> IntakeOutcome:
+    return handle_object_event(event, rt.settings, store=rt.store, publisher=rt.publisher)
+
+
+def handle(cloud_event: CloudEvent) -> IntakeOutcome | None:
+    """Intake one object; a permanent failure (e.g. a topic that does not exist) is logged and acknowledged."""
+    return serve("on_object_finalized", cloud_event, _parse, _intake,
+                 describe=lambda event: {"bucket": event.bucket, "object": event.name})  # fmt: skip

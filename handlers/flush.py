@@ -1,28 +1,20 @@
-"""``on_flush``: a scheduler tick -> pull, settle, plan, import, watch, ack."""
+"""``on_flush``: a scheduler tick -> pull, settle, plan, import, record, watch, ack."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from cloudevents.http import CloudEvent
 
-from dicomflow.errors import PermanentError, RetryableError
 from dicomflow.flush import FlushReport, run_flush
-from dicomflow.logs import fields
-from handlers.runtime import runtime
-
-log = logging.getLogger(__name__)
+from handlers.dispatch import serve
+from handlers.runtime import Runtime
 
 
-def handle(cloud_event: Any) -> FlushReport | None:
-    """One flush per tick; a failed flush raises so the tick is retried (its records were given back)."""
-    rt = runtime("on_flush")
-    try:
-        return run_flush(
-            rt.settings, subscriber=rt.subscriber, publisher=rt.publisher, store=rt.store, healthcare=rt.healthcare
-        )
-    except RetryableError as exc:
-        log.warning("flush did not finish; records come back on a later tick", extra=fields(error=str(exc)))
-        raise
-    except PermanentError as exc:
-        log.error("flush failed", extra=fields(error=str(exc)))
-        return None
+def _flush(rt: Runtime, _tick: CloudEvent) -> FlushReport:
+    return run_flush(rt.settings, subscriber=rt.subscriber, publisher=rt.publisher, store=rt.store,
+                     healthcare=rt.healthcare)  # fmt: skip
+
+
+def handle(cloud_event: CloudEvent) -> FlushReport | None:
+    """One flush per tick. Whatever fails, the records it held come back for a later tick; a transient failure
+    also fails the tick (retried), a permanent one (e.g. a denied permission) is logged and the tick acked."""
+    return serve("on_flush", cloud_event, lambda event: event, _flush)

@@ -2,39 +2,35 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from cloudevents.http import CloudEvent
 
-from dicomflow.errors import OperationPendingError, PermanentError, RetryableError
+from dicomflow.errors import PermanentError
 from dicomflow.events import PUBSUB_PUBLISHED, pubsub_message
-from dicomflow.follow import Follower
-from dicomflow.logs import fields
-from dicomflow.records import WatchMessage
-from handlers.runtime import runtime
-
-log = logging.getLogger(__name__)
+from dicomflow.follow import Follower, FollowResult
+from dicomflow.records import FailedFile, Stage, WatchMessage
+from handlers.dispatch import serve
+from handlers.runtime import Runtime
 
 
-def handle(cloud_event: Any) -> None:
-    """Return to acknowledge; raise while the operation runs or on transient failures (Pub/Sub redelivers)."""
-    rt = runtime("on_operation")
+def _parse(cloud_event: CloudEvent) -> WatchMessage | None:
     if str(cloud_event["type"]) != PUBSUB_PUBLISHED:
-        log.debug("event type not handled", extra=fields(event_type=str(cloud_event["type"])))
-        return
-    try:
-        watch = WatchMessage.from_json(pubsub_message(cloud_event.data).data)
-    except PermanentError as exc:
-        log.error("malformed watch message acknowledged", extra=fields(error=str(exc)))
-        return
-    follower = Follower(rt.settings, store=rt.store, healthcare=rt.healthcare, publisher=rt.publisher)
-    try:
-        follower.follow(watch)
-    except OperationPendingError:
-        raise  # logged at INFO by the follower: not an error, just "again later"
-    except RetryableError as exc:
-        log.warning("transient failure; the watch will be redelivered",
-                    extra=fields(batch_id=watch.batch_id, operation=watch.operation, error=str(exc)))  # fmt: skip
-        raise
-    except PermanentError as exc:
-        log.error("watch message cannot be followed up",
-                  extra=fields(batch_id=watch.batch_id, operation=watch.operation, error=str(exc)))  # fmt: skip
+        return None
+    return WatchMessage.from_json(pubsub_message(cloud_event.data).data)
+
+
+def _follow(rt: Runtime, watch: WatchMessage) -> FollowResult:
+    return Follower(rt.settings, store=rt.store, healthcare=rt.healthcare, publisher=rt.publisher).follow(watch)
+
+
+def _report(rt: Runtime, watch: WatchMessage, error: PermanentError) -> None:
+    """A watch that can never be followed (a denied permission, a manifest that is gone) ends on dicom-failed,
+    naming the batch and the operation, instead of cycling until the dead-letter topic."""
+    failed = FailedFile(rt.settings.state_bucket, watch.manifest_uri, None, f"follow-up failed: {error}",
+                        Stage.OPERATION, batch_id=watch.batch_id, operation=watch.operation)  # fmt: skip
+    rt.publisher.publish(rt.settings.failed_topic, [(failed.to_json(), failed.attributes())])
+
+
+def handle(cloud_event: CloudEvent) -> FollowResult | None:
+    """Return to acknowledge; raise while the operation runs or on transient failures (Pub/Sub redelivers)."""
+    return serve("on_operation", cloud_event, _parse, _follow, on_permanent=_report,
+                 describe=lambda watch: {"batch_id": watch.batch_id, "operation": watch.operation})  # fmt: skip

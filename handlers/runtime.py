@@ -15,17 +15,20 @@ from dicomflow.adapters.pubsub import PubSubPublisher, PubSubSubscriber
 from dicomflow.adapters.storage import GcsObjectStore
 from dicomflow.errors import OperationPendingError
 from dicomflow.logs import configure
+from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.retry import RetryPolicy
 from dicomflow.settings import Settings
 
 
 @dataclass(frozen=True)
 class Runtime:
+    """Settings and the ports the core needs, built once per process."""
+
     settings: Settings
-    store: GcsObjectStore
-    publisher: PubSubPublisher
-    subscriber: PubSubSubscriber
-    healthcare: GoogleHealthcareApi
+    store: ObjectStore
+    publisher: Publisher
+    subscriber: Subscriber
+    healthcare: HealthcareApi
 
 
 def _storage_client(project: str) -> storage.Client:

@@ -1,6 +1,6 @@
-"""The Cloud Healthcare API: REST through google-api-python-client (bundled discovery documents), STOW-RS
-through an HTTP session. Retries 429/5xx/timeouts with exponential backoff and jitter; other HTTP errors
-become ApiError.
+"""HealthcareApi on the Cloud Healthcare API: REST through google-api-python-client (bundled discovery
+documents), DICOMweb through an HTTP session. Retries 429/5xx/timeouts with exponential backoff and jitter;
+other answers become the permanent error of their status (``dicomflow.adapters.errors``).
 """
 
 from __future__ import annotations
@@ -8,48 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import httplib2
 import requests
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
-from dicomflow.errors import ApiError, RetryableError
-from dicomflow.retry import RETRYABLE_STATUSES, RetryPolicy, call_with_retry
+from dicomflow.adapters.errors import from_status
+from dicomflow.errors import RetryableError
+from dicomflow.ports import StowResult
+from dicomflow.retry import RetryPolicy, call_with_retry
 
-IMPORT_METHOD = "ImportDicomData"
 _TIMEOUT = 120
-_MAX_OPERATION_PAGES = 20
+_HINT = "grant the function's service account roles/healthcare.dicomEditor on the dataset"
 _QIDO_PAGE = 1000
 _DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
-
-
-@dataclass(frozen=True)
-class StowResult:
-    stored: bool
-    reason: str | None = None
-
-
-class HealthcareApi(Protocol):
-    def start_import(self, uri: str, storage_class: str | None) -> str:
-        """Start an import of ``uri``; return the operation name."""
-
-    def running_imports(self) -> int:
-        """How many import operations of the dataset are not done."""
-
-    def get_operation(self, name: str) -> dict[str, Any]:
-        """The operation's JSON."""
-
-    def stow(self, data: bytes) -> StowResult:
-        """STOW-RS one instance."""
-
-    def start_export(self, body: dict[str, Any]) -> str:
-        """Start ``dicomStores.export`` with ``body``; return the operation name."""
-
-    def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
-        """The SOP Instance UIDs the store holds in one series (empty when the series is absent)."""
 
 
 def build_client(endpoint: str | None, version: str = "v1") -> Any:
@@ -82,7 +56,6 @@ class GoogleHealthcareApi:
         self._client = client
         self._session = session
         self._store = store_name
-        self._dataset = store_name.split("/dicomStores/", maxsplit=1)[0]
         self._retry = retry
         self._base_url = (base_url or _DEFAULT_ENDPOINT).rstrip("/")
 
@@ -91,15 +64,15 @@ class GoogleHealthcareApi:
             try:
                 return request().execute(num_retries=0)
             except HttpError as exc:
-                status = int(exc.resp.status)
-                message = _error_message(exc)
-                if status in RETRYABLE_STATUSES:
-                    raise RetryableError(f"{what}: HTTP {status} {message}") from exc
-                raise ApiError(f"{what}: HTTP {status} {message}", status) from exc
+                raise from_status(what, int(exc.resp.status), _error_message(exc), hint=_HINT) from exc
             except (TimeoutError, ConnectionError, httplib2.HttpLib2Error) as exc:
                 raise RetryableError(f"{what}: {type(exc).__name__}") from exc
 
         return call_with_retry(what, once, self._retry)
+
+    @property
+    def store_name(self) -> str:
+        return self._store
 
     def _stores(self) -> Any:
         return self._client.projects().locations().datasets().dicomStores()
@@ -138,34 +111,14 @@ class GoogleHealthcareApi:
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise RetryableError(f"QIDO-RS: {type(exc).__name__}") from exc
-            if response.status_code in RETRYABLE_STATUSES:
-                raise RetryableError(f"QIDO-RS: HTTP {response.status_code}")
-            if response.status_code in (204, 404):
+            if response.status_code in (204, 404):  # no match; 404: the study or series does not exist
                 return []
             if response.status_code >= 400:
-                raise ApiError(f"QIDO-RS: HTTP {response.status_code}", response.status_code)
+                raise from_status("QIDO-RS", response.status_code, hint=_HINT)
             body = response.json() if response.content else []
             return list(body) if isinstance(body, list) else []
 
         return call_with_retry("QIDO-RS", once, self._retry)
-
-    def running_imports(self) -> int:
-        """Imports not done, counted client-side (v1 operations.list has no server filter), bounded in pages."""
-        running = 0
-        token: str | None = None
-        for _ in range(_MAX_OPERATION_PAGES):
-            page = self._execute(
-                "list operations",
-                lambda t=token: self._operations().list(name=self._dataset, pageSize=500, pageToken=t),  # type: ignore[misc]
-            )
-            for operation in page.get("operations", []):
-                method = str(operation.get("metadata", {}).get("apiMethodName", ""))
-                if not operation.get("done") and method.endswith(IMPORT_METHOD):
-                    running += 1
-            token = page.get("nextPageToken")
-            if not token:
-                break
-        return running
 
     def get_operation(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._execute(f"get {name}", lambda: self._operations().get(name=name))
@@ -187,12 +140,10 @@ class GoogleHealthcareApi:
                 response = self._session.post(url, data=body, headers=headers, timeout=_TIMEOUT)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise RetryableError(f"STOW-RS: {type(exc).__name__}") from exc
-            if response.status_code in RETRYABLE_STATUSES:
-                raise RetryableError(f"STOW-RS: HTTP {response.status_code}")
             if response.status_code == 409:
                 return StowResult(False, "the store refused the instance (same UIDs with different content?)")
             if response.status_code >= 400:
-                raise ApiError(f"STOW-RS: HTTP {response.status_code}", response.status_code)
+                raise from_status("STOW-RS", response.status_code, hint=_HINT)
             return _stow_outcome(response.content)
 
         return call_with_retry("STOW-RS", once, self._retry)

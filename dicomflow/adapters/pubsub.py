@@ -1,59 +1,26 @@
-"""Pub/Sub through google-cloud-pubsub: batched publishing and synchronous pull with lease extension."""
+"""Publisher and Subscriber on google-cloud-pubsub: batched publishing, synchronous pull, ack-deadline changes."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from dicomflow.errors import PermanentError, RetryableError
-from dicomflow.logs import fields
+from dicomflow.adapters.errors import translated
+from dicomflow.errors import NotFoundError
+from dicomflow.ports import Message, ReceivedMessage
 
-log = logging.getLogger(__name__)
-
+T = TypeVar("T")
 _PUBLISH_TIMEOUT = 60.0
 _FIRST_PULL_TIMEOUT = 10.0  # the first pull may wait for messages; later ones only drain what is there
 _NEXT_PULL_TIMEOUT = 2.0
 _MAX_PULL = 1000
 _ACK_CHUNK = 1000
 _BATCH_LATENCY = 0.01  # seconds a publish may wait for company; concurrent invocations share a batch
-_TRANSIENT = (
-    gexc.TooManyRequests, gexc.InternalServerError, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
-    gexc.RetryError, gexc.Aborted, gexc.Unknown, TimeoutError, ConnectionError,
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    ack_id: str
-    data: bytes
-    attributes: Mapping[str, str]
-    message_id: str
-
-
-class Publisher(Protocol):
-    def publish(self, topic: str, messages: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[str]:
-        """Publish and wait until every message is accepted; return the message ids."""
-
-
-class Subscriber(Protocol):
-    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
-        """Up to ``max_messages`` messages (fewer when the subscription runs dry)."""
-
-    def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
-        """Acknowledge: the messages are done."""
-
-    def nack(self, subscription: str, ack_ids: Sequence[str]) -> None:
-        """Give the messages back for redelivery now."""
-
-    def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
-        """Set the ack deadline of held messages to ``seconds`` from now."""
+_PUBLISH_HINT = "grant the function's service account roles/pubsub.publisher on the topic"
+_SUBSCRIBE_HINT = "grant the function's service account roles/pubsub.subscriber on the subscription"
 
 
 class PubSubPublisher:
@@ -65,15 +32,17 @@ class PubSubPublisher:
             batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=_BATCH_LATENCY)
         )
 
-    def publish(self, topic: str, messages: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[str]:
+    def publish(self, topic: str, messages: Sequence[Message]) -> list[str]:
         path = self._client.topic_path(self._project, topic)
-        try:
+
+        def run() -> list[str]:
             futures = [self._client.publish(path, data, **dict(attributes)) for data, attributes in messages]
             return [str(future.result(timeout=_PUBLISH_TIMEOUT)) for future in futures]
-        except gexc.NotFound as exc:
-            raise PermanentError(f"topic {topic} does not exist") from exc
-        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
-            raise RetryableError(f"publishing to {topic} failed: {type(exc).__name__}") from exc
+
+        try:
+            return translated(f"publishing to {topic}", run, hint=_PUBLISH_HINT)
+        except NotFoundError as exc:
+            raise NotFoundError(f"topic {topic} does not exist", exc.status) from exc
 
 
 class PubSubSubscriber:
@@ -86,6 +55,12 @@ class PubSubSubscriber:
     def _path(self, subscription: str) -> str:
         return str(self._client.subscription_path(self._project, subscription))
 
+    def _call(self, what: str, subscription: str, call: Callable[[], T]) -> T:
+        try:
+            return translated(f"{what} {subscription}", call, hint=_SUBSCRIBE_HINT)
+        except NotFoundError as exc:
+            raise NotFoundError(f"subscription {subscription} does not exist", exc.status) from exc
+
     def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
         """Repeated pulls until the subscription answers empty or ``max_messages`` arrived."""
         received: list[ReceivedMessage] = []
@@ -94,16 +69,16 @@ class PubSubSubscriber:
                 "subscription": self._path(subscription),
                 "max_messages": min(_MAX_PULL, max_messages - len(received)),
             }
-            try:
-                timeout = _NEXT_PULL_TIMEOUT if received else _FIRST_PULL_TIMEOUT
-                response = self._client.pull(request=request, timeout=timeout)
-            except gexc.DeadlineExceeded:
-                break
-            except gexc.NotFound as exc:
-                raise PermanentError(f"subscription {subscription} does not exist") from exc
-            except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
-                raise RetryableError(f"pulling {subscription} failed: {type(exc).__name__}") from exc
-            if not response.received_messages:
+            timeout = _NEXT_PULL_TIMEOUT if received else _FIRST_PULL_TIMEOUT
+
+            def once(request: dict[str, object] = request, timeout: float = timeout) -> Any:
+                try:
+                    return self._client.pull(request=request, timeout=timeout)
+                except gexc.DeadlineExceeded:  # nothing (more) arrived in time: what we have is the answer
+                    return None
+
+            response = self._call("pulling", subscription, once)
+            if response is None or not response.received_messages:
                 break
             received.extend(
                 ReceivedMessage(m.ack_id, bytes(m.message.data), dict(m.message.attributes), m.message.message_id)
@@ -113,47 +88,25 @@ class PubSubSubscriber:
 
     def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
         path = self._path(subscription)
-        try:
+
+        def run() -> None:
             for start in range(0, len(ack_ids), _ACK_CHUNK):
-                self._client.acknowledge(
-                    request={"subscription": path, "ack_ids": list(ack_ids[start : start + _ACK_CHUNK])}
-                )
-        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
-            raise RetryableError(f"acknowledge on {subscription} failed: {type(exc).__name__}") from exc
+                chunk = list(ack_ids[start : start + _ACK_CHUNK])
+                self._client.acknowledge(request={"subscription": path, "ack_ids": chunk})
+
+        self._call("acknowledge on", subscription, run)
 
     def extend(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
         path = self._path(subscription)
-        try:
+
+        def run() -> None:
             for start in range(0, len(ack_ids), _ACK_CHUNK):
                 chunk = list(ack_ids[start : start + _ACK_CHUNK])
                 self._client.modify_ack_deadline(
                     request={"subscription": path, "ack_ids": chunk, "ack_deadline_seconds": seconds}
                 )
-        except (*_TRANSIENT, gexc.GoogleAPICallError) as exc:
-            raise RetryableError(f"modify_ack_deadline on {subscription} failed: {type(exc).__name__}") from exc
+
+        self._call("modify_ack_deadline on", subscription, run)
 
     def nack(self, subscription: str, ack_ids: Sequence[str]) -> None:
         self.extend(subscription, ack_ids, 0)
-
-
-@contextmanager
-def leased(subscriber: Subscriber, subscription: str, ack_ids: Sequence[str], seconds: int) -> Iterator[None]:
-    """Keep extending the ack deadline of ``ack_ids`` while the block runs (every third of ``seconds``)."""
-    stop = threading.Event()
-
-    def keep_alive() -> None:
-        while not stop.wait(seconds / 3):
-            try:
-                subscriber.extend(subscription, ack_ids, seconds)
-            except RetryableError as exc:
-                log.warning("lease extension failed", extra=fields(error=str(exc), messages=len(ack_ids)))
-
-    if ack_ids:
-        subscriber.extend(subscription, ack_ids, seconds)
-    thread = threading.Thread(target=keep_alive, name="lease-extender", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)

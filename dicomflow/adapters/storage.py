@@ -1,54 +1,20 @@
-"""Cloud Storage through google-cloud-storage: ranged reads, bounded listings, small writes."""
+"""ObjectStore on google-cloud-storage: ranged reads, bounded listings, small conditional writes, deletes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from dicomflow.errors import ObjectGoneError, PermanentError, RetryableError
-from dicomflow.planner import Listing
+from dicomflow.adapters.errors import translated
+from dicomflow.errors import NotFoundError, ObjectGoneError, PermanentError, RetryableError
+from dicomflow.ports import Listing
 
-T = TypeVar("T")
 _PAGE_SIZE = 1000
-_TRANSIENT = (
-    gexc.TooManyRequests, gexc.InternalServerError, gexc.BadGateway, gexc.ServiceUnavailable, gexc.GatewayTimeout,
-    gexc.RetryError, ConnectionError, TimeoutError,
-)  # fmt: skip
-
-
-class ObjectStore(Protocol):
-    def read_range(self, bucket: str, name: str, generation: str | None, start: int, end: int) -> bytes: ...
-
-    def read(self, bucket: str, name: str, generation: str | None = None) -> bytes: ...
-
-    def write_json(self, bucket: str, name: str, body: Any) -> str: ...
-
-    def write_text(self, bucket: str, name: str, text: str) -> str: ...
-
-    def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing: ...
-
-    def read_json(self, bucket: str, name: str) -> tuple[Any, int] | None:
-        """(body, generation), or None when the object does not exist."""
-
-    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> bool:
-        """Write only if the object's generation is ``if_generation`` (0 = it must not exist); False if not."""
-
-
-def _translate(what: str, call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except gexc.NotFound as exc:
-        raise ObjectGoneError(f"{what}: not found") from exc
-    except (gexc.RequestRangeNotSatisfiable, gexc.PreconditionFailed):
-        raise
-    except _TRANSIENT as exc:
-        raise RetryableError(f"{what}: {type(exc).__name__}") from exc
-    except gexc.GoogleAPICallError as exc:
-        raise PermanentError(f"{what}: HTTP {exc.code}") from exc
+_ANSWERS = (gexc.PreconditionFailed, gexc.RequestRangeNotSatisfiable)
+_HINT = "grant the function's service account roles/storage.objectUser on the bucket"
 
 
 class GcsObjectStore:
@@ -57,7 +23,7 @@ class GcsObjectStore:
     def __init__(self, client: storage.Client) -> None:
         self._client = client
 
-    def _blob(self, bucket: str, name: str, generation: str | None) -> storage.Blob:
+    def _blob(self, bucket: str, name: str, generation: str | None = None) -> storage.Blob:
         return self._client.bucket(bucket).blob(name, generation=int(generation) if generation else None)
 
     def read_range(self, bucket: str, name: str, generation: str | None, start: int, end: int) -> bytes:
@@ -66,8 +32,8 @@ class GcsObjectStore:
             return b""
         blob = self._blob(bucket, name, generation)
         try:
-            data: bytes = _translate(
-                f"reading gs://{bucket}/{name}", lambda: blob.download_as_bytes(start=start, end=end - 1, checksum=None)
+            data: bytes = _object_call(
+                bucket, name, "reading", lambda: blob.download_as_bytes(start=start, end=end - 1, checksum=None)
             )
         except gexc.RequestRangeNotSatisfiable:
             return b""
@@ -75,29 +41,27 @@ class GcsObjectStore:
 
     def read(self, bucket: str, name: str, generation: str | None = None) -> bytes:
         blob = self._blob(bucket, name, generation)
-        data: bytes = _translate(f"reading gs://{bucket}/{name}", blob.download_as_bytes)
+        data: bytes = _object_call(bucket, name, "reading", blob.download_as_bytes)
         return data
 
     def write_text(self, bucket: str, name: str, text: str) -> str:
-        blob = self._client.bucket(bucket).blob(name)
-        _translate(f"writing gs://{bucket}/{name}", lambda: blob.upload_from_string(text, content_type="text/plain"))
+        blob = self._blob(bucket, name)
+        _object_call(bucket, name, "writing", lambda: blob.upload_from_string(text, content_type="text/plain"))
         return f"gs://{bucket}/{name}"
 
     def write_json(self, bucket: str, name: str, body: Any) -> str:
-        blob = self._client.bucket(bucket).blob(name)
+        blob = self._blob(bucket, name)
         payload = json.dumps(body, sort_keys=True, indent=1)
-        _translate(
-            f"writing gs://{bucket}/{name}", lambda: blob.upload_from_string(payload, content_type="application/json")
-        )
+        _object_call(bucket, name, "writing", lambda: blob.upload_from_string(payload, content_type="application/json"))
         return f"gs://{bucket}/{name}"
 
     def read_json(self, bucket: str, name: str) -> tuple[Any, int] | None:
         try:
-            blob = _translate(f"reading gs://{bucket}/{name}", lambda: self._client.bucket(bucket).get_blob(name))
+            blob = _object_call(bucket, name, "reading", lambda: self._client.bucket(bucket).get_blob(name))
             if blob is None:
                 return None
-            data = _translate(
-                f"reading gs://{bucket}/{name}", lambda: blob.download_as_bytes(if_generation_match=blob.generation)
+            data = _object_call(
+                bucket, name, "reading", lambda: blob.download_as_bytes(if_generation_match=blob.generation)
             )
         except ObjectGoneError:
             return None
@@ -108,17 +72,24 @@ class GcsObjectStore:
         except ValueError as exc:
             raise PermanentError(f"gs://{bucket}/{name} is not JSON") from exc
 
-    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> bool:
-        blob = self._client.bucket(bucket).blob(name)
+    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> int | None:
+        blob = self._blob(bucket, name)
         payload = json.dumps(body, sort_keys=True, indent=1)
         try:
-            _translate(
-                f"writing gs://{bucket}/{name}",
+            _object_call(
+                bucket, name, "writing",
                 lambda: blob.upload_from_string(
                     payload, content_type="application/json", if_generation_match=if_generation
                 ),
-            )
+            )  # fmt: skip
         except gexc.PreconditionFailed:
+            return None
+        return int(blob.generation)
+
+    def delete(self, bucket: str, name: str) -> bool:
+        try:
+            _object_call(bucket, name, "deleting", lambda: self._blob(bucket, name).delete())
+        except ObjectGoneError:
             return False
         return True
 
@@ -145,4 +116,15 @@ class GcsObjectStore:
                     break
             return Listing(tuple(names[:limit]), len(names) > limit, max(calls, 1))
 
-        return _translate(f"listing gs://{bucket}/{prefix}", run)
+        try:
+            return translated(f"listing gs://{bucket}/{prefix}", run, hint=_HINT)
+        except NotFoundError as exc:
+            raise NotFoundError(f"bucket {bucket} does not exist", exc.status) from exc
+
+
+def _object_call(bucket: str, name: str, verb: str, call: Any) -> Any:
+    """One call on an object: 404 is ObjectGoneError; 412 and 416 are answers the callers interpret."""
+    try:
+        return translated(f"{verb} gs://{bucket}/{name}", call, hint=_HINT, passthrough=_ANSWERS)
+    except NotFoundError as exc:
+        raise ObjectGoneError(str(exc), exc.status) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
-from dicomflow.planner import Listing
+from dicomflow.ports import Listing
 
 PAGE = 1000
 

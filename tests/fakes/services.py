@@ -8,10 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dicomflow.adapters.healthcare import StowResult
-from dicomflow.adapters.pubsub import ReceivedMessage
 from dicomflow.errors import ObjectGoneError, RetryableError
-from dicomflow.planner import Listing
+from dicomflow.ports import Listing, ReceivedMessage, StowResult
 from tests.fakes.bucket import FakeLister
 
 
@@ -46,13 +44,17 @@ class FakeStore:
             return None
         return json.loads(self.objects[(bucket, name)]), self.generations.get((bucket, name), 1)
 
-    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> bool:
+    def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> int | None:
         current = self.generations.get((bucket, name), 1) if (bucket, name) in self.objects else 0
         if current != if_generation:
-            return False
+            return None
         self.objects[(bucket, name)] = json.dumps(body).encode()
         self.generations[(bucket, name)] = current + 1
-        return True
+        return current + 1
+
+    def delete(self, bucket: str, name: str) -> bool:
+        self.generations.pop((bucket, name), None)
+        return self.objects.pop((bucket, name), None) is not None
 
     def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing:
         self.listings += 1
@@ -111,7 +113,7 @@ class FakeSubscriber:
 
 @dataclass
 class FakeHealthcare:
-    running: int = 0
+    store_name: str = "projects/p/locations/l/datasets/d/dicomStores/s"
     imports: list[str] = field(default_factory=list)
     stowed: list[bytes] = field(default_factory=list)
     fail_imports: int = 0
@@ -126,9 +128,6 @@ class FakeHealthcare:
             raise RetryableError("HTTP 503")
         self.imports.append(uri)
         return f"projects/p/locations/l/datasets/d/operations/{len(self.imports)}"
-
-    def running_imports(self) -> int:
-        return self.running
 
     def get_operation(self, name: str) -> dict[str, Any]:
         return self.operations.get(name, {"name": name, "done": True, "response": {}})

@@ -140,7 +140,7 @@ def test_flush_retries_429_and_503_from_the_healthcare_api(pipeline: Pipeline, a
     _intake_all(pipeline, _upload(pipeline, instances, "faults"))
     faults = f"{pipeline.services.healthcare_url}/emulator/faults"
     requests.post(faults, json={"method": "POST", "path": ":import$", "status": 503, "count": 2}, timeout=10)
-    requests.post(faults, json={"method": "GET", "path": "/operations$", "status": 429, "count": 1}, timeout=10)
+    requests.post(faults, json={"method": "POST", "path": ":import$", "status": 429, "count": 1}, timeout=10)
     assert _flush().status_code == 200
     assert [r["fired"] for r in requests.get(faults, timeout=10).json()["rules"]] == [2, 1]
     _wait_watched_operations(pipeline, api_v1)

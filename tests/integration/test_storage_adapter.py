@@ -6,22 +6,33 @@ import pytest
 from google.cloud import storage
 
 from dicomflow.adapters.storage import GcsObjectStore
-from dicomflow.errors import ObjectGoneError
+from dicomflow.errors import NotFoundError, ObjectGoneError
 
 pytestmark = pytest.mark.integration
 
 
 def test_put_json_honours_generation_preconditions(gcs: storage.Client, bucket: storage.Bucket) -> None:
     store = GcsObjectStore(gcs)
-    assert store.put_json(bucket.name, "state/a.json", {"n": 1}, if_generation=0) is True
-    assert store.put_json(bucket.name, "state/a.json", {"n": 2}, if_generation=0) is False  # exists: create-once
+    created = store.put_json(bucket.name, "state/a.json", {"n": 1}, if_generation=0)
+    assert created is not None
+    assert store.put_json(bucket.name, "state/a.json", {"n": 2}, if_generation=0) is None  # exists: create-once
     found = store.read_json(bucket.name, "state/a.json")
-    assert found is not None
-    body, generation = found
-    assert body == {"n": 1}
-    assert store.put_json(bucket.name, "state/a.json", {"n": 3}, if_generation=generation) is True
-    assert store.put_json(bucket.name, "state/a.json", {"n": 4}, if_generation=generation) is False  # stale
+    assert found == ({"n": 1}, created)  # put_json returns the generation it wrote
+    replaced = store.put_json(bucket.name, "state/a.json", {"n": 3}, if_generation=created)
+    assert replaced is not None and replaced != created
+    assert store.put_json(bucket.name, "state/a.json", {"n": 4}, if_generation=created) is None  # stale
     assert store.read_json(bucket.name, "missing.json") is None
+
+
+def test_delete_is_idempotent_and_missing_things_say_what_is_missing(
+    gcs: storage.Client, bucket: storage.Bucket
+) -> None:
+    store = GcsObjectStore(gcs)
+    store.write_text(bucket.name, "staging/x", "x")
+    assert store.delete(bucket.name, "staging/x") is True
+    assert store.delete(bucket.name, "staging/x") is False  # already gone: not an error
+    with pytest.raises(NotFoundError, match="bucket no-such-bucket-here does not exist"):
+        store.list_objects("no-such-bucket-here", "", recursive=True, limit=10)
 
 
 def test_read_range_reads_only_what_is_asked(gcs: storage.Client, bucket: storage.Bucket) -> None:

@@ -11,7 +11,8 @@ import pytest
 from dicomflow.errors import OperationPendingError
 from dicomflow.exports import ExportTarget, parse_export_targets
 from dicomflow.follow import Follower
-from dicomflow.records import WatchMessage
+from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.records import PendingRecord, WatchKind, WatchMessage
 from dicomflow.settings import Settings
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore
 
@@ -19,6 +20,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STATE = "state-bucket"
 MANIFEST = "dicomflow/batches/B1/manifest.json"
 IMPORT_OP = "projects/p/locations/l/datasets/d/operations/1"
+URI = "gs://src/up/**.dcm"
 
 
 def _settings(targets: tuple[ExportTarget, ...] = (), **overrides: Any) -> Settings:
@@ -28,21 +30,24 @@ def _settings(targets: tuple[ExportTarget, ...] = (), **overrides: Any) -> Setti
     )  # fmt: skip
 
 
-def _file(sop: str, attempt: int = 1) -> dict[str, Any]:
-    return {
-        "bucket": "src", "name": f"up/{sop}.dcm", "generation": "1", "size": 10, "crc32c": None, "study_uid": "1.1",
-        "series_uid": "1.1.1", "sop_uid": sop, "transfer_syntax": "1.2.840.10008.1.2.1", "modality": "CT",
-        "event_time": "2026-11-28T11:59:00+00:00", "attempt": attempt, "via": "gs://src/up/**.dcm",
-    }  # fmt: skip
+def _file(sop: str, attempt: int = 1) -> ManifestFile:
+    record = PendingRecord(
+        bucket="src", name=f"up/{sop}.dcm", generation="1", size=10, crc32c=None, study_uid="1.1",
+        series_uid="1.1.1", sop_uid=sop, transfer_syntax="1.2.840.10008.1.2.1", modality="CT",
+        event_time="2026-11-28T11:59:00+00:00", attempt=attempt,
+    )  # fmt: skip
+    return ManifestFile(record, URI)
 
 
 class World:
-    def __init__(self, files: list[dict[str, Any]], settings: Settings) -> None:
+    def __init__(self, files: list[ManifestFile], settings: Settings) -> None:
         self.store = FakeStore()
-        imports = [{"uri": "gs://src/up/**.dcm", "operation": IMPORT_OP}]
-        manifest = {"batch_id": "B1", "files": files, "imports": imports, "counts": {"failed": 0}, "created": "t"}
-        self.store.put_json(STATE, MANIFEST, manifest, if_generation=0)
         self.healthcare = FakeHealthcare()
+        imports = (ImportEntry(URI, IMPORT_OP, len(files)),)
+        manifest = Manifest("B1", (NOW - timedelta(minutes=5)).isoformat(), self.healthcare.store_name, imports,
+                            tuple(files))  # fmt: skip
+        self.ledger = BatchLedger(self.store, STATE, "dicomflow/", now=lambda: NOW)
+        assert self.ledger.create(manifest) == f"gs://{STATE}/{MANIFEST}"
         self.publisher = FakePublisher()
         self.settings = settings
 
@@ -52,7 +57,7 @@ class World:
         return follower.follow(watch)
 
     def watch(self, operation: str = IMPORT_OP, kind: str = "import", target: str | None = None) -> WatchMessage:
-        return WatchMessage(operation, "B1", f"gs://{STATE}/{MANIFEST}", kind, target)
+        return WatchMessage(operation, "B1", f"gs://{STATE}/{MANIFEST}", WatchKind(kind), target)
 
 
 def test_a_running_operation_is_retried_until_it_is_too_old() -> None:

@@ -78,3 +78,13 @@ def test_excluded_covers_configured_prefixes_and_the_pipelines_own_state() -> No
 def test_settings_table_names_are_unique_and_described() -> None:
     assert len(KNOWN_SETTINGS) == len(SETTINGS_TABLE)
     assert all(setting.description.endswith(".") for setting in SETTINGS_TABLE)
+
+
+def test_every_setting_is_declared_once_and_its_default_is_what_from_env_reads() -> None:
+    # GIVEN only the required variables WHEN settings are read THEN every optional field equals its declared
+    # default: the dataclass default and the environment default are one declaration
+    from_env = Settings.from_env(REQUIRED)
+    for setting in SETTINGS_TABLE:
+        assert setting.env == setting.attribute.upper()
+        if setting.default is not None:
+            assert getattr(from_env, setting.attribute) == setting.parse(setting.default), setting.env

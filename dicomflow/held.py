@@ -1,0 +1,96 @@
+"""The records one flush holds: every delivery's ack id, what is done (ack) and what goes back (nack), and a
+lease that keeps the held messages invisible to other flushes while this one works."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from dicomflow.errors import MalformedEventError, RetryableError
+from dicomflow.logs import fields
+from dicomflow.ports import ReceivedMessage, Subscriber
+from dicomflow.records import PendingRecord
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]
+
+
+@dataclass
+class Held:
+    """Pulled records by key, with the ack ids of every delivery (duplicate deliveries included)."""
+
+    records: dict[Key, PendingRecord] = field(default_factory=dict)
+    ack_ids: dict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
+    to_ack: list[str] = field(default_factory=list)
+    to_nack: list[str] = field(default_factory=list)
+    malformed: int = 0
+    redelivered: int = 0
+
+    @classmethod
+    def from_messages(cls, messages: Sequence[ReceivedMessage]) -> Held:
+        """Parse and dedupe; a malformed record is dropped (acked) with an error log."""
+        held = cls()
+        for message in messages:
+            try:
+                record = PendingRecord.from_json(message.data)
+            except MalformedEventError as exc:
+                held.malformed += 1
+                held.to_ack.append(message.ack_id)
+                log.error(
+                    "malformed pending record dropped", extra=fields(message_id=message.message_id, error=str(exc))
+                )
+                continue
+            if record.key in held.records:
+                held.redelivered += 1
+            else:
+                held.records[record.key] = record
+            held.ack_ids[record.key].append(message.ack_id)
+        return held
+
+    def done(self, keys: Iterable[Key]) -> None:
+        """These records are settled: acknowledge every delivery of them."""
+        for key in keys:
+            self.to_ack.extend(self.ack_ids.pop(key, []))
+
+    def give_back(self, keys: Iterable[Key]) -> None:
+        """These records wait for a later flush: redeliver them now."""
+        for key in keys:
+            self.to_nack.extend(self.ack_ids.pop(key, []))
+
+    def settle(self, subscriber: Subscriber, subscription: str) -> None:
+        """Give back whatever is still undecided, then send the acks and nacks."""
+        self.give_back(list(self.ack_ids))
+        if self.to_ack:
+            subscriber.ack(subscription, self.to_ack)
+            self.to_ack = []
+        if self.to_nack:
+            subscriber.nack(subscription, self.to_nack)
+            self.to_nack = []
+
+
+@contextmanager
+def leased(subscriber: Subscriber, subscription: str, ack_ids: Sequence[str], seconds: int) -> Iterator[None]:
+    """Keep extending the ack deadline of ``ack_ids`` while the block runs (every third of ``seconds``)."""
+    stop = threading.Event()
+
+    def keep_alive() -> None:
+        while not stop.wait(seconds / 3):
+            try:
+                subscriber.extend(subscription, ack_ids, seconds)
+            except RetryableError as exc:
+                log.warning("lease extension failed", extra=fields(error=str(exc), messages=len(ack_ids)))
+
+    if ack_ids:
+        subscriber.extend(subscription, ack_ids, seconds)
+    thread = threading.Thread(target=keep_alive, name="lease-extender", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

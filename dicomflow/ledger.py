@@ -1,0 +1,389 @@
+"""The batch ledger: a batch's durable state in the state bucket, one schema, one API.
+
+Everything the pipeline remembers about a batch lives under ``{STATE_PREFIX}batches/{BATCH_ID}/`` as small
+JSON objects, each fact created with a generation precondition so redelivered or concurrent messages never
+repeat an effect:
+
+    manifest.json          Manifest: the files, the imports that cover them (written by flush)
+    imports/OP.json        ImportMarker: that import was reconciled (present / re-driven / failed files)
+    exports/TARGET.json    ExportMarker: an export claimed (starting), started (running) or finished (done)
+    filter.txt             the batch's instances that are in the store (the exports' filter file)
+    result.json            ResultMarker: the result is being published, or was
+
+and ``{STATE_PREFIX}inflight/{STORE_KEY}/{EPOCH}-{OP}`` marks an import of one store that was started and not
+yet reconciled, so flush counts the store's running imports from its own records (one small listing) instead
+of listing every operation of the dataset. A marker older than ``max_age`` (the stuck-operation limit) no
+longer counts: a watch that was lost cannot hold a slot for ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from dicomflow.errors import MalformedEventError, PermanentError
+from dicomflow.ports import ObjectStore
+from dicomflow.records import PendingRecord
+
+LEDGER_VERSION = 1
+VIA_STOW = "stow"
+
+
+class ExportStatus(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class ExportOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STUCK = "stuck"
+    SKIPPED = "skipped"
+
+
+class ResultStatus(StrEnum):
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    """One file of a batch and how it travels: the import URI that covers it, or ``stow``."""
+
+    record: PendingRecord
+    via: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record.to_dict(), "via": self.via}
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> ManifestFile:
+        return cls(PendingRecord.from_dict(body), str(body["via"]))
+
+
+@dataclass(frozen=True)
+class ImportEntry:
+    """One import operation of a batch."""
+
+    uri: str
+    operation: str
+    files: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "operation": self.operation, "files": self.files}
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> ImportEntry:
+        return cls(str(body["uri"]), str(body["operation"]), int(body.get("files", 0)))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What one flush decided for one batch."""
+
+    batch_id: str
+    created: str
+    store: str
+    imports: tuple[ImportEntry, ...]
+    files: tuple[ManifestFile, ...]
+    stowed: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    listing_calls: int = 0
+    overshoot: int = 0
+
+    def files_via(self, uri: str) -> list[ManifestFile]:
+        return [f for f in self.files if f.via == uri]
+
+    def import_of(self, operation: str) -> ImportEntry | None:
+        return next((i for i in self.imports if i.operation == operation), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": LEDGER_VERSION,
+            "batch_id": self.batch_id,
+            "created": self.created,
+            "store": self.store,
+            "imports": [i.to_dict() for i in self.imports],
+            "files": [f.to_dict() for f in self.files],
+            "counts": {
+                "files": len(self.files),
+                "imports": len(self.imports),
+                "stow": self.stowed,
+                "failed": self.failed,
+            },
+            "duplicates": self.duplicates,
+            "planner": {"listing_calls": self.listing_calls, "overshoot": self.overshoot},
+        }
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> Manifest:
+        _check_version(body, "manifest")
+        try:
+            counts, planner = body.get("counts", {}), body.get("planner", {})
+            return cls(
+                batch_id=str(body["batch_id"]),
+                created=str(body["created"]),
+                store=str(body["store"]),
+                imports=tuple(ImportEntry.from_dict(i) for i in body["imports"]),
+                files=tuple(ManifestFile.from_dict(f) for f in body["files"]),
+                stowed=int(counts.get("stow", 0)),
+                failed=int(counts.get("failed", 0)),
+                duplicates=int(body.get("duplicates", 0)),
+                listing_calls=int(planner.get("listing_calls", 0)),
+                overshoot=int(planner.get("overshoot", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedEventError(f"manifest lacks a valid field: {type(exc).__name__} {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ImportMarker:
+    """An import of the batch was reconciled: what the operation said and what reconcile did."""
+
+    operation: str
+    finished: str
+    counter: Mapping[str, Any] = field(default_factory=dict)
+    error: Mapping[str, Any] | None = None
+    stuck: bool = False
+    redriven: int = 0
+    failed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": LEDGER_VERSION, "operation": self.operation, "finished": self.finished,
+                "counter": dict(self.counter), "error": self.error, "stuck": self.stuck,
+                "redriven": self.redriven, "failed": self.failed}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> ImportMarker:
+        return cls(
+            str(body["operation"]), str(body.get("finished", "")), dict(body.get("counter") or {}),
+            body.get("error"), bool(body.get("stuck")), int(body.get("redriven", 0)), int(body.get("failed", 0)),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ExportMarker:
+    """One export target of the batch: claimed, running, or done with an outcome."""
+
+    target: str
+    status: ExportStatus
+    claimed: str | None = None
+    operation: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    outcome: ExportOutcome | None = None
+    counter: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+    def done(self, outcome: ExportOutcome, finished: str, reason: str | None = None, **extra: Any) -> ExportMarker:
+        return replace(self, status=ExportStatus.DONE, outcome=outcome, finished=finished, reason=reason, **extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": LEDGER_VERSION, "target": self.target, "status": self.status, "claimed": self.claimed,
+                "operation": self.operation, "started": self.started, "finished": self.finished,
+                "outcome": self.outcome, "counter": dict(self.counter), "reason": self.reason}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> ExportMarker:
+        outcome = body.get("outcome")
+        return cls(
+            str(body["target"]), ExportStatus(body["status"]), body.get("claimed"), body.get("operation"),
+            body.get("started"), body.get("finished"), ExportOutcome(outcome) if outcome else None,
+            dict(body.get("counter") or {}), body.get("reason"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResultMarker:
+    """The batch's result: being published (claimed at a time), or published (with the summary)."""
+
+    status: ResultStatus
+    claimed: str | None = None
+    summary: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**(self.summary or {}), "status": self.status, "claimed": self.claimed}
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> ResultMarker:
+        status = ResultStatus(body["status"])
+        summary = {k: v for k, v in body.items() if k not in ("status", "claimed")} or None
+        return cls(status, body.get("claimed"), summary)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to perform one effect: the generation of our claim marker, for the completing write."""
+
+    batch_id: str
+    path: str
+    generation: int
+
+
+class BatchLedger:
+    """Reads and writes batches in ``gs://{bucket}/{prefix}``; every write that must happen once is conditional."""
+
+    def __init__(
+        self, store: ObjectStore, bucket: str, prefix: str, *, now: Callable[[], datetime], claim_timeout: float = 300.0
+    ) -> None:
+        self._store = store
+        self.bucket = bucket
+        self._root = f"{prefix}batches/"
+        self._inflight = f"{prefix}inflight/"
+        self._now = now
+        self._claim_timeout = claim_timeout
+
+    # ----- manifests -----
+
+    def _path(self, batch_id: str, *parts: str) -> str:
+        return "/".join([f"{self._root}{batch_id}", *parts])
+
+    def manifest_uri(self, batch_id: str) -> str:
+        return f"gs://{self.bucket}/{self._path(batch_id, 'manifest.json')}"
+
+    def create(self, manifest: Manifest) -> str:
+        """Write the batch's manifest and mark its imports in flight; return the manifest's URI."""
+        uri = self._store.write_json(self.bucket, self._path(manifest.batch_id, "manifest.json"), manifest.to_dict())
+        started = _epoch(manifest.created)
+        for entry in manifest.imports:
+            self._store.write_text(self.bucket, self._inflight_path(manifest.store, started, entry.operation), "")
+        return uri
+
+    def read(self, batch_id: str) -> Manifest | None:
+        found = self._store.read_json(self.bucket, self._path(batch_id, "manifest.json"))
+        return None if found is None else Manifest.from_dict(found[0])
+
+    def open(self, manifest_uri: str) -> Manifest:
+        """The manifest a watch message points at; PermanentError when it is not this ledger's or is gone."""
+        prefix = f"gs://{self.bucket}/{self._root}"
+        batch_id = manifest_uri.removeprefix(prefix).removesuffix("/manifest.json")
+        if not manifest_uri.startswith(prefix) or "/" in batch_id or not batch_id:
+            raise PermanentError(f"manifest {manifest_uri} is not a batch of {prefix}")
+        manifest = self.read(batch_id)
+        if manifest is None:
+            raise PermanentError(f"manifest {manifest_uri} does not exist")
+        return manifest
+
+    def list_batches(self, limit: int = 100_000) -> list[str]:
+        """Batch ids, oldest first (ids start with their UTC creation time)."""
+        listing = self._store.list_objects(self.bucket, self._root, recursive=True, limit=limit)
+        return sorted({n[len(self._root) :].split("/")[0] for n in listing.names if n.endswith("/manifest.json")})
+
+    # ----- imports -----
+
+    def import_marker(self, batch_id: str, operation: str) -> ImportMarker | None:
+        found = self._store.read_json(self.bucket, self._path(batch_id, "imports", _operation_id(operation) + ".json"))
+        return None if found is None else ImportMarker.from_dict(found[0])
+
+    def record_import(self, manifest: Manifest, marker: ImportMarker) -> bool:
+        """Record a reconciled import once (False when another delivery did) and release its in-flight slot."""
+        path = self._path(manifest.batch_id, "imports", _operation_id(marker.operation) + ".json")
+        created = self._store.put_json(self.bucket, path, marker.to_dict(), if_generation=0) is not None
+        self._store.delete(self.bucket, self._inflight_path(manifest.store, _epoch(manifest.created), marker.operation))
+        return created
+
+    def imports_in_flight(self, store: str, max_age: float) -> int:
+        """Imports of ``store`` started by this pipeline and not reconciled, younger than ``max_age`` seconds."""
+        prefix = f"{self._inflight}{_store_key(store)}/"
+        listing = self._store.list_objects(self.bucket, prefix, recursive=False, limit=10_000)
+        oldest = self._now().timestamp() - max_age
+        return sum(1 for name in listing.names if _name_epoch(name[len(prefix) :]) >= oldest)
+
+    def _inflight_path(self, store: str, started: int, operation: str) -> str:
+        return f"{self._inflight}{_store_key(store)}/{started:012d}-{_operation_id(operation)}"
+
+    # ----- exports -----
+
+    def export_marker(self, batch_id: str, target: str) -> tuple[ExportMarker, int] | None:
+        found = self._store.read_json(self.bucket, self._path(batch_id, "exports", f"{target}.json"))
+        return None if found is None else (ExportMarker.from_dict(found[0]), found[1])
+
+    def claim_export(self, batch_id: str, target: str) -> Claim | None:
+        """The right to start this export, or None while another delivery holds it or it was started."""
+        path = self._path(batch_id, "exports", f"{target}.json")
+        marker = ExportMarker(target, ExportStatus.STARTING, claimed=self._now().isoformat())
+        return self._claim(batch_id, path, marker.to_dict(), ExportStatus.STARTING)
+
+    def complete_export(self, claim: Claim, marker: ExportMarker) -> bool:
+        """Replace our claim (or the running marker we read) with ``marker``; False when someone else moved on."""
+        return (
+            self._store.put_json(self.bucket, claim.path, marker.to_dict(), if_generation=claim.generation) is not None
+        )
+
+    def export_claim(self, batch_id: str, target: str, generation: int) -> Claim:
+        """A claim on an export marker read at ``generation`` (to finish a running export)."""
+        return Claim(batch_id, self._path(batch_id, "exports", f"{target}.json"), generation)
+
+    def write_filter(self, batch_id: str, resources: Iterable[str]) -> str:
+        return self._store.write_text(
+            self.bucket, self._path(batch_id, "filter.txt"), "".join(f"{r}\n" for r in resources)
+        )
+
+    # ----- result -----
+
+    def result(self, batch_id: str) -> ResultMarker | None:
+        found = self._store.read_json(self.bucket, self._path(batch_id, "result.json"))
+        return None if found is None else ResultMarker.from_dict(found[0])
+
+    def claim_result(self, batch_id: str) -> Claim | None:
+        """The right to publish the batch's result, or None when it was published or is being published."""
+        marker = ResultMarker(ResultStatus.PUBLISHING, claimed=self._now().isoformat())
+        return self._claim(batch_id, self._path(batch_id, "result.json"), marker.to_dict(), ResultStatus.PUBLISHING)
+
+    def complete_result(self, claim: Claim, summary: Mapping[str, Any]) -> bool:
+        marker = ResultMarker(ResultStatus.PUBLISHED, summary=summary)
+        return (
+            self._store.put_json(self.bucket, claim.path, marker.to_dict(), if_generation=claim.generation) is not None
+        )
+
+    # ----- claims -----
+
+    def _claim(self, batch_id: str, path: str, body: Mapping[str, Any], claiming: str) -> Claim | None:
+        """Create ``path``, or take over a claim in state ``claiming`` older than the claim timeout."""
+        existing = self._store.read_json(self.bucket, path)
+        expected = 0
+        if existing is not None:
+            state, generation = existing
+            if state.get("status") != claiming or self._since(state.get("claimed")) < self._claim_timeout:
+                return None  # done, running, or being done by another delivery right now
+            expected = generation
+        written = self._store.put_json(self.bucket, path, body, if_generation=expected)
+        return None if written is None else Claim(batch_id, path, written)
+
+    def _since(self, value: Any) -> float:
+        try:
+            return (self._now() - datetime.fromisoformat(str(value))).total_seconds()
+        except ValueError:
+            return float("inf")
+
+
+def _check_version(body: Mapping[str, Any], what: str) -> None:
+    version = body.get("version", LEDGER_VERSION)
+    if version != LEDGER_VERSION:
+        raise MalformedEventError(f"{what} has unsupported version {version!r}")
+
+
+def _operation_id(name: str) -> str:
+    return name.rpartition("/")[2]
+
+
+def _store_key(store: str) -> str:
+    return hashlib.sha256(store.encode()).hexdigest()[:16]
+
+
+def _epoch(iso: str) -> int:
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def _name_epoch(name: str) -> int:
+    head = name.partition("-")[0]
+    return int(head) if head.isdigit() else 0

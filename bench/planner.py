@@ -96,7 +96,7 @@ def measure(shape: str, n: int, seed: int = 1) -> Row:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     star_overshoot = sum(1 for name in objects if name not in pending)
-    return Row(shape, len(pending), len(objects), len(plan.imports), len(plan.stow), plan.overshoot,
+    return Row(shape, len(pending), len(objects), len(plan.imports), len(plan.staged), plan.overshoot,
                plan.listing_calls, seconds, peak / 2**20, star_overshoot)  # fmt: skip
 
 

@@ -1,5 +1,5 @@
-"""Flush: pull pending records, let folders settle, plan a wildcard cover, start imports, record the batch,
-publish watches, ack.
+"""Flush: pull pending records, let folders settle, plan in-place imports, stage the rest, start at most two
+imports per batch (STAGING=auto), record the batch, publish watches, ack.
 
 Order matters for "nothing is lost": a record is acknowledged only after the import covering it was accepted
 by the API, the batch was written to the ledger and the watch message was published. A crash anywhere before
@@ -9,19 +9,22 @@ that leaves the record unacknowledged, so a later tick repeats the work; the sto
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from dicomflow.errors import InvalidRequestError, ObjectGoneError, PermanentError, RetryableError
+from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
 from dicomflow.held import Held, Key, leased
-from dicomflow.ledger import VIA_STOW, BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
-from dicomflow.planner import ImportUri, plan_imports
+from dicomflow.planner import ImportUri, Plan, plan_imports
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
+from dicomflow.retry import RetryPolicy
 from dicomflow.selection import Newest, allocate, batch_id_for, newest_generations, ready_keys
 from dicomflow.settings import Settings
+from dicomflow.staging import StagingArea, delete_copies, stage
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,12 @@ class FlushReport:
     running_before: int = 0
     imports_started: int = 0
     imported_files: int = 0
-    stowed: int = 0
+    copies: int = 0
     failed: int = 0
     listing_calls: int = 0
     overshoot: int = 0
+    plan_seconds: float = 0.0
+    stage_seconds: float = 0.0
     manifest_uri: str | None = None
     operations: list[str] = field(default_factory=list)
 
@@ -92,6 +97,7 @@ class _Batch:
     store: ObjectStore
     healthcare: HealthcareApi
     now: datetime
+    staged_names: int = 0  # staging names used so far (each copy gets its own)
 
     def run(self) -> None:
         settings, report = self.settings, self.report
@@ -107,17 +113,53 @@ class _Batch:
             self.healthcare.store_name, settings.operation_max_age_seconds
         )
         newest = newest_generations(self.held.records[k] for k in ready)
-        chosen, stow = self._plan(newest)
-        batch_keys = [newest.record(b, n).key for b, i in chosen for n in i.files] + [r.key for r in stow]
+        planned = time.monotonic()
+        slots = max(0, settings.max_concurrent_operations - report.running_before)
+        allocation = allocate(self._plan(newest), slots=slots, staging=settings.staging)
+        report.plan_seconds = round(time.monotonic() - planned, 3)
+        self._wait([newest.record(b, n).key for b, n in allocation.waiting])
+        in_place = [(item, [newest.record(b, n) for n in item.files]) for b, item in allocation.in_place]
+        to_stage = [newest.record(b, n) for b, n in allocation.staged]
+        batch_keys = [r.key for _, members in in_place for r in members] + [r.key for r in to_stage]
         if not batch_keys:
             self._wait(newest.superseded)
             log.info("no capacity for new imports; records wait", extra=fields(running=report.running_before))
             return
         report.batch_id = batch_id_for(self.now, batch_keys)
-        started, refused, problem = self._start_imports(newest, chosen)
-        stowed = self._stow([*stow, *refused])
-        if started or stowed:
-            self._record(newest, started, stowed)
+        self._run_batch(newest, in_place, to_stage)
+
+    def _run_batch(
+        self, newest: Newest, in_place: list[tuple[ImportUri, list[PendingRecord]]], to_stage: list[PendingRecord]
+    ) -> None:
+        """Stage, start the imports, record the batch; a refusal that concerns every import is raised after."""
+        assert self.report.batch_id is not None
+        area = StagingArea.of(self.settings.state_bucket, self.settings.state_prefix, self.report.batch_id)
+        files = self._stage(area, to_stage)
+        started: list[tuple[ImportUri, str]] = []
+        problem: PermanentError | None = None
+        for index, (item, members) in enumerate(in_place):
+            outcome = self._start(item.uri, members)
+            if isinstance(outcome, str):
+                started.append((item, outcome))
+                files += [ManifestFile(r, item.uri) for r in members]
+            elif isinstance(outcome, InvalidRequestError):  # the API cannot read this URI: stage its files too
+                files += self._stage(area, members)
+            else:
+                self._wait([r.key for _, rest in in_place[index:] for r in rest])
+                problem = outcome
+                break
+        copies = [f for f in files if f.staged]
+        if copies:
+            outcome = self._start(area.import_uri, [f.record for f in copies])
+            if isinstance(outcome, str):
+                started.append((ImportUri(area.import_uri, tuple(f.record.name for f in copies)), outcome))
+            else:
+                self._wait([f.record.key for f in copies])
+                files = [f for f in files if not f.staged]
+                delete_copies(self.store, (f.staged for f in copies if f.staged))
+                problem = problem or outcome
+        if started:
+            self._record(newest, started, files)
         else:
             self._wait(newest.superseded)
         if problem is not None:
@@ -125,106 +167,77 @@ class _Batch:
 
     # ----- plan -----
 
-    def _plan(self, newest: Newest) -> tuple[list[tuple[str, ImportUri]], list[PendingRecord]]:
-        """Plan every bucket and give the free slots to the largest URIs: (URIs to start, records to STOW now)."""
-        candidates: list[tuple[str, ImportUri]] = []
-        stow: list[PendingRecord] = []
+    def _plan(self, newest: Newest) -> list[Plan]:
+        """The in-place URIs of every bucket (only whole new subtrees unless STAGING=never) and what is left."""
+        if self.settings.staging == "always":
+            return [Plan(bucket, staged=sorted(named)) for bucket, named in sorted(newest.by_bucket.items())]
+        plans = []
         for bucket, named in sorted(newest.by_bucket.items()):
-            plan = plan_imports(bucket, named, self.store, listing_cap=self.settings.listing_cap)
+            plan = plan_imports(bucket, named, self.store, listing_cap=self.settings.listing_cap,
+                                subtrees_only=self.settings.staging == "auto")  # fmt: skip
             self.report.listing_calls += plan.listing_calls
             self.report.overshoot += plan.overshoot
-            candidates.extend((bucket, item) for item in plan.imports)
-            stow.extend(named[name] for name in plan.stow)
-        slots = max(0, self.settings.max_concurrent_operations - self.report.running_before)
-        allocation = allocate(candidates, slots=slots, stow_budget=self.settings.stow_leftovers)
-        self._wait([newest.record(b, n).key for b, n in allocation.waiting])
-        return allocation.chosen, stow + [newest.record(b, n) for b, n in allocation.stow]
+            plans.append(plan)
+        return plans
 
     # ----- effects -----
 
-    def _start_imports(
-        self, newest: Newest, chosen: list[tuple[str, ImportUri]]
-    ) -> tuple[list[tuple[str, ImportUri, str]], list[PendingRecord], PermanentError | None]:
-        """Start the chosen imports. A URI the API refuses as invalid falls back to STOW-RS of its files; a
-        transient failure or a refusal that concerns every import (permissions, a missing store) stops here and
-        the rest wait (the refusal is raised once the started imports are recorded)."""
-        started: list[tuple[str, ImportUri, str]] = []
-        refused: list[PendingRecord] = []
-        for index, (bucket, item) in enumerate(chosen):
-            try:
-                operation = self.healthcare.start_import(item.uri, self.settings.blob_storage_class)
-            except InvalidRequestError as exc:
-                log.error(
-                    "import refused as invalid; its files go by STOW-RS", extra=fields(uri=item.uri, error=str(exc))
-                )
-                refused.extend(newest.record(bucket, name) for name in item.files)
-                continue
-            except (RetryableError, PermanentError) as exc:
-                self._wait([newest.record(b, n).key for b, i in chosen[index:] for n in i.files])
-                log.warning("import could not start; its files wait", extra=fields(uri=item.uri, error=str(exc)))
-                return started, refused, exc if isinstance(exc, PermanentError) else None
-            started.append((bucket, item, operation))
-            self.report.imports_started += 1
-            self.report.imported_files += len(item.files)
-            self.report.operations.append(operation)
-            log.info("import started", extra=fields(batch_id=self.report.batch_id, operation=operation,
-                                                    uri=item.uri, files=len(item.files)))  # fmt: skip
-        return started, refused, None
+    def _stage(self, area: StagingArea, records: list[PendingRecord]) -> list[ManifestFile]:
+        """Copy ``records`` into the batch's staging area; gone sources are settled, failed copies wait."""
+        if not records:
+            return []
+        began = time.monotonic()
+        staged = stage(self.store, area, records, RetryPolicy(attempts=self.settings.api_retry_attempts),
+                       first_index=self.staged_names)  # fmt: skip
+        self.staged_names += len(records)
+        self.report.stage_seconds = round(self.report.stage_seconds + time.monotonic() - began, 3)
+        self.report.copies += len(staged.copies)
+        self._wait([r.key for r in staged.failed])
+        for record in staged.gone:
+            self._fail(record, f"generation {record.generation} was deleted or replaced before it could be imported")
+        self.held.done([r.key for r in staged.gone])
+        return [ManifestFile(r, area.import_uri, uri) for r, uri in staged.copies.items()]
 
-    def _stow(self, records: list[PendingRecord]) -> list[PendingRecord]:
-        """STOW-RS the files no started import covers; refusals go to dicom-failed, transient failures wait.
-        Returns the records settled here (stored or reported)."""
-        settled: list[PendingRecord] = []
-        for record in records:
-            try:
-                result = self.healthcare.stow(self.store.read(record.bucket, record.name, record.generation))
-                reason = result.reason if not result.stored else None
-            except ObjectGoneError:
-                reason = "object no longer exists"
-            except RetryableError as exc:
-                self._wait([record.key])
-                log.warning(
-                    "STOW-RS failed transiently; the file waits", extra=fields(object=record.name, error=str(exc))
-                )
-                continue
-            except PermanentError as exc:
-                reason = f"STOW-RS refused the file: {exc}"
-            if reason is None:
-                self.report.stowed += 1
-            else:
-                self._fail(record, reason)
-            settled.append(record)
-            log.info("file sent with STOW-RS",
-                     extra=fields(batch_id=self.report.batch_id, object=record.name, ok=reason is None))  # fmt: skip
-        return settled
+    def _start(self, uri: str, records: list[PendingRecord]) -> str | PermanentError | None:
+        """Start one import: its operation name, or why not (None: a transient failure; the files wait)."""
+        try:
+            operation = self.healthcare.start_import(uri, self.settings.blob_storage_class)
+        except RetryableError as exc:
+            log.warning("import could not start; its files wait", extra=fields(uri=uri, error=str(exc)))
+            return None
+        except PermanentError as exc:
+            log.error("import refused", extra=fields(uri=uri, status=exc.status, error=str(exc)))
+            return exc
+        self.report.imports_started += 1
+        self.report.imported_files += len(records)
+        self.report.operations.append(operation)
+        log.info("import started", extra=fields(batch_id=self.report.batch_id, operation=operation, uri=uri,
+                                                files=len(records)))  # fmt: skip
+        return operation
 
     def _fail(self, record: PendingRecord, reason: str) -> None:
-        failed = FailedFile(record.bucket, record.name, record.generation, reason, Stage.STOW, record.attempt,
+        failed = FailedFile(record.bucket, record.name, record.generation, reason, Stage.DELETED, record.attempt,
                             self.report.batch_id)  # fmt: skip
         self.publisher.publish(self.settings.failed_topic, [(failed.to_json(), failed.attributes())])
         self.report.failed += 1
 
-    def _record(self, newest: Newest, started: list[tuple[str, ImportUri, str]], stowed: list[PendingRecord]) -> None:
+    def _record(self, newest: Newest, started: list[tuple[ImportUri, str]], files: list[ManifestFile]) -> None:
         """Write the batch to the ledger, publish one watch per import, then settle the batch's records."""
         assert self.report.batch_id is not None
-        files = [ManifestFile(newest.record(bucket, n), item.uri) for bucket, item, _ in started for n in item.files]
-        files += [ManifestFile(record, VIA_STOW) for record in stowed]
         self.report.duplicates = len(newest.superseded)
         manifest = Manifest(
             batch_id=self.report.batch_id, created=self.now.isoformat(), store=self.healthcare.store_name,
-            imports=tuple(ImportEntry(item.uri, operation, len(item.files)) for _, item, operation in started),
-            files=tuple(files), stowed=self.report.stowed, failed=self.report.failed,
-            duplicates=self.report.duplicates, listing_calls=self.report.listing_calls,
-            overshoot=self.report.overshoot,
+            imports=tuple(ImportEntry(item.uri, operation, len(item.files)) for item, operation in started),
+            files=tuple(files), failed=self.report.failed, duplicates=self.report.duplicates,
+            listing_calls=self.report.listing_calls, overshoot=self.report.overshoot,
         )  # fmt: skip
         self.report.manifest_uri = self.ledger.create(manifest)
         watches = [
             (WatchMessage(operation, manifest.batch_id, self.report.manifest_uri, WatchKind.IMPORT).to_json(),
              {"batch_id": manifest.batch_id, "kind": WatchKind.IMPORT.value})
-            for _, _, operation in started
+            for _, operation in started
         ]  # fmt: skip
-        if watches:
-            self.publisher.publish(self.settings.operations_topic, watches)
+        self.publisher.publish(self.settings.operations_topic, watches)
         self.held.done([f.record.key for f in files])
         self.held.done(newest.superseded)
 

@@ -1,7 +1,7 @@
 """Follow-up of long-running operations: one watch message in, the batch moved one step on.
 
     import not done      -> OperationPendingError (Pub/Sub redelivers with backoff), or reported stuck
-    import done          -> reconcile its files (``reconcile``), record it once in the ledger
+    import done          -> reconcile its files (``reconcile``), delete its staged copies, record it once
     every import done    -> write the filter file, claim and start each export target once, watch it
     export done          -> record its outcome
     everything done      -> publish the batch result once (``results``)
@@ -20,15 +20,16 @@ from enum import StrEnum
 from typing import Any
 
 from dicomflow import lro
-from dicomflow.errors import OperationPendingError, PermanentError
+from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
 from dicomflow.exports import ExportTarget
 from dicomflow.ledger import BatchLedger, Claim, ExportMarker, ExportOutcome, ExportStatus, ImportMarker, Manifest
 from dicomflow.logs import fields
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher
 from dicomflow.reconcile import present_instances, reconcile_import
-from dicomflow.records import FailedFile, Stage, WatchKind, WatchMessage
+from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
 from dicomflow.results import summarize
 from dicomflow.settings import Settings
+from dicomflow.staging import delete_copies
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Follower:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
+        self.store = store
         self.healthcare = healthcare
         self.publisher = publisher
         self.now = now
@@ -102,7 +104,7 @@ class Follower:
         result = FollowResult(FollowState.RECONCILED)
         if self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
             outcome = reconcile_import(
-                manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts
+                manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, self._exists
             )
             if outcome.redrive:
                 self.publisher.publish(self.settings.pending_topic, [
@@ -117,6 +119,9 @@ class Follower:
                 watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
                 bool(operation.get("stuck")), result.redriven, result.failed,
             )  # fmt: skip
+            entry = manifest.import_of(watch.operation)
+            copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []
+            delete_copies(self.store, copies)  # reconciled: the store has what it needed from them
             self.ledger.record_import(manifest, marker)
             log.info("import reconciled", extra=fields(
                 batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
@@ -125,6 +130,14 @@ class Follower:
         if self._import_markers(manifest) is not None:
             self._start_exports(manifest, result)
         return result
+
+    def _exists(self, record: PendingRecord) -> bool:
+        """Whether the record's generation is still there (a file missing after its import may be deleted)."""
+        try:
+            self.store.read_range(record.bucket, record.name, record.generation, 0, 1)
+        except ObjectGoneError:
+            return False
+        return True
 
     def _import_markers(self, manifest: Manifest) -> list[ImportMarker] | None:
         """Every import's marker, or None while one is not reconciled yet."""

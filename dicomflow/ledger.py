@@ -30,7 +30,6 @@ from dicomflow.ports import ObjectStore
 from dicomflow.records import PendingRecord
 
 LEDGER_VERSION = 1
-VIA_STOW = "stow"
 
 
 class ExportStatus(StrEnum):
@@ -53,17 +52,25 @@ class ResultStatus(StrEnum):
 
 @dataclass(frozen=True)
 class ManifestFile:
-    """One file of a batch and how it travels: the import URI that covers it, or ``stow``."""
+    """One file of a batch (its source record) and how it travels: the import URI that covers it, and the
+    staged copy that import reads when the file was staged."""
 
     record: PendingRecord
     via: str
+    staged: str | None = None
+
+    @property
+    def imported_from(self) -> str:
+        """The gs:// URI the import reads for this file (what its per-file errors name)."""
+        return self.staged or f"gs://{self.record.bucket}/{self.record.name}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.record.to_dict(), "via": self.via}
+        return {**self.record.to_dict(), "via": self.via, "staged": self.staged}
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ManifestFile:
-        return cls(PendingRecord.from_dict(body), str(body["via"]))
+        staged = body.get("staged")
+        return cls(PendingRecord.from_dict(body), str(body["via"]), None if staged is None else str(staged))
 
 
 @dataclass(frozen=True)
@@ -91,11 +98,14 @@ class Manifest:
     store: str
     imports: tuple[ImportEntry, ...]
     files: tuple[ManifestFile, ...]
-    stowed: int = 0
     failed: int = 0
     duplicates: int = 0
     listing_calls: int = 0
     overshoot: int = 0
+
+    @property
+    def copies(self) -> int:
+        return sum(1 for f in self.files if f.staged)
 
     def files_via(self, uri: str) -> list[ManifestFile]:
         return [f for f in self.files if f.via == uri]
@@ -114,7 +124,7 @@ class Manifest:
             "counts": {
                 "files": len(self.files),
                 "imports": len(self.imports),
-                "stow": self.stowed,
+                "copies": self.copies,
                 "failed": self.failed,
             },
             "duplicates": self.duplicates,
@@ -132,7 +142,6 @@ class Manifest:
                 store=str(body["store"]),
                 imports=tuple(ImportEntry.from_dict(i) for i in body["imports"]),
                 files=tuple(ManifestFile.from_dict(f) for f in body["files"]),
-                stowed=int(counts.get("stow", 0)),
                 failed=int(counts.get("failed", 0)),
                 duplicates=int(body.get("duplicates", 0)),
                 listing_calls=int(planner.get("listing_calls", 0)),

@@ -1,7 +1,12 @@
-"""The import planner: the fewest import URIs that cover every pending file and match nothing else.
+"""The in-place import planner: import URIs that cover pending files where they lie and match nothing else.
 
 Input: the pending object names of one bucket and a way to list it. Output: import URIs, each with the
-pending files it covers, plus the files no URI can address safely (to be sent with STOW-RS).
+pending files it covers, plus the files no in-place URI takes (``staged``: flush copies them into a staging
+prefix of their own, see ``dicomflow.staging``).
+
+``plan_imports(..., subtrees_only=True)`` stops after step 1: whole new subtrees are the only in-place
+imports worth an operation of their own; everything else is cheaper staged. With ``subtrees_only=False``
+(``STAGING=never``) steps 2-4 cover the rest in place, down to exact names.
 
 Candidates, cheapest first:
 1. ``A/**.ext`` (or ``A/**``) at the highest folder ``A`` whose whole subtree is pending — checked with one
@@ -12,7 +17,7 @@ Candidates, cheapest first:
    becomes one pattern (top-down greedy, which is minimal for prefix covers);
 4. the exact object name.
 Every URI is validated against the grammar and matched against the listing it was built from; a file whose
-name (or folder) holds ``*``, ``?``, ``[`` or ``]`` and cannot be addressed without overshoot goes to STOW.
+name (or folder) holds ``*``, ``?``, ``[`` or ``]`` and cannot be addressed without overshoot is staged.
 """
 
 from __future__ import annotations
@@ -36,13 +41,13 @@ class ImportUri:
 class Plan:
     bucket: str
     imports: list[ImportUri] = field(default_factory=list)
-    stow: list[str] = field(default_factory=list)
+    staged: list[str] = field(default_factory=list)
     overshoot: int = 0
     listing_calls: int = 0
 
     @property
     def files(self) -> int:
-        return sum(len(i.files) for i in self.imports) + len(self.stow)
+        return sum(len(i.files) for i in self.imports) + len(self.staged)
 
 
 _MAX_CHAR = "\U0010ffff"
@@ -60,7 +65,10 @@ def _extension(name: str) -> str:
 
 
 class _Planner:
-    def __init__(self, bucket: str, pending: Iterable[str], lister: ObjectLister, listing_cap: int) -> None:
+    def __init__(
+        self, bucket: str, pending: Iterable[str], lister: ObjectLister, listing_cap: int, subtrees_only: bool
+    ) -> None:
+        self.subtrees_only = subtrees_only
         self.bucket = bucket
         self.pending = set(pending)
         self.lister = lister
@@ -98,13 +106,16 @@ class _Planner:
             under = set(self.under(root))
             remaining -= under
             self._emit_subtree(root, under)
+        if self.subtrees_only:
+            self.plan.staged.extend(remaining)
+            remaining = set()
         by_directory: dict[str, list[str]] = defaultdict(list)
         for name in remaining:
             by_directory[_directory(name)].append(name)
         for directory in sorted(by_directory):
             self._cover_directory(directory, by_directory[directory])
         self.plan.imports.sort(key=lambda i: i.uri)
-        self.plan.stow.sort()
+        self.plan.staged.sort()
         return self.plan
 
     # ----- 1. whole pending subtrees -----
@@ -163,7 +174,7 @@ class _Planner:
     def _cover_directory(self, directory: str, files: list[str]) -> None:
         if has_wildcards(directory):
             # a wildcard in the folder part could match other folders: no pattern here is safe
-            self.plan.stow.extend(files)
+            self.plan.staged.extend(files)
             return
         listing = self.list_prefix(directory, recursive=False, limit=self.cap)
         if listing.truncated:
@@ -222,7 +233,7 @@ class _Planner:
         elif is_valid_object_pattern(name) and "**" not in name and self._exactly(name, [name], universe):
             self.add(name, [name], universe)
         else:
-            self.plan.stow.append(name)
+            self.plan.staged.append(name)
             self.covered.add(name)
 
 
@@ -247,6 +258,8 @@ def _common_extension(names: Iterable[str]) -> str:
     return extensions.pop() if len(extensions) == 1 else ""
 
 
-def plan_imports(bucket: str, pending: Iterable[str], lister: ObjectLister, *, listing_cap: int = 50000) -> Plan:
-    """The import URIs (and STOW fallbacks) for the pending objects of one bucket."""
-    return _Planner(bucket, pending, lister, listing_cap).run()
+def plan_imports(
+    bucket: str, pending: Iterable[str], lister: ObjectLister, *, listing_cap: int = 50000, subtrees_only: bool = False
+) -> Plan:
+    """The in-place import URIs for the pending objects of one bucket, and the files left to stage."""
+    return _Planner(bucket, pending, lister, listing_cap, subtrees_only).run()

@@ -33,14 +33,6 @@ class ReceivedMessage:
     message_id: str
 
 
-@dataclass(frozen=True)
-class StowResult:
-    """What STOW-RS of one instance did: stored, or refused with a reason."""
-
-    stored: bool
-    reason: str | None = None
-
-
 class ObjectLister(Protocol):
     def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing:
         """Up to ``limit`` object names under ``prefix``; ``truncated`` when there were more."""
@@ -68,6 +60,9 @@ class ObjectStore(ObjectLister, Protocol):
 
     def delete(self, bucket: str, name: str) -> bool:
         """Delete the object; False when it did not exist (deleting is idempotent)."""
+
+    def copy(self, bucket: str, name: str, generation: str, to_bucket: str, to_name: str) -> None:
+        """Server-side copy of that generation (ObjectGoneError once it is gone), driven to completion."""
 
 
 class Publisher(Protocol):
@@ -101,9 +96,6 @@ class HealthcareApi(Protocol):
 
     def get_operation(self, name: str) -> dict[str, Any]:
         """The operation's JSON."""
-
-    def stow(self, data: bytes) -> StowResult:
-        """STOW-RS one instance."""
 
     def start_export(self, body: dict[str, Any]) -> str:
         """Start ``dicomStores.export`` with ``body``; return the operation name."""

@@ -17,7 +17,7 @@ class Stage(StrEnum):
     """Where a file (or a batch's follow-up) failed: the ``stage`` of a dicom-failed message."""
 
     INTAKE = "intake"
-    STOW = "stow"
+    DELETED = "deleted"  # the object (that generation) was deleted or replaced before it could be imported
     RECONCILE = "reconcile"
     OPERATION = "operation"  # the operation itself: stuck, or its follow-up refused for good
 

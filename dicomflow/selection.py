@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dicomflow.held import Key
-from dicomflow.planner import ImportUri
+from dicomflow.planner import ImportUri, Plan
 from dicomflow.records import PendingRecord
-
-LEFTOVER_URI_FILES = 2  # a URI covering this few files is sent with STOW-RS rather than wait for a slot
 
 
 def ready_keys(
@@ -60,26 +58,38 @@ def newest_generations(records: Iterable[PendingRecord]) -> Newest:
 
 @dataclass
 class Allocation:
-    """Import URIs that start now, files for STOW-RS now, and files that wait for a free slot."""
+    """In-place imports that start now, files to stage into this batch's one staged import, files that wait."""
 
-    chosen: list[tuple[str, ImportUri]] = field(default_factory=list)
-    stow: list[tuple[str, str]] = field(default_factory=list)
+    in_place: list[tuple[str, ImportUri]] = field(default_factory=list)
+    staged: list[tuple[str, str]] = field(default_factory=list)
     waiting: list[tuple[str, str]] = field(default_factory=list)
 
 
-def allocate(candidates: Sequence[tuple[str, ImportUri]], *, slots: int, stow_budget: int) -> Allocation:
-    """The largest URIs take the free slots; URIs of one or two files that find none are sent with STOW-RS
-    (up to ``stow_budget`` files) instead of waiting; the rest wait for a later flush."""
-    ordered = sorted(candidates, key=lambda c: -len(c[1].files))
-    allocation = Allocation(chosen=list(ordered[:slots]))
-    for bucket, item in ordered[slots:]:
-        files = [(bucket, name) for name in item.files]
-        if len(files) <= min(LEFTOVER_URI_FILES, stow_budget):
-            allocation.stow.extend(files)
-            stow_budget -= len(files)
-        else:
-            allocation.waiting.extend(files)
-    return allocation
+def allocate(plans: Sequence[Plan], *, slots: int, staging: str) -> Allocation:
+    """Give the free operation slots to a batch.
+
+    ``auto``/``always``: at most two imports. The largest in-place URI is kept when it is the whole batch, or
+    when it holds at least half of it and two slots are free; every other file goes into the one staged import.
+    ``never``: in-place URIs take the slots, largest first (one slot is kept for the staged import when some
+    names no URI can address); the rest wait.
+    """
+    candidates = sorted(((p.bucket, i) for p in plans for i in p.imports), key=lambda c: -len(c[1].files))
+    leftovers = [(p.bucket, name) for p in plans for name in p.staged]
+    files = [(b, n) for b, i in candidates for n in i.files] + leftovers
+    if slots < 1:
+        return Allocation(waiting=files)
+    if staging == "never":
+        take = slots - 1 if leftovers else slots
+        rest = [(b, n) for b, i in candidates[take:] for n in i.files]
+        return Allocation(in_place=candidates[:take], staged=leftovers, waiting=rest)
+    if not candidates:
+        return Allocation(staged=files)
+    bucket, best = candidates[0]
+    taken = {(bucket, name) for name in best.files}
+    others = [f for f in files if f not in taken]
+    if not others or (slots >= 2 and 2 * len(best.files) >= len(files)):
+        return Allocation(in_place=[(bucket, best)], staged=others)
+    return Allocation(staged=files)
 
 
 def batch_id_for(now: datetime, keys: Iterable[Key]) -> str:

@@ -84,6 +84,15 @@ def _prefix(raw: str) -> str:
     return raw if raw.endswith("/") else raw + "/"
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return raw.lower()
+
+    return parse
+
+
 def _storage_class(raw: str) -> str | None:
     if raw in ("", "-"):
         return None
@@ -177,9 +186,11 @@ class Settings:
     blob_storage_class: str | None = setting(
         "", _storage_class, "Storage class for imported instances (STANDARD, NEARLINE, COLDLINE, ARCHIVE)."
     )
-    stow_leftovers: int = setting(
-        "100", _number(int, minimum=0, maximum=10000),
-        "Files per flush sent by STOW-RS when their URI (1-2 files) finds no free import slot.",
+    staging: str = setting(
+        "auto", _choice("auto", "always", "never"),
+        "auto: a whole new subtree holding most of a batch is imported in place, every other file is copied into "
+        "the staging prefix and imported with one more operation; always: stage every file; never: in-place "
+        "wildcard covers only (names no URI can address are still staged).",
     )  # fmt: skip
     header_read_bytes: int = setting(
         "65536", _number(int, minimum=1024), "First ranged read when sniffing a header; grows only for longer headers."

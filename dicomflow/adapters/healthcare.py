@@ -5,7 +5,6 @@ other answers become the permanent error of their status (``dicomflow.adapters.e
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,6 @@ from googleapiclient.errors import HttpError
 
 from dicomflow.adapters.errors import from_status
 from dicomflow.errors import RetryableError
-from dicomflow.ports import StowResult
 from dicomflow.retry import RetryPolicy, call_with_retry
 
 _TIMEOUT = 120
@@ -123,40 +121,6 @@ class GoogleHealthcareApi:
     def get_operation(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._execute(f"get {name}", lambda: self._operations().get(name=name))
         return result
-
-    def stow(self, data: bytes) -> StowResult:
-        """STOW-RS one instance (the fallback for names no import URI can address)."""
-        boundary = "dicomflow-" + hashlib.sha256(data).hexdigest()[:24]
-        part_head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        body = part_head + data + f"\r\n--{boundary}--\r\n".encode()
-        headers = {
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-            "Accept": "application/dicom+json",
-        }
-        url = f"{self._base_url}/v1/{self._store}/dicomWeb/studies"
-
-        def once() -> StowResult:
-            try:
-                response = self._session.post(url, data=body, headers=headers, timeout=_TIMEOUT)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise RetryableError(f"STOW-RS: {type(exc).__name__}") from exc
-            if response.status_code == 409:
-                return StowResult(False, "the store refused the instance (same UIDs with different content?)")
-            if response.status_code >= 400:
-                raise from_status("STOW-RS", response.status_code, hint=_HINT)
-            return _stow_outcome(response.content)
-
-        return call_with_retry("STOW-RS", once, self._retry)
-
-
-def _stow_outcome(content: bytes) -> StowResult:
-    try:
-        answer = json.loads(content) if content else {}
-    except (ValueError, UnicodeDecodeError):
-        return StowResult(True)
-    if isinstance(answer, dict) and answer.get("00081198"):
-        return StowResult(False, "the store refused the instance")
-    return StowResult(True)
 
 
 def _error_message(exc: HttpError) -> str:

@@ -93,6 +93,19 @@ class GcsObjectStore:
             return False
         return True
 
+    def copy(self, bucket: str, name: str, generation: str, to_bucket: str, to_name: str) -> None:
+        """``objects.rewrite`` pinned to ``sourceGeneration``: a metadata operation within one location and
+        storage class; otherwise it takes several calls, each resuming with the previous call's token."""
+        source = self._blob(bucket, name, generation)
+        target = self._blob(to_bucket, to_name)
+
+        def run() -> None:
+            token, _, _ = target.rewrite(source)
+            while token is not None:
+                token, _, _ = target.rewrite(source, token=token)
+
+        _object_call(bucket, name, "copying", run)
+
     def list_objects(self, bucket: str, prefix: str, *, recursive: bool, limit: int) -> Listing:
         """Up to ``limit`` names under ``prefix`` (direct children only unless ``recursive``), client-side
         filtered: fake-gcs-server ignores ``match_glob``, and a delimiter keeps non-recursive listings small."""

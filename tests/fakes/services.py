@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dicomflow.errors import ObjectGoneError, RetryableError
-from dicomflow.ports import Listing, ReceivedMessage, StowResult
+from dicomflow.ports import Listing, ReceivedMessage
 from tests.fakes.bucket import FakeLister
 
 
@@ -18,6 +18,8 @@ class FakeStore:
         self.objects = dict(objects or {})
         self.reads: list[tuple[str, str, int, int]] = []
         self.generations: dict[tuple[str, str], int] = {}
+        self.source_generations: dict[tuple[str, str], str] = {}  # the live generation, where a test sets one
+        self.copies: list[tuple[tuple[str, str, str], tuple[str, str]]] = []
         self.listings = 0
 
     def read_range(self, bucket: str, name: str, generation: str | None, start: int, end: int) -> bytes:
@@ -51,6 +53,13 @@ class FakeStore:
         self.objects[(bucket, name)] = json.dumps(body).encode()
         self.generations[(bucket, name)] = current + 1
         return current + 1
+
+    def copy(self, bucket: str, name: str, generation: str, to_bucket: str, to_name: str) -> None:
+        current = self.source_generations.get((bucket, name))
+        if (bucket, name) not in self.objects or (current is not None and current != generation):
+            raise ObjectGoneError(f"copying gs://{bucket}/{name}: HTTP 404")
+        self.copies.append(((bucket, name, generation), (to_bucket, to_name)))
+        self.objects[(to_bucket, to_name)] = self.objects[(bucket, name)]
 
     def delete(self, bucket: str, name: str) -> bool:
         self.generations.pop((bucket, name), None)
@@ -115,9 +124,8 @@ class FakeSubscriber:
 class FakeHealthcare:
     store_name: str = "projects/p/locations/l/datasets/d/dicomStores/s"
     imports: list[str] = field(default_factory=list)
-    stowed: list[bytes] = field(default_factory=list)
     fail_imports: int = 0
-    refuse_stow: bool = False
+    refuse_imports: dict[str, Exception] = field(default_factory=dict)  # uri -> the error start_import raises
     exports: list[dict[str, Any]] = field(default_factory=list)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     stored: set[tuple[str, str, str]] = field(default_factory=set)
@@ -126,6 +134,8 @@ class FakeHealthcare:
         if self.fail_imports:
             self.fail_imports -= 1
             raise RetryableError("HTTP 503")
+        if uri in self.refuse_imports:
+            raise self.refuse_imports[uri]
         self.imports.append(uri)
         return f"projects/p/locations/l/datasets/d/operations/{len(self.imports)}"
 
@@ -138,7 +148,3 @@ class FakeHealthcare:
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         return {sop for study, series, sop in self.stored if (study, series) == (study_uid, series_uid)}
-
-    def stow(self, data: bytes) -> StowResult:
-        self.stowed.append(data)
-        return StowResult(not self.refuse_stow, "refused" if self.refuse_stow else None)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dicomflow.errors import RetryableError
+from dicomflow.errors import InvalidRequestError, PermissionDeniedError, RetryableError
 from dicomflow.flush import run_flush
 from dicomflow.ledger import BatchLedger, ImportEntry, Manifest
 from dicomflow.records import PendingRecord
@@ -34,6 +34,20 @@ def _record(name: str, age_seconds: float, generation: str = "1", attempt: int =
         sop_uid=f"1.2.3.{abs(hash(name)) % 10**6}", transfer_syntax="1.2.840.10008.1.2.1", modality="CT",
         event_time=(NOW - timedelta(seconds=age_seconds)).isoformat(), attempt=attempt,
     )  # fmt: skip
+
+
+class _AnyUri(dict[str, Exception]):
+    """refuse_imports for every URI."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def __contains__(self, uri: object) -> bool:
+        return True
+
+    def __getitem__(self, uri: str) -> Exception:
+        return self.error
 
 
 class World:
@@ -117,34 +131,106 @@ def test_flush_imports_only_the_newest_generation_of_an_overwritten_object() -> 
     assert len(world.subscriber.acked) == 2
 
 
-def test_flush_starts_no_more_than_the_free_operation_slots() -> None:
+def test_flush_in_never_mode_starts_no_more_than_the_free_operation_slots() -> None:
     objects = [f"s{i}/a.dcm" for i in range(4)] + [f"s{i}/old.dcm" for i in range(4)]
     world = World(objects)
     world.queue(*[_record(f"s{i}/a.dcm", 60) for i in range(4)])
     world.busy(3)
-    report = world.flush(_settings(max_concurrent_operations=5, stow_leftovers=0))
+    report = world.flush(_settings(max_concurrent_operations=5, staging="never"))
     assert report.imports_started == 2
     assert report.deferred == 2
     assert len(world.subscriber.available) == 2
 
 
-def test_flush_sends_small_leftover_uris_with_stow_instead_of_waiting() -> None:
-    # GIVEN 6 folders, each with one new file among old ones, and one free operation slot
-    objects = [f"s{i}/new.dcm" for i in range(6)] + [f"s{i}/old.dcm" for i in range(6)]
-    world = World(objects)
-    world.queue(*[_record(f"s{i}/new.dcm", 60) for i in range(6)])
+def test_flush_stages_files_scattered_among_old_ones_into_one_import() -> None:
+    # GIVEN a drop folder of 1,000 imported files and 6 new ones in other old folders, and 1 free slot
+    objects = [f"incoming/old{i:04d}.dcm" for i in range(1000)] + [f"s{i}/old.dcm" for i in range(3)]
+    new = [f"incoming/new{i}.dcm" for i in range(3)] + [f"s{i}/new.dcm" for i in range(3)]
+    world = World(objects + new)
+    world.queue(*[_record(name, 60) for name in new])
     world.busy(4)
-    report = world.flush(_settings(stow_leftovers=3))
-    # THEN one import starts, three single files go by STOW-RS, two wait for the next tick
-    assert (report.imports_started, report.stowed, report.deferred) == (1, 3, 2)
-    assert len(world.healthcare.stowed) == 3
+    report = world.flush()
+    # THEN one import of the batch's staging prefix covers the six, copied at their generation; no old file
+    [uri] = world.healthcare.imports
+    assert uri == f"gs://state-bucket/dicomflow/staging/{report.batch_id}/**"
+    assert sorted(src for src, _ in world.store.copies) == sorted((BUCKET, n, "1") for n in new)
+    assert (report.imports_started, report.copies, report.deferred) == (1, 6, 0)
+    assert report.listing_calls <= 12  # bounded by the pending files, not by the 1,000 old ones
+    manifest = json.loads(world.store.objects[("state-bucket", f"dicomflow/batches/{report.batch_id}/manifest.json")])
+    assert sorted(f["name"] for f in manifest["files"]) == sorted(new)  # the source, never the copy
+    assert all(
+        f["staged"].startswith(f"gs://state-bucket/dicomflow/staging/{report.batch_id}/") for f in manifest["files"]
+    )
+    assert len(world.subscriber.acked) == 6
+
+
+def test_flush_keeps_a_whole_new_subtree_in_place_and_stages_the_stragglers() -> None:
+    study = [f"study9/se1/{i}.dcm" for i in range(8)]
+    world = World([*study, "old/a.dcm", "old/b.dcm", "old/old.dcm"])
+    world.queue(*[_record(name, 60) for name in [*study, "old/a.dcm", "old/b.dcm"]])
+    report = world.flush()
+    assert world.healthcare.imports == [f"gs://{BUCKET}/study9/**.dcm",
+                                        f"gs://state-bucket/dicomflow/staging/{report.batch_id}/**"]  # fmt: skip
+    assert report.copies == 2 and {src[1] for src, _ in world.store.copies} == {"old/a.dcm", "old/b.dcm"}
+
+
+def test_flush_stages_everything_when_only_one_slot_is_free() -> None:
+    study = [f"study9/se1/{i}.dcm" for i in range(8)]
+    world = World([*study, "old/a.dcm", "old/old.dcm"])
+    world.queue(*[_record(name, 60) for name in [*study, "old/a.dcm"]])
+    world.busy(4)
+    report = world.flush()
+    assert world.healthcare.imports == [f"gs://state-bucket/dicomflow/staging/{report.batch_id}/**"]
+    assert report.copies == 9
+
+
+def test_flush_always_stages_without_listing_anything() -> None:
+    world = World(["a/1.dcm", "a/2.dcm"])
+    world.queue(_record("a/1.dcm", 60), _record("a/2.dcm", 60))
+    report = world.flush(_settings(staging="always"))
+    assert (report.copies, report.listing_calls) == (2, 0)
+    assert world.store.listings == 1  # the ledger's in-flight count; the source bucket is never listed
+
+
+def test_flush_settles_a_file_deleted_before_its_copy_once() -> None:
+    # GIVEN two scattered new files, one of which was overwritten (its pending generation is gone)
+    world = World(["d/old.dcm", "d/a.dcm", "d/b.dcm"])
+    world.store.source_generations[(BUCKET, "d/b.dcm")] = "9"
+    world.queue(_record("d/a.dcm", 60), _record("d/b.dcm", 60))
+    report = world.flush()
+    # THEN it is reported once, as deleted, and acknowledged; the other is imported
+    [failed] = world.publisher.bodies("dicom-failed")
+    assert (failed["name"], failed["stage"]) == ("d/b.dcm", "deleted")
+    assert (report.copies, report.failed, len(world.subscriber.acked)) == (1, 1, 2)
+    manifest = json.loads(world.store.objects[("state-bucket", f"dicomflow/batches/{report.batch_id}/manifest.json")])
+    assert [f["name"] for f in manifest["files"]] == ["d/a.dcm"] and manifest["counts"]["failed"] == 1
+
+
+def test_flush_stages_the_files_of_an_in_place_uri_the_api_refuses() -> None:
+    world = World(["up/a.dcm", "up/b.dcm", "old/x.dcm"])
+    world.queue(_record("up/a.dcm", 60), _record("up/b.dcm", 60))
+    world.healthcare.refuse_imports[f"gs://{BUCKET}/up/**.dcm"] = InvalidRequestError("HTTP 400", 400)
+    report = world.flush()
+    assert world.healthcare.imports == [f"gs://state-bucket/dicomflow/staging/{report.batch_id}/**"]
+    assert report.copies == 2 and len(world.subscriber.acked) == 2
+
+
+def test_flush_removes_its_copies_and_gives_records_back_when_the_staged_import_is_refused() -> None:
+    world = World(["d/old.dcm", "d/a.dcm", "d/b.dcm"])
+    world.queue(_record("d/a.dcm", 60), _record("d/b.dcm", 60))
+    denied = PermissionDeniedError("HTTP 403 (grant roles/healthcare.dicomEditor)", 403)
+    world.healthcare.refuse_imports = _AnyUri(denied)
+    with pytest.raises(PermissionDeniedError):
+        world.flush()
+    assert not [name for bucket, name in world.store.objects if "staging/" in name]
+    assert len(world.subscriber.available) == 2 and world.subscriber.acked == []
 
 
 def test_flush_with_no_free_slot_starts_nothing_and_gives_records_back() -> None:
     world = World(["a/1.dcm"])
     world.queue(_record("a/1.dcm", 60))
     world.busy(5)
-    report = world.flush(_settings(stow_leftovers=0))
+    report = world.flush()
     assert (report.imports_started, report.deferred) == (0, 1)
     assert len(world.subscriber.available) == 1
 
@@ -174,15 +260,12 @@ def test_flush_defers_files_whose_import_could_not_start() -> None:
     assert report.deferred == 2
 
 
-def test_flush_sends_unaddressable_names_with_stow_and_reports_refusals() -> None:
+def test_flush_stages_names_no_uri_can_address() -> None:
     world = World(["d/x[1].dcm", "d/x1.dcm", "d/y[2].dcm"])
     world.queue(_record("d/x[1].dcm", 60), _record("d/y[2].dcm", 60, generation="2"))
-    world.healthcare.refuse_stow = True
-    report = world.flush()
-    assert world.healthcare.imports == []
-    assert len(world.healthcare.stowed) == 2
-    assert report.failed == 2
-    assert {f["name"] for f in world.publisher.bodies("dicom-failed")} == {"d/x[1].dcm", "d/y[2].dcm"}
+    report = world.flush(_settings(staging="never"))
+    assert world.healthcare.imports == [f"gs://state-bucket/dicomflow/staging/{report.batch_id}/**"]
+    assert sorted(src for src, _ in world.store.copies) == [(BUCKET, "d/x[1].dcm", "1"), (BUCKET, "d/y[2].dcm", "2")]
     assert len(world.subscriber.acked) == 2
 
 

@@ -30,18 +30,18 @@ def _settings(targets: tuple[ExportTarget, ...] = (), **overrides: Any) -> Setti
     )  # fmt: skip
 
 
-def _file(sop: str, attempt: int = 1) -> ManifestFile:
+def _file(sop: str, attempt: int = 1, staged: str | None = None) -> ManifestFile:
     record = PendingRecord(
         bucket="src", name=f"up/{sop}.dcm", generation="1", size=10, crc32c=None, study_uid="1.1",
         series_uid="1.1.1", sop_uid=sop, transfer_syntax="1.2.840.10008.1.2.1", modality="CT",
         event_time="2026-11-28T11:59:00+00:00", attempt=attempt,
     )  # fmt: skip
-    return ManifestFile(record, URI)
+    return ManifestFile(record, URI, staged)
 
 
 class World:
     def __init__(self, files: list[ManifestFile], settings: Settings) -> None:
-        self.store = FakeStore()
+        self.store = FakeStore({(f.record.bucket, f.record.name): b"DICM" for f in files})  # the sources exist
         self.healthcare = FakeHealthcare()
         imports = (ImportEntry(URI, IMPORT_OP, len(files)),)
         manifest = Manifest("B1", (NOW - timedelta(minutes=5)).isoformat(), self.healthcare.store_name, imports,
@@ -91,6 +91,38 @@ def test_reconcile_redrives_a_missing_file_and_reports_it_at_the_last_attempt() 
     assert len(world.publisher.bodies("dicom-pending")) == 1
     [result_message] = world.publisher.bodies("dicom-results")
     assert (result_message["outcome"], result_message["imported"]) == ("partial", 1)
+
+
+def test_staged_copies_are_deleted_once_their_import_is_reconciled_and_messages_name_the_source() -> None:
+    # GIVEN a staged import of two files whose copies sit in the staging prefix; one did not arrive
+    staged = [f"gs://{STATE}/dicomflow/staging/B1/00000{i}.dcm" for i in range(2)]
+    world = World([_file("1.1.1.1", staged=staged[0]), _file("1.1.1.2", attempt=3, staged=staged[1])],
+                  _settings(max_attempts=3))  # fmt: skip
+    for uri in staged:
+        world.store.objects[(STATE, uri.removeprefix(f"gs://{STATE}/"))] = b"copy"
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
+    sample = {"resource": staged[1], "error": {"message": "checksum mismatch"}}
+    error = {"code": 3, "message": "1 of 2 failed", "details": [{"sampleErrors": [sample]}]}
+    world.healthcare.operations[IMPORT_OP] = {"name": IMPORT_OP, "done": True, "error": error}
+    # WHEN the watch is followed (twice: redelivered)
+    world.follow(world.watch())
+    world.follow(world.watch())
+    # THEN no copy is left, and the failure names the source object with the reason given for its copy
+    assert not [name for bucket, name in world.store.objects if name.startswith("dicomflow/staging/")]
+    [failed] = world.publisher.bodies("dicom-failed")
+    assert (failed["bucket"], failed["name"]) == ("src", "up/1.1.1.2.dcm") and "checksum mismatch" in failed["reason"]
+
+
+def test_a_file_deleted_after_intake_is_settled_once_not_redriven() -> None:
+    world = World([_file("1.1.1.1"), _file("1.1.1.2")], _settings(max_attempts=3))
+    del world.store.objects[("src", "up/1.1.1.2.dcm")]
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
+    result = world.follow(world.watch())
+    assert (result.redriven, result.failed) == (0, 1)
+    [failed] = world.publisher.bodies("dicom-failed")
+    assert (failed["name"], failed["stage"], failed["attempt"]) == ("up/1.1.1.2.dcm", "deleted", 1)
+    [summary] = world.publisher.bodies("dicom-results")
+    assert summary["files"] == summary["imported"] + summary["duplicates"] + summary["failed"] + summary["redriven"]
 
 
 def test_exports_start_once_and_the_result_waits_for_them() -> None:

@@ -49,7 +49,7 @@ def test_manifest_round_trips_through_its_one_json_form() -> None:
     assert uri == "gs://state/dicomflow/batches/B1/manifest.json"
     assert ledger.open(uri) == _manifest()
     body = json.loads(store.objects[("state", "dicomflow/batches/B1/manifest.json")])
-    assert body["counts"] == {"files": 1, "imports": 2, "stow": 0, "failed": 0} and body["version"] == 1
+    assert body["counts"] == {"files": 1, "imports": 2, "copies": 0, "failed": 0} and body["version"] == 1
 
 
 def test_open_refuses_a_manifest_outside_the_ledger_or_gone() -> None:

@@ -26,10 +26,10 @@ def _check(plan: Plan, objects: set[str], pending: set[str]) -> None:
         assert set(item.files) <= matched | (pending - objects), item.uri
         assert item.files
         covered += item.files
-    covered += plan.stow
+    covered += plan.staged
     assert sorted(covered) == sorted(pending)
     assert plan.overshoot == 0
-    assert len(plan.imports) + len(plan.stow) <= len(pending)
+    assert len(plan.imports) + len(plan.staged) <= len(pending)
 
 
 def _plan(objects: set[str], pending: set[str]) -> Plan:
@@ -70,22 +70,22 @@ def test_plan_leaves_sidecars_and_quarantined_files_alone() -> None:
     assert _uris(_plan(objects, pending)) == ["d/*.dcm"]
 
 
-def test_plan_sends_names_with_brackets_to_stow() -> None:
+def test_plan_sends_names_with_brackets_to_staging() -> None:
     objects = {"d/a[1].dcm", "d/a1.dcm", "d/b.dcm"}
     plan = _plan(objects, {"d/a[1].dcm", "d/b.dcm"})
-    assert plan.stow == ["d/a[1].dcm"]
+    assert plan.staged == ["d/a[1].dcm"]
 
 
 def test_plan_uses_an_exact_wildcard_name_only_when_it_matches_itself_alone() -> None:
     alone = _plan({"d/x*y.dcm", "d/old.dcm", "e/old.dcm"}, {"d/x*y.dcm"})
     assert _uris(alone) == ["d/x*y.dcm"]
     crowded = _plan({"d/x*y.dcm", "d/xzy.dcm", "e/old.dcm"}, {"d/x*y.dcm"})
-    assert crowded.stow == ["d/x*y.dcm"]
+    assert crowded.staged == ["d/x*y.dcm"]
 
 
-def test_plan_sends_files_under_a_wildcard_folder_to_stow() -> None:
+def test_plan_sends_files_under_a_wildcard_folder_to_staging() -> None:
     plan = _plan({"we*rd/a.dcm", "weird/a.dcm", "e/old.dcm"}, {"we*rd/a.dcm"})
-    assert plan.stow == ["we*rd/a.dcm"]
+    assert plan.staged == ["we*rd/a.dcm"]
 
 
 def test_plan_covers_a_file_listed_nowhere_with_its_exact_name() -> None:

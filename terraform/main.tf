@@ -176,6 +176,7 @@ locals {
     ".venv",
     ".tfvenv",
     ".hclvenv",
+    ".tfschema",
     ".hypothesis",
     ".mypy_cache",
     ".pytest_cache",

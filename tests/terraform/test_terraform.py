@@ -31,7 +31,18 @@ SETTINGS_PY = ROOT / "dicomflow" / "settings.py"
 _SETTING = re.compile(r'Setting\(\s*"([A-Z][A-Z0-9_]*)",\s*(None|"[^"]*")', re.S)
 _LOCAL_REF = re.compile(r"^\$\{local\.(\w+)\}$")
 # The folders the deployed functions must never carry (the brief of the Terraform issue).
-DEV_FOLDERS = {".venv", ".tfvenv", ".hclvenv", "tests", "bench", "devstack", "healthcare_emulator", "terraform", ".git"}
+DEV_FOLDERS = {
+    ".venv",
+    ".tfvenv",
+    ".hclvenv",
+    ".tfschema",
+    "tests",
+    "bench",
+    "devstack",
+    "healthcare_emulator",
+    "terraform",
+    ".git",
+}
 CACHES = {"**/__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
 RUNTIME = {"main.py", "requirements.txt", "handlers", "dicomflow"}
 FORBIDDEN_ROLES = {"roles/owner", "roles/editor"}

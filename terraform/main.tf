@@ -71,8 +71,10 @@ locals {
   inspection_subscriptions = var.inspection_subscriptions ? {
     results     = "${var.settings.results_topic}-inspect"
     failed      = "${var.settings.failed_topic}-inspect"
-    dead_letter = "${var.name_prefix}-operations-dead-letter-inspect"
+    dead_letter = local.dead_letter_inspect_subscription
   } : {}
+  dead_letter_inspect_subscription = "${var.name_prefix}-operations-dead-letter-inspect"
+  operations_subscription          = "${var.settings.operations_topic}-${var.name_prefix}-follow"
 
   # ---- APIs -----------------------------------------------------------------------------------
   services = toset(concat(
@@ -91,6 +93,7 @@ locals {
       "storage.googleapis.com",
     ],
     local.has_bigquery_targets ? ["bigquery.googleapis.com"] : [],
+    var.monitoring.enabled ? ["monitoring.googleapis.com"] : [],
   ))
 
   # ---- functions ------------------------------------------------------------------------------
@@ -333,7 +336,7 @@ resource "google_pubsub_subscription" "pending" {
 # function's Cloud Run URL, so that both the retry backoff and the dead-letter policy are ours.
 resource "google_pubsub_subscription" "operations" {
   project                    = var.project_id
-  name                       = "${var.settings.operations_topic}-${var.name_prefix}-follow"
+  name                       = local.operations_subscription
   topic                      = google_pubsub_topic.main["operations"].id
   ack_deadline_seconds       = 600 # the push request timeout; on_operation's timeout is at most this
   message_retention_duration = "604800s"

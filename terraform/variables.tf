@@ -523,3 +523,64 @@ variable "inspection_subscriptions" {
   type        = bool
   default     = true
 }
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring
+# ---------------------------------------------------------------------------------------------
+
+variable "monitoring" {
+  description = <<-EOT
+    Log-based metrics, alert policies and a dashboard (monitoring.tf, dashboards/dicomflow.json).
+    `enabled` (default true); `alignment_seconds`: the window the counts are summed over (60-86400);
+    alert thresholds, each alerting when the figure is above it:
+      files_failed_threshold (0): files published on the failed topic per window;
+      stuck_operations_threshold (0): operations reported stuck per window;
+      dead_letter_threshold (0): watch messages in the dead-letter inspection subscription (or, without
+        inspection subscriptions, dead-lettered per window);
+      pending_record_max_age_seconds (3600): age of the oldest unacknowledged pending record; must exceed
+        settings.max_wait_seconds + 60, the time a settling folder is expected to wait;
+      function_errors_threshold (0): entries at ERROR or worse a function logs per window.
+  EOT
+  type = object({
+    enabled                        = optional(bool, true)
+    alignment_seconds              = optional(number, 300)
+    files_failed_threshold         = optional(number, 0)
+    stuck_operations_threshold     = optional(number, 0)
+    dead_letter_threshold          = optional(number, 0)
+    pending_record_max_age_seconds = optional(number, 3600)
+    function_errors_threshold      = optional(number, 0)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = (
+      floor(var.monitoring.alignment_seconds) == var.monitoring.alignment_seconds
+      && var.monitoring.alignment_seconds >= 60 && var.monitoring.alignment_seconds <= 86400
+    )
+    error_message = "The monitoring.alignment_seconds must be a whole number of seconds between 60 and 86400."
+  }
+  validation {
+    condition = alltrue([for t in [
+      var.monitoring.files_failed_threshold, var.monitoring.stuck_operations_threshold,
+      var.monitoring.dead_letter_threshold, var.monitoring.function_errors_threshold,
+    ] : t >= 0])
+    error_message = "The monitoring thresholds must be at least 0."
+  }
+  validation {
+    condition     = var.monitoring.pending_record_max_age_seconds >= 60
+    error_message = "The monitoring.pending_record_max_age_seconds must be at least 60."
+  }
+}
+
+variable "notification_channels" {
+  description = "Notification channels every alert policy notifies, as full names (projects/PROJECT/notificationChannels/ID, e.g. from google_monitoring_notification_channel.x.id). Empty: incidents are only shown in the console."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "Each notification channel must be a full name: projects/PROJECT/notificationChannels/ID."
+  }
+}

@@ -49,8 +49,8 @@ output "topics" {
 }
 
 output "store_notification_topic" {
-  description = "Topic of the DICOM store's notifications (null unless store_notifications.enabled)."
-  value       = one(google_pubsub_topic.store_notifications[*].name)
+  description = "Full name of the DICOM store's notification topic, created or reused (null unless store_notifications.enabled)."
+  value       = local.store_notification_topic_id
 }
 
 output "subscriptions" {

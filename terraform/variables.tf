@@ -173,7 +173,7 @@ variable "healthcare" {
 }
 
 variable "store_notifications" {
-  description = "Optional DICOM store notification config: when `enabled`, the module creates the topic `topic`, lets the Healthcare service agent publish to it and sets it on the store (`send_for_bulk_import`: also notify for instances that arrive by import). Subscribe to it yourself."
+  description = "Optional DICOM store notification config (one Pub/Sub message per stored instance): when `enabled`, the store publishes to `topic`, a topic id the module creates in the project or the full name of an existing topic (projects/PROJECT/topics/TOPIC) it reuses; either way the Healthcare service agent may publish to it. `send_for_bulk_import`: also notify for instances that arrive by import (the pipeline's way). Subscribe to it yourself."
   type = object({
     enabled              = optional(bool, false)
     topic                = optional(string, "dicom-store-notifications")
@@ -183,8 +183,26 @@ variable "store_notifications" {
   nullable = false
 
   validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}$", var.store_notifications.topic))
-    error_message = "The store_notifications.topic must be a Pub/Sub topic id (3-255 characters, starting with a letter)."
+    condition     = can(regex("^(projects/[a-z][a-z0-9\\-:.]{2,62}/topics/)?[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}$", var.store_notifications.topic))
+    error_message = "The store_notifications.topic must be a Pub/Sub topic id (3-255 characters, starting with a letter) or a full topic name projects/PROJECT/topics/TOPIC."
+  }
+}
+
+variable "store_stream_configs" {
+  description = "Optional BigQuery streaming of the DICOM store: every instance stored (imports included) is written as a row of each `table_uri` (bq://project.dataset.table; the dataset must exist, the table is created). The Healthcare service agent gets roles/bigquery.dataEditor on each dataset and roles/bigquery.jobUser on its project. The store is managed by the google-beta provider, where stream_configs lives."
+  type = list(object({
+    table_uri = string
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for s in var.store_stream_configs : can(regex("^bq://[A-Za-z0-9_:.\\-]+\\.\\w+\\.\\w+$", s.table_uri))])
+    error_message = "Each store_stream_configs table_uri must be bq://project.dataset.table."
+  }
+  validation {
+    condition     = length(distinct([for s in var.store_stream_configs : s.table_uri])) == length(var.store_stream_configs)
+    error_message = "The store_stream_configs table_uri values must be unique."
   }
 }
 

@@ -50,7 +50,7 @@ def _dashboard_filters(dashboard: dict[str, Any]) -> list[str]:
 
 def test_monitoring_is_on_by_default_and_switched_by_one_flag():
     monitoring_type = _variables(TERRAFORM)["monitoring"]["type"]
-    assert "optional(bool, true)" in monitoring_type.replace("enabled = ", "")
+    assert "enabled = optional(bool, true)" in monitoring_type
     resources = _resources()
     for rtype, name in [
         ("google_logging_metric", "operations_stuck"),

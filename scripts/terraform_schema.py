@@ -22,7 +22,8 @@ The schema of each (provider, version) is extracted once into a small JSON file 
 folder and deleted once extracted.
 
 What it reports, for every ``resource``, ``data`` and ``provider`` block of each module folder, nested
-blocks and ``dynamic`` blocks included, naming the file, line, block and argument:
+blocks and ``dynamic`` blocks included, and for every call of a local module (against that module's
+``variable`` blocks: required when without ``default``), naming the file, line, block and argument:
   unknown argument or block, missing required argument or block, a block written as an argument
   (``x = {...}``) and an argument written as a block (``x {...}``).
 Meta-arguments (count, for_each, depends_on, provider, lifecycle, provisioner, connection) are known.
@@ -83,6 +84,7 @@ META: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "data": (frozenset({"count", "for_each", "depends_on", "provider"}), frozenset({"lifecycle"})),
     "provider": (frozenset({"alias"}), frozenset()),
+    "module": (frozenset({"source", "version", "count", "for_each", "depends_on", "providers"}), frozenset()),
 }
 LIFECYCLE_ARGUMENTS = frozenset({"create_before_destroy", "prevent_destroy", "ignore_changes", "replace_triggered_by"})
 LIFECYCLE_BLOCKS = frozenset({"precondition", "postcondition"})
@@ -572,6 +574,31 @@ def module_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.tf"))
 
 
+def _module_source(block: Block) -> str:
+    source = next((a.expression for a in block.attributes if a.name == "source"), '""')
+    return source.strip('"')
+
+
+def _local_module(block: Block, folder: Path) -> Path | None:
+    """The folder of a module call with a local source (./ or ../); registry and git sources are not checked."""
+    source = _module_source(block)
+    return (folder / source).resolve() if source.startswith(("./", "../")) else None
+
+
+def module_schema(folder: Path) -> BlockSchema:
+    """A local module's inputs as a schema: every variable is an argument, required when it has no default."""
+    variables = [
+        b
+        for path in module_files(folder)
+        for b in parse_hcl(path.read_text()).blocks
+        if b.type == "variable" and b.labels
+    ]
+    return BlockSchema(
+        attributes={v.labels[0]: not any(a.name == "default" for a in v.attributes) for v in variables},
+        blocks={},
+    )
+
+
 def check_folder(
     folder: Path,
     cache: Path = DEFAULT_CACHE,
@@ -605,6 +632,13 @@ def check_folder(
             if block.type not in META:
                 continue
             address = f"{block.type} " + " ".join(f'"{label}"' for label in block.labels)
+            if block.type == "module":
+                called = _local_module(block, folder)
+                if called is not None:
+                    label = f"module {_module_source(block)}"
+                    checker.body(block, module_schema(called), address, label, META["module"])
+                    checked += 1
+                continue
             if block.type == "provider":
                 schema = schema_of(block.labels[0], name, block, address)
                 if schema:

@@ -286,8 +286,9 @@ resource "google_healthcare_dataset" "main" {
   depends_on = [google_project_service.main]
 }
 
-# google-beta: stream_configs exists only there (google 8.7 has notification_config alone). A store
-# first applied with the google provider moves to google-beta without being replaced.
+# google-beta: stream_configs exists only there (google 8.7 has notification_config alone). For a store
+# first applied with the google provider only the provider recorded in the state changes (same resource
+# type and schema); the plan must show no replacement.
 resource "google_healthcare_dicom_store" "main" {
   provider = google-beta
 

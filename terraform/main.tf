@@ -46,14 +46,19 @@ locals {
     local.export_bucket_name == null ? [] : [local.export_bucket_name],
     [for t in var.settings.export_targets : regex("^gs://([^/]+)", t.gcs)[0] if t.gcs != null],
   ))
+  # BigQuery tables the Healthcare service agent writes: export targets and the store's stream configs.
+  bigquery_table_uris = concat(
+    [for t in var.settings.export_targets : t.bigquery if t.bigquery != null],
+    [for s in var.store_stream_configs : s.table_uri],
+  )
   # bq://project.dataset.table -> "project.dataset" => {project, dataset_id} (the project may hold dots).
   export_bigquery_datasets = {
     for key, items in {
-      for t in var.settings.export_targets :
-      join(".", slice(regex("^bq://(.+)\\.(\\w+)\\.(\\w+)$", t.bigquery), 0, 2)) => {
-        project    = regex("^bq://(.+)\\.(\\w+)\\.(\\w+)$", t.bigquery)[0]
-        dataset_id = regex("^bq://(.+)\\.(\\w+)\\.(\\w+)$", t.bigquery)[1]
-      }... if t.bigquery != null
+      for uri in local.bigquery_table_uris :
+      join(".", slice(regex("^bq://(.+)\\.(\\w+)\\.(\\w+)$", uri), 0, 2)) => {
+        project    = regex("^bq://(.+)\\.(\\w+)\\.(\\w+)$", uri)[0]
+        dataset_id = regex("^bq://(.+)\\.(\\w+)\\.(\\w+)$", uri)[1]
+      }...
     } : key => items[0]
   }
   has_bigquery_targets = length(local.export_bigquery_datasets) > 0
@@ -71,8 +76,18 @@ locals {
   inspection_subscriptions = var.inspection_subscriptions ? {
     results     = "${var.settings.results_topic}-inspect"
     failed      = "${var.settings.failed_topic}-inspect"
-    dead_letter = "${var.name_prefix}-operations-dead-letter-inspect"
+    dead_letter = local.dead_letter_inspect_subscription
   } : {}
+  dead_letter_inspect_subscription = "${var.name_prefix}-operations-dead-letter-inspect"
+
+  # The DICOM store's notification topic: a topic id is created in the project, a full name
+  # (projects/P/topics/T) is an existing topic that is only granted to the Healthcare service agent.
+  store_notification_topic_reused = startswith(var.store_notifications.topic, "projects/")
+  store_notification_topic_create = var.store_notifications.enabled && !local.store_notification_topic_reused
+  store_notification_topic_id = !var.store_notifications.enabled ? null : (
+    local.store_notification_topic_reused ? var.store_notifications.topic : "projects/${var.project_id}/topics/${var.store_notifications.topic}"
+  )
+  operations_subscription = "${var.settings.operations_topic}-${var.name_prefix}-follow"
 
   # ---- APIs -----------------------------------------------------------------------------------
   services = toset(concat(
@@ -91,6 +106,7 @@ locals {
       "storage.googleapis.com",
     ],
     local.has_bigquery_targets ? ["bigquery.googleapis.com"] : [],
+    var.monitoring.enabled ? ["monitoring.googleapis.com"] : [],
   ))
 
   # ---- functions ------------------------------------------------------------------------------
@@ -176,6 +192,7 @@ locals {
     ".venv",
     ".tfvenv",
     ".hclvenv",
+    ".tfschema",
     ".hypothesis",
     ".mypy_cache",
     ".pytest_cache",
@@ -269,20 +286,40 @@ resource "google_healthcare_dataset" "main" {
   depends_on = [google_project_service.main]
 }
 
+# google-beta: stream_configs exists only there (google 8.7 has notification_config alone). For a store
+# first applied with the google provider only the provider recorded in the state changes (same resource
+# type and schema); the plan must show no replacement.
 resource "google_healthcare_dicom_store" "main" {
+  provider = google-beta
+
   name    = var.healthcare.dicom_store
   dataset = google_healthcare_dataset.main.id
   labels  = local.labels
 
   dynamic "notification_config" {
-    for_each = var.store_notifications.enabled ? [1] : []
+    for_each = var.store_notifications.enabled ? [local.store_notification_topic_id] : []
     content {
-      pubsub_topic         = google_pubsub_topic.store_notifications[0].id
+      pubsub_topic         = notification_config.value
       send_for_bulk_import = var.store_notifications.send_for_bulk_import
     }
   }
 
-  depends_on = [google_pubsub_topic_iam_member.healthcare_agent_notifications]
+  # Each instance stored (imports included) is streamed to these BigQuery tables.
+  dynamic "stream_configs" {
+    for_each = var.store_stream_configs
+    content {
+      bigquery_destination {
+        table_uri = stream_configs.value.table_uri
+      }
+    }
+  }
+
+  depends_on = [
+    google_pubsub_topic.store_notifications,
+    google_pubsub_topic_iam_member.healthcare_agent_notifications,
+    google_bigquery_dataset_iam_member.healthcare_agent,
+    google_project_iam_member.healthcare_agent_bigquery_job_user,
+  ]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +339,7 @@ resource "google_pubsub_topic" "main" {
 
 resource "google_pubsub_topic" "store_notifications" {
   #checkov:skip=CKV_GCP_83:Notifications carry instance resource names only; Google-managed encryption at rest applies.
-  count = var.store_notifications.enabled ? 1 : 0
+  count = local.store_notification_topic_create ? 1 : 0
 
   project = var.project_id
   name    = var.store_notifications.topic
@@ -332,7 +369,7 @@ resource "google_pubsub_subscription" "pending" {
 # function's Cloud Run URL, so that both the retry backoff and the dead-letter policy are ours.
 resource "google_pubsub_subscription" "operations" {
   project                    = var.project_id
-  name                       = "${var.settings.operations_topic}-${var.name_prefix}-follow"
+  name                       = local.operations_subscription
   topic                      = google_pubsub_topic.main["operations"].id
   ack_deadline_seconds       = 600 # the push request timeout; on_operation's timeout is at most this
   message_retention_duration = "604800s"

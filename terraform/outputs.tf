@@ -49,8 +49,8 @@ output "topics" {
 }
 
 output "store_notification_topic" {
-  description = "Topic of the DICOM store's notifications (null unless store_notifications.enabled)."
-  value       = one(google_pubsub_topic.store_notifications[*].name)
+  description = "Full name of the DICOM store's notification topic, created or reused (null unless store_notifications.enabled)."
+  value       = local.store_notification_topic_id
 }
 
 output "subscriptions" {
@@ -90,4 +90,13 @@ output "scheduler_job" {
 output "function_environment" {
   description = "Environment variables every function receives (for reproducing a deployment locally)."
   value       = local.function_env
+}
+
+output "monitoring" {
+  description = "Alert policy names by signal, log-based metric names and the dashboard id (null when monitoring.enabled is false)."
+  value = var.monitoring.enabled ? {
+    alert_policies = { for key, policy in google_monitoring_alert_policy.main : key => policy.name }
+    log_metrics    = [for metric in concat(google_logging_metric.operations_stuck, google_logging_metric.function_errors) : metric.name]
+    dashboard      = one(google_monitoring_dashboard.main[*].id)
+  } : null
 }

@@ -173,7 +173,7 @@ variable "healthcare" {
 }
 
 variable "store_notifications" {
-  description = "Optional DICOM store notification config: when `enabled`, the module creates the topic `topic`, lets the Healthcare service agent publish to it and sets it on the store (`send_for_bulk_import`: also notify for instances that arrive by import). Subscribe to it yourself."
+  description = "Optional DICOM store notification config (one Pub/Sub message per stored instance): when `enabled`, the store publishes to `topic`, a topic id the module creates in the project or the full name of an existing topic (projects/PROJECT/topics/TOPIC) it reuses; either way the Healthcare service agent may publish to it. `send_for_bulk_import`: also notify for instances that arrive by import (the pipeline's way). Subscribe to it yourself."
   type = object({
     enabled              = optional(bool, false)
     topic                = optional(string, "dicom-store-notifications")
@@ -183,8 +183,26 @@ variable "store_notifications" {
   nullable = false
 
   validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}$", var.store_notifications.topic))
-    error_message = "The store_notifications.topic must be a Pub/Sub topic id (3-255 characters, starting with a letter)."
+    condition     = can(regex("^(projects/[a-z][a-z0-9\\-:.]{2,62}/topics/)?[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}$", var.store_notifications.topic))
+    error_message = "The store_notifications.topic must be a Pub/Sub topic id (3-255 characters, starting with a letter) or a full topic name projects/PROJECT/topics/TOPIC."
+  }
+}
+
+variable "store_stream_configs" {
+  description = "Optional BigQuery streaming of the DICOM store: every instance stored (imports included) is written as a row of each `table_uri` (bq://project.dataset.table; the dataset must exist, the table is created). The Healthcare service agent gets roles/bigquery.dataEditor on each dataset and roles/bigquery.jobUser on its project. The store is managed by the google-beta provider, where stream_configs lives."
+  type = list(object({
+    table_uri = string
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for s in var.store_stream_configs : can(regex("^bq://[A-Za-z0-9_:.\\-]+\\.\\w+\\.\\w+$", s.table_uri))])
+    error_message = "Each store_stream_configs table_uri must be bq://project.dataset.table."
+  }
+  validation {
+    condition     = length(distinct([for s in var.store_stream_configs : s.table_uri])) == length(var.store_stream_configs)
+    error_message = "The store_stream_configs table_uri values must be unique."
   }
 }
 
@@ -522,4 +540,65 @@ variable "inspection_subscriptions" {
   description = "Create pull subscriptions (7-day retention) on the results, failed and dead-letter topics, so that their messages are kept until someone reads them (`gcloud pubsub subscriptions pull`). Turn off when your own consumers subscribe."
   type        = bool
   default     = true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring
+# ---------------------------------------------------------------------------------------------
+
+variable "monitoring" {
+  description = <<-EOT
+    Log-based metrics, alert policies and a dashboard (monitoring.tf, dashboards/dicomflow.json).
+    `enabled` (default true); `alignment_seconds`: the window the counts are summed over (60-86400);
+    alert thresholds, each alerting when the figure is above it:
+      files_failed_threshold (0): files published on the failed topic per window;
+      stuck_operations_threshold (0): operations reported stuck per window;
+      dead_letter_threshold (0): watch messages in the dead-letter inspection subscription (or, without
+        inspection subscriptions, dead-lettered per window);
+      pending_record_max_age_seconds (3600): age of the oldest unacknowledged pending record; must exceed
+        settings.max_wait_seconds + 60, the time a settling folder is expected to wait;
+      function_errors_threshold (0): entries at ERROR or worse a function logs per window.
+  EOT
+  type = object({
+    enabled                        = optional(bool, true)
+    alignment_seconds              = optional(number, 300)
+    files_failed_threshold         = optional(number, 0)
+    stuck_operations_threshold     = optional(number, 0)
+    dead_letter_threshold          = optional(number, 0)
+    pending_record_max_age_seconds = optional(number, 3600)
+    function_errors_threshold      = optional(number, 0)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = (
+      floor(var.monitoring.alignment_seconds) == var.monitoring.alignment_seconds
+      && var.monitoring.alignment_seconds >= 60 && var.monitoring.alignment_seconds <= 86400
+    )
+    error_message = "The monitoring.alignment_seconds must be a whole number of seconds between 60 and 86400."
+  }
+  validation {
+    condition = alltrue([for t in [
+      var.monitoring.files_failed_threshold, var.monitoring.stuck_operations_threshold,
+      var.monitoring.dead_letter_threshold, var.monitoring.function_errors_threshold,
+    ] : t >= 0])
+    error_message = "The monitoring thresholds must be at least 0."
+  }
+  validation {
+    condition     = var.monitoring.pending_record_max_age_seconds >= 60
+    error_message = "The monitoring.pending_record_max_age_seconds must be at least 60."
+  }
+}
+
+variable "notification_channels" {
+  description = "Notification channels every alert policy notifies, as full names (projects/PROJECT/notificationChannels/ID, e.g. from google_monitoring_notification_channel.x.id). Empty: incidents are only shown in the console."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "Each notification channel must be a full name: projects/PROJECT/notificationChannels/ID."
+  }
 }

@@ -31,7 +31,18 @@ SETTINGS_PY = ROOT / "dicomflow" / "settings.py"
 
 _LOCAL_REF = re.compile(r"^\$\{local\.(\w+)\}$")
 # The folders the deployed functions must never carry (the brief of the Terraform issue).
-DEV_FOLDERS = {".venv", ".tfvenv", ".hclvenv", "tests", "bench", "devstack", "healthcare_emulator", "terraform", ".git"}
+DEV_FOLDERS = {
+    ".venv",
+    ".tfvenv",
+    ".hclvenv",
+    ".tfschema",
+    "tests",
+    "bench",
+    "devstack",
+    "healthcare_emulator",
+    "terraform",
+    ".git",
+}
 CACHES = {"**/__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
 RUNTIME = {"main.py", "requirements.txt", "handlers", "dicomflow"}
 FORBIDDEN_ROLES = {"roles/owner", "roles/editor"}
@@ -466,12 +477,23 @@ def test_variables_and_outputs_are_typed_and_described(folder: Path):
             assert str(body.get("description", "")).strip(), f"{folder.name}: output {name} has no description"
 
 
+def _required_providers(folder: Path) -> dict[str, Any]:
+    (terraform,) = _parse(folder / "versions.tf")["terraform"]
+    providers: dict[str, Any] = terraform["required_providers"][0]
+    return providers
+
+
 def test_providers_are_pinned_to_current_majors():
-    (terraform,) = _parse(TERRAFORM / "versions.tf")["terraform"]
-    providers = terraform["required_providers"][0]
-    assert providers["google"]["version"] == "~> 6.0"
-    assert providers["google-beta"]["version"] == "~> 6.0"
+    # 8.7.0 is the version the provider schema check (scripts/terraform_schema.py) reads: no older 8.x.
+    providers = _required_providers(TERRAFORM)
+    assert providers["google"]["version"] == "~> 8.7"
+    assert providers["google-beta"]["version"] == "~> 8.7"
     assert providers["archive"]["version"].startswith("~> 2.")
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()))
+def test_examples_pin_the_same_providers_as_the_root_module(example: str):
+    assert _required_providers(EXAMPLES / example) == _required_providers(TERRAFORM)
 
 
 @pytest.mark.parametrize("example", ["minimal", "with-exports"])

@@ -19,3 +19,9 @@ variable "force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "alert_email" {
+  description = "E-mail address the dicomflow alert policies notify (an e-mail notification channel is created); null: incidents only in the console."
+  type        = string
+  default     = null
+}

@@ -53,4 +53,4 @@ bench: prereqs $(STAMP)
 	$(PY) -m bench.emulator_throughput
 
 clean:
-	rm -rf $(VENV) .tfvenv .hclvenv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tfvenv .hclvenv .tfschema .pytest_cache .mypy_cache .ruff_cache

@@ -6,18 +6,18 @@
 #   on_object_finalized  reads source objects (ranged reads)         -> objectViewer on source buckets
 #                        publishes pending records / failures        -> publisher on pending, failed
 #   on_flush             pulls, acks, extends leases                 -> subscriber on the pending subscription
-#                        lists and reads source objects (STOW)       -> objectViewer on source buckets
-#                        writes batch manifests                      -> objectUser on the state bucket
-#                        dicomStores.import, STOW-RS                 -> dicomEditor on the store
-#                        operations.list/get on the dataset          -> custom role (operations get+list) on the dataset
+#                        lists source objects, copies them (rewrite) -> objectViewer on source buckets
+#                        manifests, in-flight marks, staged copies   -> objectUser on the state bucket
+#                        dicomStores.import                          -> dicomEditor on the store
 #                        publishes watches / failures                -> publisher on operations, failed
 #   on_operation         operations.get                              -> datasetViewer on the dataset
 #                        QIDO-RS, dicomStores.export                 -> dicomViewer on the store (has export)
-#                        state objects + filter files                -> objectUser on the state bucket
+#                        state objects, filter files, staged copies  -> objectUser on the state bucket
+#                        checks a missing file's source still exists -> objectViewer on source buckets
 #                        re-drives, failures, results, export watches-> publisher on pending, failed, results, operations
 #   invoker              Eventarc triggers and the push subscription -> run.invoker on the three services,
 #                                                                       eventarc.eventReceiver (project)
-#   Healthcare agent     reads imports and filter files              -> objectViewer on source + state buckets
+#   Healthcare agent     reads imports (in place and staged), filters -> objectViewer on source + state buckets
 #                        writes exports                              -> objectAdmin on export buckets (+ BigQuery)
 
 locals {
@@ -33,17 +33,17 @@ locals {
   function_bucket_grants = merge(
     { for b in local.source_bucket_names : "on_object_finalized ${b} viewer" => { function = "on_object_finalized", bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.source_bucket_names : "on_flush ${b} viewer" => { function = "on_flush", bucket = b, role = "roles/storage.objectViewer" } },
+    { for b in local.source_bucket_names : "on_operation ${b} viewer" => { function = "on_operation", bucket = b, role = "roles/storage.objectViewer" } },
     { "on_flush ${local.state_bucket_name} user" = { function = "on_flush", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
     { "on_operation ${local.state_bucket_name} user" = { function = "on_operation", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
   )
 
   function_store_roles = {
-    on_flush     = "roles/healthcare.dicomEditor" # import + STOW-RS (dicomWebWrite)
+    on_flush     = "roles/healthcare.dicomEditor" # dicomStores.import
     on_operation = "roles/healthcare.dicomViewer" # QIDO-RS (dicomWebRead) + export
   }
   function_dataset_roles = {
-    on_flush     = google_project_iam_custom_role.operations_reader.name # operations.list is in no narrower predefined role
-    on_operation = "roles/healthcare.datasetViewer"                      # operations.get
+    on_operation = "roles/healthcare.datasetViewer" # operations.get (flush counts imports in flight from its own ledger)
   }
 
   healthcare_agent_bucket_grants = merge(
@@ -137,16 +137,6 @@ resource "google_healthcare_dicom_store_iam_member" "function" {
   dicom_store_id = google_healthcare_dicom_store.main.id
   role           = each.value
   member         = "serviceAccount:${google_service_account.function[each.key].email}"
-}
-
-# healthcare.operations.list (how many imports run) is only in roles/healthcare.datasetAdmin, which
-# could also delete the dataset and change its IAM policy; this role holds just get + list.
-resource "google_project_iam_custom_role" "operations_reader" {
-  project     = var.project_id
-  role_id     = "${replace(var.name_prefix, "-", "_")}_healthcare_operations_reader"
-  title       = "dicomflow Healthcare operations reader"
-  description = "List and get the long-running operations of a Healthcare dataset (bound on the dataset only)."
-  permissions = ["healthcare.operations.get", "healthcare.operations.list"]
 }
 
 resource "google_healthcare_dataset_iam_member" "function" {

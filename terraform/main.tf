@@ -139,7 +139,7 @@ locals {
     MAX_BATCH_FILES           = tostring(var.settings.max_batch_files)
     MAX_CONCURRENT_OPERATIONS = tostring(var.settings.max_concurrent_operations)
     BLOB_STORAGE_CLASS        = upper(var.settings.blob_storage_class)
-    STOW_LEFTOVERS            = tostring(var.settings.stow_leftovers)
+    STAGING                   = var.settings.staging
     HEADER_READ_BYTES         = tostring(var.settings.header_read_bytes)
     MAX_HEADER_BYTES          = tostring(var.settings.max_header_bytes)
     LISTING_CAP               = tostring(var.settings.listing_cap)
@@ -253,6 +253,21 @@ resource "google_storage_bucket" "main" {
     }
     action {
       type = "Delete"
+    }
+  }
+
+  # Staged copies are deleted once their import is reconciled; this rule is the backstop for a flush
+  # that died between copying and importing.
+  dynamic "lifecycle_rule" {
+    for_each = each.key == local.state_bucket_name ? [var.state_bucket.staging_retention_days] : []
+    content {
+      condition {
+        age            = lifecycle_rule.value
+        matches_prefix = ["${local.state_prefix}staging/"]
+      }
+      action {
+        type = "Delete"
+      }
     }
   }
 

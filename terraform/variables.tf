@@ -87,13 +87,17 @@ variable "state_bucket" {
     Bucket of the batch manifests, state objects and filter files (STATE_BUCKET). `name` defaults to
     PROJECT-NAME_PREFIX-state; `create` false reuses an existing bucket (it may be a source bucket);
     `object_retention_days` deletes the pipeline's objects under STATE_PREFIX that many days after
-    they were written (0 keeps them). Created state buckets are versioned.
+    they were written (0 keeps them); `staging_retention_days` deletes staged copies under
+    STATE_PREFIX/staging/ that many days after they were written, a backstop: the pipeline deletes
+    them once their import is reconciled. Created state buckets are versioned. Give the state bucket
+    the source buckets' location and storage class: a staged copy is then a metadata operation.
   EOT
   type = object({
-    name                  = optional(string)
-    create                = optional(bool, true)
-    location              = optional(string)
-    object_retention_days = optional(number, 180)
+    name                   = optional(string)
+    create                 = optional(bool, true)
+    location               = optional(string)
+    object_retention_days  = optional(number, 180)
+    staging_retention_days = optional(number, 2)
   })
   default  = {}
   nullable = false
@@ -105,6 +109,10 @@ variable "state_bucket" {
   validation {
     condition     = var.state_bucket.object_retention_days >= 0 && floor(var.state_bucket.object_retention_days) == var.state_bucket.object_retention_days
     error_message = "The state_bucket.object_retention_days must be a whole number of days (0 = keep)."
+  }
+  validation {
+    condition     = var.state_bucket.staging_retention_days >= 1 && floor(var.state_bucket.staging_retention_days) == var.state_bucket.staging_retention_days
+    error_message = "The state_bucket.staging_retention_days must be a whole number of days, at least 1."
   }
 }
 
@@ -228,7 +236,8 @@ variable "settings" {
       max_batch_files (MAX_BATCH_FILES, 10000, 1..1000000): most pending records one flush imports as one batch.
       max_concurrent_operations (MAX_CONCURRENT_OPERATIONS, 5, 1..100): most import operations in flight on the store.
       blob_storage_class (BLOB_STORAGE_CLASS, ""): STANDARD, NEARLINE, COLDLINE, ARCHIVE or "" for the store's default.
-      stow_leftovers (STOW_LEFTOVERS, 100, 0..10000): files per flush sent by STOW-RS when their URI (1-2 files) finds no free import slot.
+      staging (STAGING, "auto"): auto imports a whole new subtree holding most of a batch in place and copies every
+        other file into STATE_PREFIX/staging/ for one more import; always stages every file; never uses in-place covers only.
       header_read_bytes (HEADER_READ_BYTES, 65536, >= 1024): first ranged read when sniffing a header.
       max_header_bytes (MAX_HEADER_BYTES, 16777216, >= header_read_bytes): largest header read before an object is reported as not DICOM.
       listing_cap (LISTING_CAP, 50000, >= 100): most objects one planner step may list.
@@ -256,7 +265,7 @@ variable "settings" {
     max_batch_files           = optional(number, 10000)
     max_concurrent_operations = optional(number, 5)
     blob_storage_class        = optional(string, "")
-    stow_leftovers            = optional(number, 100)
+    staging                   = optional(string, "auto")
     header_read_bytes         = optional(number, 65536)
     max_header_bytes          = optional(number, 16777216)
     listing_cap               = optional(number, 50000)
@@ -321,8 +330,8 @@ variable "settings" {
     error_message = "The settings.blob_storage_class must be STANDARD, NEARLINE, COLDLINE, ARCHIVE or empty."
   }
   validation {
-    condition     = floor(var.settings.stow_leftovers) == var.settings.stow_leftovers && var.settings.stow_leftovers >= 0 && var.settings.stow_leftovers <= 10000
-    error_message = "The settings.stow_leftovers must be a whole number between 0 and 10000."
+    condition     = contains(["auto", "always", "never"], var.settings.staging)
+    error_message = "The settings.staging must be auto, always or never."
   }
   validation {
     condition = (

@@ -4,8 +4,9 @@ Input: the pending object names of one bucket and a way to list it. Output: impo
 pending files it covers, plus the files no in-place URI takes (``staged``: flush copies them into a staging
 prefix of their own, see ``dicomflow.staging``).
 
-``plan_imports(..., subtrees_only=True)`` stops after step 1: whole new subtrees are the only in-place
-imports worth an operation of their own; everything else is cheaper staged. With ``subtrees_only=False``
+``plan_imports(..., subtrees_only=True)`` stops after step 1 and considers only subtrees holding at least
+half of the pending files (smaller ones are not even listed): such a subtree is the only in-place import worth
+an operation of its own; everything else is cheaper staged. With ``subtrees_only=False``
 (``STAGING=never``) steps 2-4 cover the rest in place, down to exact names.
 
 Candidates, cheapest first:
@@ -71,6 +72,8 @@ class _Planner:
         self.subtrees_only = subtrees_only
         self.bucket = bucket
         self.pending = set(pending)
+        # with staging, a subtree is imported in place only when it holds at least half of the batch
+        self.min_subtree_files = -(-len(self.pending) // 2) if subtrees_only else 0
         self.lister = lister
         self.cap = listing_cap
         self.plan = Plan(bucket)
@@ -128,6 +131,8 @@ class _Planner:
                 continue
             best = None
             candidate: str | None = directory
+            while candidate is not None and len(self.under(candidate)) < self.min_subtree_files:
+                candidate = _parent(candidate)  # too small to be worth an import of its own: not even listed
             while candidate is not None and self._subtree_pending(candidate):
                 best = candidate
                 candidate = _parent(candidate)

@@ -1,8 +1,8 @@
 """``datasets.deidentify`` and ``dicomStores.deidentify``: de-identified copies as an operation.
 
 - ``dicomStores.deidentify`` ``{destinationStore, config | gcsConfigUri, filterConfig}``: the destination
-  dataset must exist, in the source's project and location; the destination store is created when it does
-  not exist ("creates a new DICOM store", as the DeidentifyDicomStoreRequest reference says).
+  dataset and store must exist, in the source's project and location (DeidentifyDicomStoreRequest reference;
+  ``gcloud healthcare dicom-stores deidentify --help``: "must already exist, or the request will fail").
 - ``datasets.deidentify`` ``{destinationDataset, config | gcsConfigUri}``: the destination dataset must not
   exist; it is created with a de-identified copy of every DICOM store of the source (same store ids).
 
@@ -61,9 +61,7 @@ def deidentify_store(emulator: Emulator, request: Request, version: str, groups:
         if not str(filter_uri).startswith("gs://"):
             raise invalid_argument("filterConfig.resourcePathsGcsUri must be a gs:// URI")
         require_storage(emulator)
-    if emulator.repository.get_resource("stores", str(destination)) is None:
-        resource = {"name": str(destination)}
-        emulator.repository.insert_resource("stores", str(destination), str(destination.dataset), resource)
+    emulator.require_store(destination)
     job = _job(emulator, [_Copy(source, destination)], config, str(destination), filter_uri)
     operation = emulator.operations.start(
         source.dataset, version, "DeidentifyDicomStore", _SUMMARY, base_url(emulator, request), job

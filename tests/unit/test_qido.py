@@ -650,3 +650,31 @@ def test_search_results_share_no_state_with_the_metadata(store: list[dict[str, A
 def test_search_of_an_empty_store_is_empty() -> None:
     assert search("studies", [], {"PatientID": ["P001"]}) == []
     assert search("instances", iter([]), {}) == []
+
+
+# ----- fuzzy matching -----
+
+
+def test_fuzzy_matching_matches_name_word_prefixes_in_any_order() -> None:
+    store = [
+        _instance(STUDY_A, SERIES_A1, "1.1", PatientName="DOE^JANE^MARIE"),
+        _instance(STUDY_B, "2.2", "2.3", PatientName="ROE^JOHN"),
+    ]
+
+    def names(value: str, fuzzy: bool) -> list[str]:
+        params = {"PatientName": [value], "fuzzymatching": ["true"]}
+        return [r["00100010"]["Value"][0]["Alphabetic"] for r in search("studies", store, params, fuzzy=fuzzy)]
+
+    assert names("jan", fuzzy=True) == ["DOE^JANE^MARIE"]
+    assert names("MARIE^doe", fuzzy=True) == ["DOE^JANE^MARIE"]
+    assert names("doe jo", fuzzy=True) == []
+    assert names("R*", fuzzy=True) == ["ROE^JOHN"]  # a wildcard value keeps wildcard matching
+    assert names("jan", fuzzy=False) == []  # a server without fuzzy matching matches literally
+
+
+def test_fuzzymatching_false_or_absent_is_literal() -> None:
+    store = [_instance(STUDY_A, SERIES_A1, "1.1", PatientName="DOE^JANE")]
+    assert search("studies", store, {"PatientName": ["jane"], "fuzzymatching": ["false"]}, fuzzy=True) == []
+    assert search("studies", store, {"PatientName": ["jane"]}, fuzzy=True) == []
+    with pytest.raises(QueryError, match="fuzzymatching must be true or false"):
+        search("studies", store, {"fuzzymatching": ["yes"]}, fuzzy=True)

@@ -30,7 +30,8 @@ _ENVIRONMENT = """environment:
   STORAGE_EMULATOR_HOST  fake-gcs-server for import/export (e.g. http://127.0.0.1:4443); unset, real Cloud
                          Storage with Application Default Credentials; with neither, import/export answer
                          400 FAILED_PRECONDITION saying so, and everything else works
-  PUBSUB_EMULATOR_HOST   the Pub/Sub emulator that store notifications are published to (e.g. 127.0.0.1:8085)
+  PUBSUB_EMULATOR_HOST   the Pub/Sub emulator that store notifications are published to (e.g. 127.0.0.1:8085);
+                         unset, notifications are not sent (never to real Pub/Sub)
 """
 
 
@@ -81,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"healthcare_emulator: cannot load --faults {args.faults}: {exc}", file=sys.stderr)
             return 2
     try:
-        server = EmulatorServer(data_dir, gcs, args.host, args.port, faults, fuzzy_matching=not args.no_fuzzy_matching)
+        server = EmulatorServer(
+            data_dir,
+            gcs,
+            args.host,
+            args.port,
+            faults,
+            fuzzy_matching=not args.no_fuzzy_matching,
+            pubsub_emulator_host=os.environ.get("PUBSUB_EMULATOR_HOST"),
+        )
     except OSError as exc:
         print(f"healthcare_emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1

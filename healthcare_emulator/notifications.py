@@ -10,9 +10,10 @@ Per the DicomStore reference and "Configure DICOM Pub/Sub notifications"
   (``StoreInstances``, ``ImportDicomData``), ``lastUpdatedTime``, ``storeName``, ``studyInstanceUID``,
   ``seriesInstanceUID``, ``sopInstanceUID``, ``modality`` (when present) and ``storageClass``.
 
-Messages go to the Pub/Sub emulator at ``PUBSUB_EMULATOR_HOST`` (google-cloud-pubsub, imported only when a
-store has a topic). A failed publish is logged (as the API logs it to Cloud Logging) and never fails the
-store or import; an identical duplicate is not stored again and sends nothing.
+Messages go only to the Pub/Sub emulator at ``PUBSUB_EMULATOR_HOST`` (google-cloud-pubsub, imported only when
+a store has a topic); without it nothing is sent, never to real Pub/Sub. A failed publish is logged (as the
+API logs it to Cloud Logging) and never fails the store or import; an identical duplicate is not stored
+again and sends nothing.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def messages(store: dict[str, Any], instance: StoredInstance, action: str) -> li
 class Notifier:
     """Publishes store notifications; the Pub/Sub client is created on the first message."""
 
-    def __init__(self, publisher: Publisher | None = None) -> None:
+    def __init__(self, publisher: Publisher | None = None, *, pubsub_emulator_host: str | None = None) -> None:
         self._publisher = publisher
+        self._host = pubsub_emulator_host
         self._failed = False
         self._lock = threading.Lock()
 
@@ -102,15 +104,17 @@ class Notifier:
     def _client(self) -> Publisher | None:
         with self._lock:
             if self._publisher is None and not self._failed:
+                self._failed = True  # tried once: a failure is logged once, not per instance
+                if not self._host:
+                    log.warning(
+                        "store notifications are configured but not sent: start the emulator with "
+                        "PUBSUB_EMULATOR_HOST set to the Pub/Sub emulator"
+                    )
+                    return None
                 try:
                     self._publisher = PubsubPublisher()
-                except Exception as exc:  # no google-cloud-pubsub, no emulator host, no credentials
-                    self._failed = True
-                    log.warning(
-                        "store notifications are configured but cannot be published (%s): set "
-                        "PUBSUB_EMULATOR_HOST to the Pub/Sub emulator before starting the emulator",
-                        type(exc).__name__,
-                    )
+                except Exception as exc:  # google-cloud-pubsub missing or unusable
+                    log.warning("store notifications cannot be published: %s", type(exc).__name__)
             return self._publisher
 
 

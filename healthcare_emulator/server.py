@@ -11,6 +11,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from healthcare_emulator.app import create_app
 from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
+from healthcare_emulator.notifications import Notifier
 from healthcare_emulator.service import Emulator
 
 
@@ -26,11 +27,13 @@ class EmulatorServer:
         faults: FaultInjector | None = None,
         *,
         fuzzy_matching: bool = True,
+        pubsub_emulator_host: str | None = None,
     ) -> None:
         self.emulator = Emulator.open(data_dir, gcs)
         if faults is not None:
             self.emulator.faults = faults
         self.emulator.fuzzy_matching = fuzzy_matching
+        self.emulator.notifier = Notifier(pubsub_emulator_host=pubsub_emulator_host)
         try:
             self._server: BaseWSGIServer = make_server(host, port, create_app(self.emulator), threaded=True)
         except BaseException:

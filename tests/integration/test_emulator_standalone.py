@@ -130,6 +130,32 @@ def test_standalone_import_and_export_say_what_to_set(standalone: tuple[str, Pat
     assert api.projects().locations().datasets().get(name=dataset).execute()["name"] == dataset
 
 
+def test_standalone_without_pubsub_stores_and_says_notifications_are_not_sent(
+    standalone: tuple[str, Path],
+) -> None:
+    url, log_path = standalone
+    api = healthcare_client(url)
+    datasets = api.projects().locations().datasets()
+    parent = f"projects/{PROJECT}/locations/{LOCATION}"
+    datasets.create(parent=parent, datasetId="nopubsub", body={}).execute()
+    topic = {"notificationConfig": {"pubsubTopic": f"projects/{PROJECT}/topics/events"}}
+    datasets.dicomStores().create(parent=f"{parent}/datasets/nopubsub", dicomStoreId="s", body=topic).execute()
+    instance = generate_dataset(1, 1, 1, seed=1602)[0]
+    # WHEN an instance is stored in a store with a topic, without PUBSUB_EMULATOR_HOST
+    request = urllib.request.Request(
+        f"{url}/v1/{parent}/datasets/nopubsub/dicomStores/s/dicomWeb/studies",
+        data=instance.data,
+        headers={"Content-Type": "application/dicom"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        # THEN it is stored
+        assert response.status == 200
+    # AND the log says why no notification was sent
+    assert "notifications are configured but not sent" in log_path.read_text()
+    assert "Traceback" not in log_path.read_text()
+
+
 def test_help_lists_every_flag() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "healthcare_emulator", "--help"],

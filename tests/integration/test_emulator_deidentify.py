@@ -189,3 +189,45 @@ def test_gcloud_deidentifies_a_store_with_filter_tags(
     assert len(copied) == len(instances)
     assert {_value(i, PATIENT_ID) for i in copied} == {i.patient_id for i in instances}
     assert {_value(i, PATIENT_NAME) for i in copied} == {None}
+
+
+@pytest.mark.gcloud
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud (Cloud SDK) is not installed")
+def test_gcloud_alpha_deidentifies_a_dataset_through_v1alpha2(
+    tmp_path: Path, api_v1: Any, services: Any, store: StoreRef
+) -> None:
+    instances = _fill(services, store, seed=2105)
+    destination = f"projects/{PROJECT}/locations/{LOCATION}/datasets/deid-alpha-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_HEALTHCARE": f"{services.healthcare_url}/",
+        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        "CLOUDSDK_CORE_PROJECT": PROJECT,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+    }
+    # WHEN gcloud alpha (v1alpha2) de-identifies the dataset, waiting for the operation
+    result = subprocess.run(
+        [
+            "gcloud",
+            "alpha",
+            "healthcare",
+            "datasets",
+            "deidentify",
+            store.dataset,
+            f"--location={LOCATION}",
+            f"--destination-dataset={destination}",
+            "--dicom-filter-tags=PatientID",
+            "--format=json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # THEN the new dataset holds the store with every instance, PatientID kept
+    copied = _instances(services, f"{destination}/dicomStores/{store.store}")
+    assert len(copied) == len(instances)
+    assert {_value(i, PATIENT_ID) for i in copied} == {i.patient_id for i in instances}

@@ -26,8 +26,23 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="healthcare_emulator", description="Local Cloud Healthcare API (DICOM)")
+_ENVIRONMENT = """environment:
+  STORAGE_EMULATOR_HOST  fake-gcs-server for import/export (e.g. http://127.0.0.1:4443); unset, real Cloud
+                         Storage with Application Default Credentials; with neither, import/export answer
+                         400 FAILED_PRECONDITION saying so, and everything else works
+  PUBSUB_EMULATOR_HOST   the Pub/Sub emulator that store notifications are published to (e.g. 127.0.0.1:8085);
+                         unset, notifications are not sent (never to real Pub/Sub)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="healthcare_emulator",
+        description="Local Cloud Healthcare API (DICOM stores, DICOMweb, operations), served at /v1, /v1beta1 "
+        "and /v1alpha2 without credentials.",
+        epilog=_ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8089, help="port to serve on (default 8089; 0 = any free port)")
     parser.add_argument(
@@ -36,7 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="DEBUG logs every request")
     parser.add_argument("--faults", type=Path, help="JSON list of fault rules installed at start (see faults.py)")
     parser.add_argument("--fault-seed", type=int, help="seed of the fault rates (reproducible chaos)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--no-fuzzy-matching",
+        action="store_true",
+        help="QIDO-RS ignores fuzzymatching=true: literal matching and a 'Warning: 299' header (PS3.18 8.3.4.2)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
@@ -58,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"healthcare_emulator: cannot load --faults {args.faults}: {exc}", file=sys.stderr)
             return 2
     try:
-        server = EmulatorServer(data_dir, gcs, args.host, args.port, faults)
+        server = EmulatorServer(
+            data_dir,
+            gcs,
+            args.host,
+            args.port,
+            faults,
+            fuzzy_matching=not args.no_fuzzy_matching,
+            pubsub_emulator_host=os.environ.get("PUBSUB_EMULATOR_HOST"),
+        )
     except OSError as exc:
         print(f"healthcare_emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -73,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 "severity": "INFO",
                 "message": f"healthcare_emulator serving on {server.url}",
                 "dataDir": str(data_dir),
+                "storage": os.environ.get("STORAGE_EMULATOR_HOST") or "Cloud Storage (needs credentials)",
+                "pubsub": os.environ.get("PUBSUB_EMULATOR_HOST") or "not set (notifications are not sent)",
             }
         ),
         file=sys.stderr,

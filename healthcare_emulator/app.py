@@ -1,4 +1,7 @@
-"""The WSGI application: routes ``/v1/`` and ``/v1beta1/`` paths to the REST and DICOMweb handlers."""
+"""The WSGI application: routes ``/v1/``, ``/v1beta1/`` and ``/v1alpha2/`` paths to the API handlers.
+
+``v1alpha2`` is what ``gcloud alpha healthcare`` calls; it is served like ``v1``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from healthcare_emulator import dicomweb, rest
+from healthcare_emulator import deidentify_api, dicomweb, metrics, rest, rest_iam
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.service import Emulator
 
@@ -37,14 +40,19 @@ class Route:
 
 
 def _route(method: str, path: str, handler: Handler) -> Route:
-    return Route(method, re.compile(rf"^/(?P<version>v1|v1beta1)/{path}/?$"), handler)
+    return Route(method, re.compile(rf"^/(?P<version>v1|v1beta1|v1alpha2)/{path}/?$"), handler)
 
 
 ROUTES: tuple[Route, ...] = (
     _route("POST", rf"{_LOCATION}/datasets", rest.create_dataset),
     _route("GET", rf"{_LOCATION}/datasets", rest.list_datasets),
     _route("GET", _DATASET, rest.get_dataset),
+    _route("PATCH", _DATASET, rest.patch_dataset),
     _route("DELETE", _DATASET, rest.delete_dataset),
+    _route("GET", rf"{_DATASET}:getIamPolicy", rest_iam.get_iam_policy),
+    _route("POST", rf"{_DATASET}:setIamPolicy", rest_iam.set_iam_policy),
+    _route("POST", rf"{_DATASET}:testIamPermissions", rest_iam.check_iam_permissions),
+    _route("POST", rf"{_DATASET}:deidentify", deidentify_api.deidentify_dataset),
     _route("GET", rf"{_DATASET}/operations", rest.list_operations),
     _route("GET", rf"{_DATASET}/operations/(?P<operation>{_SEGMENT})", rest.get_operation),
     _route("POST", rf"{_DATASET}/operations/(?P<operation>{_SEGMENT}):cancel", rest.cancel_operation),
@@ -53,6 +61,13 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", _STORE, rest.get_store),
     _route("PATCH", _STORE, rest.patch_store),
     _route("DELETE", _STORE, rest.delete_store),
+    _route("GET", rf"{_STORE}:getIamPolicy", rest_iam.get_iam_policy),
+    _route("POST", rf"{_STORE}:setIamPolicy", rest_iam.set_iam_policy),
+    _route("POST", rf"{_STORE}:testIamPermissions", rest_iam.check_iam_permissions),
+    _route("POST", rf"{_STORE}:deidentify", deidentify_api.deidentify_store),
+    _route("GET", rf"{_STORE}:getDICOMStoreMetrics", metrics.store_metrics),
+    _route("GET", rf"{_STUDY}:getStudyMetrics", metrics.study_metrics),
+    _route("GET", rf"{_SERIES}:getSeriesMetrics", metrics.series_metrics),
     _route("POST", rf"{_STORE}:import", rest.import_data),
     _route("POST", rf"{_STORE}:export", rest.export_data),
     _route("POST", rf"{_STORE}:setBlobStorageSettings", rest.set_blob_storage_settings),
@@ -75,6 +90,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", rf"{_INSTANCE}/rendered", dicomweb.retrieve_rendered),
     _route("GET", rf"{_INSTANCE}/frames/(?P<frames>[0-9,]+)", dicomweb.retrieve_frames),
     _route("GET", rf"{_INSTANCE}/frames/(?P<frames>[0-9,]+)/rendered", dicomweb.retrieve_rendered),
+    _route("GET", rf"{_INSTANCE}/bulkdata/(?P<bulkdata>[0-9A-Fa-f/]+)", dicomweb.retrieve_bulkdata),
     _route("DELETE", _STUDY, dicomweb.delete_resource),
     _route("DELETE", _SERIES, dicomweb.delete_resource),
     _route("DELETE", _INSTANCE, dicomweb.delete_resource),

@@ -1,4 +1,10 @@
-"""DICOMweb on a store: STOW-RS, QIDO-RS, WADO-RS (instances, metadata, frames, rendered) and DELETE."""
+"""DICOMweb on a store: STOW-RS, QIDO-RS, WADO-RS (instances, metadata, frames, rendered, bulkdata) and DELETE.
+
+Behaviour follows PS3.18 and the API's DICOM conformance statement
+(https://cloud.google.com/healthcare-api/docs/dicom): a search without match is 204 No Content; frames come
+as raw octets, or rendered as JPEG/PNG when the Accept header asks for ``image/jpeg`` or ``image/png``
+(anything else the emulator cannot produce is 406).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from healthcare_emulator.bulkdata import BulkdataNotFoundError, absolute, element_bytes
 from healthcare_emulator.errors import invalid_argument, not_acceptable, not_found
 from healthcare_emulator.instances import InvalidInstanceError, parse_instance
 from healthcare_emulator.multipart import (
@@ -17,7 +24,7 @@ from healthcare_emulator.multipart import (
     parse_multipart_related,
 )
 from healthcare_emulator.names import DatasetName, StoreName
-from healthcare_emulator.qido import QueryError, search
+from healthcare_emulator.qido import QueryError, fuzzy_requested, search
 from healthcare_emulator.render import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     RenderError,
@@ -35,6 +42,18 @@ log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
 MULTIPART_DICOM = 'multipart/related; type="application/dicom"'
 MULTIPART_OCTETS = 'multipart/related; type="application/octet-stream"'
+MULTIPART_JPEG = 'multipart/related; type="image/jpeg"'
+MULTIPART_PNG = 'multipart/related; type="image/png"'
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+# RetrieveFrames: raw octets (default), or each frame rendered; single-part types for one frame.
+_FRAME_TYPES = [
+    MULTIPART_OCTETS,
+    MULTIPART_JPEG,
+    MULTIPART_PNG,
+    "application/octet-stream",
+    "image/jpeg",
+    "image/png",
+]
 
 # PS3.18 FailureReason values used in STOW-RS responses.
 _PROCESSING_FAILURE = 0x0110
@@ -69,7 +88,7 @@ def store_instances(emulator: Emulator, request: Request, version: str, groups: 
             parts = [data for _, data in parse_multipart_related(body, content_type)]
         except MultipartError as exc:
             raise invalid_argument(f"STOW-RS body: {exc}") from exc
-    root = f"{base_url(request)}/{version}/{name}/dicomWeb"
+    root = f"{base_url(emulator, request)}/{version}/{name}/dicomWeb"
     stored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     path_study = groups.get("study")
@@ -111,6 +130,8 @@ def _store_part(
     outcome = emulator.repository.store_instance(store, instance, data, "STANDARD")
     if outcome is StoreOutcome.CONFLICT:
         return _DUPLICATE_SOP_INSTANCE, "same UIDs, different content", uids
+    if outcome is StoreOutcome.STORED:
+        emulator.notify_stored(store, instance, "STANDARD", "StoreInstances")
     return None, "", uids
 
 
@@ -124,17 +145,28 @@ def search_resources(emulator: Emulator, request: Request, version: str, groups:
     # narrow to the path's study in the index first (study-level attributes still see the whole study)
     records = emulator.repository.find_instances(str(name), groups.get("study"))
     metadata = [record.metadata for record in records]
+    params = {key: values for key, values in request.args.to_dict(flat=False).items() if key != "alt"}
     try:
+        fuzzy = fuzzy_requested(params)
         results = search(
             level,  # type: ignore[arg-type]
             metadata,
-            {key: values for key, values in request.args.to_dict(flat=False).items() if key != "alt"},
+            params,
             study_uid=groups.get("study"),
             series_uid=groups.get("series"),
+            fuzzy=emulator.fuzzy_matching,
         )
     except QueryError as exc:
         raise invalid_argument(str(exc)) from exc
-    return _dicom_json(results)
+    # PS3.18 10.6.3: no match is 204 No Content (the API answers so too)
+    response = _dicom_json(results) if results else Response(status=204)
+    if fuzzy and not emulator.fuzzy_matching:
+        # PS3.18 8.3.4.2: a server that does not do fuzzy matching says so, and matches literally
+        response.headers["Warning"] = (
+            f"299 {base_url(emulator, request)}: The fuzzymatching parameter is not supported. "
+            "Only literal matching has been performed."
+        )
+    return response
 
 
 # ----- WADO-RS -----
@@ -189,27 +221,74 @@ def retrieve(emulator: Emulator, request: Request, version: str, groups: dict[st
 
 
 def retrieve_metadata(emulator: Emulator, request: Request, version: str, groups: dict[str, str]) -> Response:
-    return _dicom_json([record.metadata for record in _records(emulator, groups)])
+    """Instance metadata; bulk data (pixel data, binary values over 1 KiB) as absolute ``BulkDataURI``."""
+    root = f"{base_url(emulator, request)}/{version}/{_store(groups)}/dicomWeb"
+    return _dicom_json(
+        [
+            absolute(record.metadata, f"{root}/studies/{record.study}/series/{record.series}/instances/{record.sop}")
+            for record in _records(emulator, groups)
+        ]
+    )
+
+
+def retrieve_bulkdata(emulator: Emulator, request: Request, version: str, groups: dict[str, str]) -> Response:
+    """RetrieveBulkdata: the value a ``BulkDataURI`` names, uncompressed little endian."""
+    record = _records(emulator, groups)[0]
+    media_type, _ = _accept(request, [MULTIPART_OCTETS, "application/octet-stream"], MULTIPART_OCTETS)
+    try:
+        value = element_bytes(emulator.repository.read_instance(record), groups["bulkdata"])
+    except BulkdataNotFoundError as exc:
+        raise not_found(str(exc)) from exc
+    if media_type == "application/octet-stream":
+        return Response(value, mimetype="application/octet-stream")
+    content_type, body = build_multipart_related([("application/octet-stream", value)], "application/octet-stream")
+    return Response(body, content_type=content_type)
 
 
 def retrieve_frames(emulator: Emulator, request: Request, version: str, groups: dict[str, str]) -> Response:
+    """Raw frames (``application/octet-stream``) or frames rendered as ``image/jpeg`` / ``image/png``."""
     record = _records(emulator, groups)[0]
     numbers = _frame_numbers(groups["frames"])
-    _, params = _accept(request, [MULTIPART_OCTETS, 'multipart/related; type="*/*"'], MULTIPART_OCTETS)
+    media_type, params = _accept(request, _FRAME_TYPES, MULTIPART_OCTETS)
+    part_type = _part_type(media_type)
+    multipart = media_type.startswith("multipart/")
+    if not multipart and len(numbers) > 1:
+        raise not_acceptable(f"{media_type} carries one frame; ask for {numbers} as multipart/related")
     data = emulator.repository.read_instance(record)
-    if params.get("transfer-syntax") != "*":
-        data = _in_transfer_syntax(data, record.transfer_syntax, EXPLICIT_VR_LITTLE_ENDIAN)
     try:
-        frames = raw_frames(data)
+        count = frame_count(data)
     except RenderError as exc:
         raise invalid_argument(str(exc)) from exc
     for number in numbers:
-        if number > len(frames):
-            raise not_found(f"frame {number} does not exist: the instance has {len(frames)} frame(s)")
-    content_type, body = build_multipart_related(
-        [("application/octet-stream", frames[number - 1]) for number in numbers], "application/octet-stream"
-    )
+        if number > count:
+            raise not_found(f"frame {number} does not exist: the instance has {count} frame(s)")
+    if part_type == "application/octet-stream":
+        if params.get("transfer-syntax") != "*":
+            data = _in_transfer_syntax(data, record.transfer_syntax, EXPLICIT_VR_LITTLE_ENDIAN)
+        try:
+            frames = raw_frames(data)
+        except RenderError as exc:
+            raise invalid_argument(str(exc)) from exc
+        payloads = [frames[number - 1] for number in numbers]
+    else:
+        syntax = params.get("transfer-syntax")
+        if part_type == "image/jpeg" and syntax not in (None, "*", JPEG_BASELINE):
+            raise not_acceptable(f"image/jpeg frames are JPEG Baseline ({JPEG_BASELINE}), not {syntax}")
+        try:
+            payloads = [render_frame(data, number, part_type.split("/")[1]) for number in numbers]
+        except RenderError as exc:
+            raise invalid_argument(str(exc)) from exc
+    if not multipart:
+        return Response(payloads[0], mimetype=part_type)
+    content_type, body = build_multipart_related([(part_type, payload) for payload in payloads], part_type)
     return Response(body, content_type=content_type)
+
+
+def _part_type(media_type: str) -> str:
+    """``multipart/related; type="X"`` -> X; a single-part type as it is."""
+    if media_type.startswith("multipart/"):
+        return media_type.split('type="', 1)[1].rstrip('"')
+    return media_type
 
 
 def retrieve_rendered(emulator: Emulator, request: Request, version: str, groups: dict[str, str]) -> Response:
@@ -253,4 +332,6 @@ def delete_resource(emulator: Emulator, request: Request, version: str, groups: 
         return None
 
     method = "DeleteSeries" if series else "DeleteStudy"
-    return json_response(emulator.operations.start(name.dataset, version, method, None, base_url(request), run))
+    return json_response(
+        emulator.operations.start(name.dataset, version, method, None, base_url(emulator, request), run)
+    )

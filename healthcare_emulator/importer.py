@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from healthcare_emulator.gcs import GcsClient, StorageError, StorageNotFoundError
-from healthcare_emulator.instances import InvalidInstanceError, parse_instance
+from healthcare_emulator.instances import InvalidInstanceError, ParsedInstance, parse_instance
 from healthcare_emulator.operations import Job, OperationContext, OperationFailedError
 from healthcare_emulator.repository import Repository, StoreOutcome
 from healthcare_emulator.wildcard import ImportPattern
@@ -16,8 +16,16 @@ _READ_PARALLELISM = 8
 _CHUNK = 64
 
 
-def store_bytes(repository: Repository, store: str, data: bytes, storage_class: str) -> str | None:
-    """Validate and store one file; return None on success (incl. identical duplicates) or the reason it failed."""
+OnStored = Callable[[ParsedInstance], None]
+
+
+def store_bytes(
+    repository: Repository, store: str, data: bytes, storage_class: str, on_stored: OnStored | None = None
+) -> str | None:
+    """Validate and store one file; return None on success (incl. identical duplicates) or the reason it failed.
+
+    ``on_stored`` is called for an instance newly stored (not for an identical duplicate).
+    """
     try:
         instance = parse_instance(data)
     except InvalidInstanceError as exc:
@@ -28,6 +36,8 @@ def store_bytes(repository: Repository, store: str, data: bytes, storage_class: 
             "checksum mismatch: an instance with the same Study/Series/SOP Instance UIDs and different "
             "content already exists"
         )
+    if outcome is StoreOutcome.STORED and on_stored is not None:
+        on_stored(instance)
     return None
 
 
@@ -38,6 +48,7 @@ def import_job(
     pattern: ImportPattern,
     storage_class: str,
     fails: Callable[[str], bool] = lambda name: False,
+    on_stored: OnStored | None = None,
 ) -> Job:
     """The background work of one import operation."""
 
@@ -55,7 +66,7 @@ def import_job(
                 return uri, "object does not exist"
             except StorageError as exc:
                 return uri, str(exc)
-            return uri, store_bytes(repository, store, data, storage_class)
+            return uri, store_bytes(repository, store, data, storage_class, on_stored)
 
         with ThreadPoolExecutor(max_workers=_READ_PARALLELISM, thread_name_prefix="import-read") as pool:
             for start in range(0, len(names), _CHUNK):

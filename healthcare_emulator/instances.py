@@ -39,8 +39,9 @@ def parse_instance(data: bytes) -> ParsedInstance:
     if len(data) < _PREAMBLE_LENGTH + 4 or data[_PREAMBLE_LENGTH : _PREAMBLE_LENGTH + 4] != b"DICM":
         raise InvalidInstanceError("not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble")
     try:
-        dataset = pydicom.dcmread(BytesIO(data), stop_before_pixels=True)
-        metadata = dataset_to_metadata(dataset)
+        stream = BytesIO(data)
+        dataset = pydicom.dcmread(stream, stop_before_pixels=True)
+        metadata = dataset_to_metadata(dataset, _pixel_data_vr(dataset, data, stream.tell()))
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError) as exc:
         raise InvalidInstanceError(f"cannot parse DICOM file: {type(exc).__name__}") from exc
     uids = {
@@ -61,6 +62,19 @@ def parse_instance(data: bytes) -> ParsedInstance:
         sha256=hashlib.sha256(data).hexdigest(),
         metadata=metadata,
     )
+
+
+_PIXEL_DATA_LE, _PIXEL_DATA_BE = b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"
+
+
+def _pixel_data_vr(dataset: pydicom.Dataset, data: bytes, position: int) -> str | None:
+    """The VR of the pixel data the header read stopped at (None when the file has none)."""
+    if data[position : position + 4] not in (_PIXEL_DATA_LE, _PIXEL_DATA_BE):
+        return None
+    explicit_vr = data[position + 4 : position + 6]
+    if explicit_vr in (b"OB", b"OW"):
+        return explicit_vr.decode("ascii")
+    return "OW" if int(getattr(dataset, "BitsAllocated", 8) or 8) > 8 else "OB"
 
 
 def _uid(dataset: pydicom.Dataset, keyword: str) -> str:

@@ -100,6 +100,7 @@ class OperationRunner:
         response_type: str | None,
         base_url: str,
         job: Job,
+        service: str = "dicom.DicomService",
     ) -> dict[str, Any]:
         """Create an operation for ``job`` and run it in the background; return the operation JSON."""
         name = f"{dataset}/operations/{secrets.randbits(63)}"
@@ -107,7 +108,7 @@ class OperationRunner:
             "name": name,
             "metadata": {
                 "@type": f"type.googleapis.com/google.cloud.healthcare.{api_version}.OperationMetadata",
-                "apiMethodName": f"google.cloud.healthcare.{api_version}.dicom.DicomService.{method}",
+                "apiMethodName": f"google.cloud.healthcare.{api_version}.{service}.{method}",
                 "createTime": now_rfc3339(),
                 "logsUrl": f"{base_url.rstrip('/')}/logs/{name}",
             },

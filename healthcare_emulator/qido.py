@@ -7,7 +7,9 @@ Matching (PS3.4 C.2.2.2), chosen per the key's VR:
 
 - UI: single value or UID list (``,`` or ``\\`` separated);
 - DA: ``YYYYMMDD``, ``A-B``, ``-B``, ``A-`` (ranges inclusive); TM likewise, a partial time covering its span;
-- PN: whole value, case-insensitive, against the Alphabetic group, ``*``/``?`` wildcards;
+- PN: whole value, case-insensitive, against the Alphabetic group, ``*``/``?`` wildcards; with
+  ``fuzzymatching=true``, each word of the value matches the start of any word of the name, in any order,
+  case-insensitive (``jan`` finds ``DOE^JANE``), as PS3.4 C.2.2.2.1.1 leaves the rule to the implementation;
 - numbers (IS, DS, US, ...): numeric equality;
 - other strings: exact, or ``*``/``?`` wildcards (case-sensitive);
 - an empty value or a lone ``*``: universal matching (no filter, the attribute is returned);
@@ -101,32 +103,66 @@ class QueryError(Exception):
 # ----- metadata -----
 
 
-def dataset_to_metadata(dataset: Dataset) -> Metadata:
-    """DICOM JSON (PS3.18 F.2) of ``dataset`` without pixel data and without binary elements over 1 KiB.
+BULKDATA_PREFIX = "bulkdata/"
 
-    Binary means OB, OD, OF, OL, OV, OW and UN, at any depth (inside sequences too); smaller ones stay
-    inline (``InlineBinary``). Elements whose value cannot be decoded are left out. Keys come out sorted.
+
+def dataset_to_metadata(dataset: Dataset, pixel_data_vr: str | None = None) -> Metadata:
+    """DICOM JSON (PS3.18 F.2) of ``dataset`` with bulk data as ``BulkDataURI`` references.
+
+    Binary elements (OB, OD, OF, OL, OV, OW and UN) over 1 KiB, at any depth (inside sequences too), and the
+    pixel data become ``{"vr": VR, "BulkDataURI": "bulkdata/<tag path>"}`` where the tag path is the tag, or
+    ``SEQTAG/ITEM/.../TAG`` inside sequences (items from 0); the server makes it absolute when it answers.
+    Smaller binary values stay inline (``InlineBinary``). ``pixel_data_vr`` adds the pixel data reference
+    for a header read without its pixels. Undecodable elements are left out. Keys come out sorted.
     """
-    result: Metadata = _without_bulk_data(dataset).to_json_dict(suppress_invalid_tags=True)
+    marks: list[tuple[list[str], str]] = []
+    kept = _without_bulk_data(dataset, [], marks)
+    if pixel_data_vr:
+        marks.append((["7FE00010"], pixel_data_vr))
+    result: Metadata = kept.to_json_dict(suppress_invalid_tags=True)
+    for path, vr in marks:
+        _place(result, path, {"vr": vr, "BulkDataURI": BULKDATA_PREFIX + "/".join(path)})
     return dict(sorted(result.items()))
 
 
-def _without_bulk_data(dataset: Dataset) -> Dataset:
+def _without_bulk_data(dataset: Dataset, path: list[str], marks: list[tuple[list[str], str]]) -> Dataset:
     kept = Dataset()
     for tag in sorted(dataset.keys()):
-        if f"{tag:08X}" in _PIXEL_DATA_TAGS:
-            continue
+        key = f"{tag:08X}"
         try:
             element = dataset[tag]
         except Exception:  # an undecodable raw element: left out, as to_json_dict(suppress_invalid_tags) does
             continue
-        if element.VR == "SQ":
-            kept.add_new(element.tag, "SQ", [_without_bulk_data(item) for item in element.value or []])
+        if key in _PIXEL_DATA_TAGS:
+            if element.value is not None:
+                marks.append(([*path, key], _single_vr(element.VR)))
+        elif element.VR == "SQ":
+            items = [
+                _without_bulk_data(item, [*path, key, str(number)], marks)
+                for number, item in enumerate(element.value or [])
+            ]
+            kept.add_new(element.tag, "SQ", items)
         elif _is_bulk(element.VR, element.value):
-            continue
+            marks.append(([*path, key], _single_vr(element.VR)))
         else:
             kept.add(element)
     return kept
+
+
+def _single_vr(vr: str) -> str:
+    """An ambiguous VR (``OB or OW``) as one VR for DICOM JSON."""
+    return "OB" if " or " in vr else vr
+
+
+def _place(metadata: Metadata, path: list[str], element: Element) -> None:
+    """Put ``element`` at a tag path (``TAG`` or ``SEQ/ITEM/.../TAG``) of DICOM JSON."""
+    target: dict[str, Any] = metadata
+    for tag, item in zip(path[:-1:2], path[1:-1:2], strict=True):
+        items = target.get(tag, {}).get("Value") or []
+        if int(item) >= len(items):
+            return
+        target = items[int(item)]
+    target[path[-1]] = element
 
 
 def _is_bulk(vr: str, value: Any) -> bool:
@@ -144,6 +180,7 @@ def search(
     *,
     study_uid: str | None = None,
     series_uid: str | None = None,
+    fuzzy: bool = False,
 ) -> list[Metadata]:
     """The studies, series or instances matching ``params``, as DICOM JSON, ordered deterministically.
 
@@ -151,7 +188,7 @@ def search(
     the request path (``/studies/{study}/series``, ``/studies/{study}/series/{series}/instances``).
     Raises QueryError for an unknown attribute, a malformed value, limit or offset.
     """
-    query = _parse_query(params)
+    query = _parse_query(params, fuzzy=fuzzy and fuzzy_requested(params))
     index = _Index(instances)
     results: list[tuple[tuple[Any, ...], Metadata]] = []
     for members in index.entities(level, study_uid, series_uid):
@@ -179,7 +216,17 @@ class _Query:
     offset: int
 
 
-def _parse_query(params: Mapping[str, list[str]]) -> _Query:
+def fuzzy_requested(params: Mapping[str, list[str]]) -> bool:
+    """``fuzzymatching=true`` (``false`` or absent: False); QueryError for any other value."""
+    values = [value for name, values in params.items() if name.lower() == "fuzzymatching" for value in values]
+    if not values:
+        return False
+    if len(values) != 1 or values[0].strip().lower() not in ("true", "false"):
+        raise QueryError(f"fuzzymatching must be true or false, got {', '.join(values)!r}")
+    return values[0].strip().lower() == "true"
+
+
+def _parse_query(params: Mapping[str, list[str]], *, fuzzy: bool = False) -> _Query:
     filters: list[tuple[str, _Matcher]] = []
     returned: list[str] = []
     include: list[str] = []
@@ -197,13 +244,13 @@ def _parse_query(params: Mapping[str, list[str]]) -> _Query:
             include_all = include_all or "all" in fields
             include += [_tag(field, "includefield") for field in fields if field != "all"]
         elif lowered in _CONTROL_PARAMETERS or lowered in _SYSTEM_PARAMETERS:
-            continue  # fuzzymatching is accepted and ignored: matching is never fuzzy
+            continue
         else:
             tag = _tag(name, None)
             returned.append(tag)
             wanted = [value.strip() for value in values if value.strip() not in ("", "*")]
             if wanted:
-                filters.append((tag, _any_of([_test(name, tag, value) for value in wanted])))
+                filters.append((tag, _any_of([_test(name, tag, value, fuzzy) for value in wanted])))
     return _Query(filters, returned, include, include_all, limit, offset)
 
 
@@ -240,7 +287,7 @@ def _any_of(tests: list[_Matcher]) -> _Matcher:
     return lambda element: any(test(element) for test in tests)
 
 
-def _test(name: str, tag: str, value: str) -> _Matcher:
+def _test(name: str, tag: str, value: str, fuzzy: bool = False) -> _Matcher:
     """The test of one key value against an element (None when the instance lacks the attribute)."""
     vr = _vr(tag)
     if vr in _UNMATCHABLE_VRS:
@@ -259,6 +306,9 @@ def _test(name: str, tag: str, value: str) -> _Matcher:
         if number is None:
             raise QueryError(f"{name} must be a number, got {value!r}")
         return _values_test(lambda stored: _number(stored) == number)
+    if vr == "PN" and fuzzy and not any(char in value for char in "*?"):
+        match = _fuzzy_name_matcher(value)
+        return _values_test(lambda stored: match(_text(stored)))
     if vr == "PN":
         match = _string_matcher(_normalize_name(value), ignore_case=True)
         return _values_test(lambda stored: match(_normalize_name(_text(stored))))
@@ -280,6 +330,20 @@ def _string_matcher(value: str, *, ignore_case: bool) -> Callable[[str], bool]:
         folded = value.casefold()
         return lambda text: text.casefold() == folded
     return lambda text: text == value
+
+
+_NAME_WORD = re.compile(r"[^\s\^=,.\-]+")
+
+
+def _fuzzy_name_matcher(value: str) -> Callable[[str], bool]:
+    """Every word of ``value`` starts some word of the name (components and groups split alike)."""
+    wanted = [word.casefold() for word in _NAME_WORD.findall(value)]
+
+    def match(text: str) -> bool:
+        words = [word.casefold() for word in _NAME_WORD.findall(text)]
+        return all(any(word.startswith(part) for word in words) for part in wanted)
+
+    return match
 
 
 def _normalize_name(name: str) -> str:

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS operation_errors (
     operation TEXT NOT NULL, seq INTEGER NOT NULL, resource TEXT NOT NULL, reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS operation_errors_by_operation ON operation_errors (operation, seq);
+CREATE TABLE IF NOT EXISTS iam_policies (
+    resource TEXT PRIMARY KEY, body TEXT NOT NULL
+);
 """
 
 
@@ -76,6 +79,15 @@ class InstanceRecord:
     def metadata(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.metadata_json)
         return loaded
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    studies: int
+    series: int
+    instances: int
+    blob_bytes: int
+    structured_bytes: int
 
 
 class Repository:
@@ -148,6 +160,7 @@ class Repository:
                 db.execute("DELETE FROM instances WHERE store = ?", (store,))
             db.execute("DELETE FROM stores WHERE dataset = ?", (name,))
             db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+            db.execute("DELETE FROM iam_policies WHERE resource = ? OR resource LIKE ?", (name, name + "/%"))
         self._drop_unreferenced(hashes)
         return True
 
@@ -158,8 +171,22 @@ class Repository:
             hashes = _hashes(db, "WHERE store = ?", (name,))
             db.execute("DELETE FROM instances WHERE store = ?", (name,))
             db.execute("DELETE FROM stores WHERE name = ?", (name,))
+            db.execute("DELETE FROM iam_policies WHERE resource = ?", (name,))
         self._drop_unreferenced(hashes)
         return True
+
+    # ----- IAM policies -----
+
+    def get_policy(self, resource: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT body FROM iam_policies WHERE resource = ?", (resource,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def set_policy(self, resource: str, policy: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO iam_policies VALUES (?, ?) ON CONFLICT (resource) DO UPDATE SET body = excluded.body",
+                (resource, json.dumps(policy)),
+            )
 
     # ----- instances -----
 
@@ -209,6 +236,21 @@ class Repository:
                 params.append(value)
         sql += " ORDER BY study, series, sop"
         return [_record(row) for row in self._query(sql, tuple(params))]
+
+    def metrics(self, store: str, study: str | None = None, series: str | None = None) -> StoreMetrics:
+        """Counts and sizes of a store, or of one study or series of it."""
+        where = "WHERE store = ?"
+        params: list[Any] = [store]
+        for column, value in (("study", study), ("series", series)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                params.append(value)
+        row = self._query(
+            "SELECT COUNT(DISTINCT study), COUNT(DISTINCT study || '/' || series), COUNT(*), "
+            f"COALESCE(SUM(size), 0), COALESCE(SUM(LENGTH(metadata)), 0) FROM instances {where}",
+            tuple(params),
+        )[0]
+        return StoreMetrics(*(int(value) for value in row))
 
     def read_instance(self, record: InstanceRecord) -> bytes:
         return self._blob_path(record.sha256).read_bytes()

@@ -5,23 +5,30 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.wrappers import Request, Response
 
-from healthcare_emulator.errors import already_exists, invalid_argument, not_found
+from healthcare_emulator.errors import already_exists, failed_precondition, invalid_argument, not_found
 from healthcare_emulator.exporter import (
     bigquery_export_job,
     gcs_export_job,
     parse_bigquery_destination,
     parse_gcs_destination,
 )
+from healthcare_emulator.fieldmask import apply_update_mask, mask_paths
+from healthcare_emulator.gcs import StorageUnavailableError
 from healthcare_emulator.importer import import_job
+from healthcare_emulator.instances import ParsedInstance
 from healthcare_emulator.names import DatasetName, LocationName, OperationName, StoreName, validate_id
 from healthcare_emulator.operations import Job, OperationContext
 from healthcare_emulator.service import Emulator
 from healthcare_emulator.wildcard import InvalidImportUriError, parse_import_uri
 
 STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+STORE_FIELDS = ("labels", "notificationConfig", "notificationConfigs", "streamConfigs")
+_UPDATABLE_STORE_FIELDS = frozenset(STORE_FIELDS)
+_UPDATABLE_DATASET_FIELDS = frozenset({"timeZone"})
 _DEFAULT_PAGE_SIZE = 100
 _MAX_PAGE_SIZE = 1000
 
@@ -43,8 +50,9 @@ def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def base_url(request: Request) -> str:
-    return request.host_url.rstrip("/")
+def base_url(emulator: Emulator, request: Request) -> str:
+    """The emulator's own address, the base of every URL it hands out (never the request's Host header)."""
+    return emulator.base_url(request.host_url)
 
 
 def page(request: Request) -> tuple[int, int]:
@@ -81,7 +89,7 @@ def create_dataset(emulator: Emulator, request: Request, version: str, groups: d
     body = json_body(request)
     dataset_id = validate_id("datasetId", request.args.get("datasetId"))
     name = DatasetName(groups["project"], groups["location"], dataset_id)
-    resource = {"name": str(name), "timeZone": body.get("timeZone", "UTC")}
+    resource = {"name": str(name), "timeZone": _time_zone(body.get("timeZone"))}
     if not emulator.repository.insert_resource("datasets", str(name), str(name.parent), resource):
         raise already_exists(f"dataset {name} already exists")
     response = {"@type": f"type.googleapis.com/google.cloud.healthcare.{version}.Dataset", **resource}
@@ -96,6 +104,30 @@ def list_datasets(emulator: Emulator, request: Request, version: str, groups: di
     offset, size = page(request)
     parent = LocationName(groups["project"], groups["location"])
     return json_response(paged(emulator.repository.list_resources("datasets", str(parent)), "datasets", offset, size))
+
+
+def patch_dataset(emulator: Emulator, request: Request, version: str, groups: dict[str, str]) -> Response:
+    """``PATCH`` a dataset; only ``timeZone`` can be updated (``updateMask=timeZone``)."""
+    name = _dataset(groups)
+    resource = emulator.require_dataset(name)
+    body = json_body(request)
+    updated = apply_update_mask(
+        resource, body, mask_paths(request.args.get("updateMask"), body), _UPDATABLE_DATASET_FIELDS
+    )
+    updated["timeZone"] = _time_zone(updated.get("timeZone"))
+    emulator.repository.update_resource("datasets", str(name), updated)
+    return json_response(updated)
+
+
+def _time_zone(value: Any) -> str:
+    """A valid IANA time zone name; empty means UTC (as the Dataset reference says)."""
+    if value in (None, ""):
+        return "UTC"
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise invalid_argument(f"timeZone {value!r} is not an IANA time zone name such as America/New_York") from exc
+    return str(value)
 
 
 def delete_dataset(emulator: Emulator, request: Request, version: str, groups: dict[str, str]) -> Response:
@@ -113,7 +145,7 @@ def create_store(emulator: Emulator, request: Request, version: str, groups: dic
     dataset = _dataset(groups)
     emulator.require_dataset(dataset)
     name = StoreName(dataset, validate_id("dicomStoreId", request.args.get("dicomStoreId")))
-    resource = {key: body[key] for key in ("labels", "notificationConfig", "streamConfigs") if key in body}
+    resource = {key: body[key] for key in STORE_FIELDS if key in body}
     resource["name"] = str(name)
     if not emulator.repository.insert_resource("stores", str(name), str(dataset), resource):
         raise already_exists(f"DICOM store {name} already exists")
@@ -128,16 +160,11 @@ def patch_store(emulator: Emulator, request: Request, version: str, groups: dict
     name = _store(groups)
     resource = emulator.require_store(name)
     body = json_body(request)
-    mask = [field for field in (request.args.get("updateMask") or "").split(",") if field]
-    for field in mask or [key for key in body if key != "name"]:
-        if field not in ("labels", "notificationConfig", "streamConfigs"):
-            raise invalid_argument(f"field {field!r} cannot be updated")
-        if field in body:
-            resource[field] = body[field]
-        else:
-            resource.pop(field, None)
-    emulator.repository.update_resource("stores", str(name), resource)
-    return json_response(resource)
+    updated = apply_update_mask(
+        resource, body, mask_paths(request.args.get("updateMask"), body), _UPDATABLE_STORE_FIELDS
+    )
+    emulator.repository.update_resource("stores", str(name), updated)
+    return json_response(updated)
 
 
 def list_stores(emulator: Emulator, request: Request, version: str, groups: dict[str, str]) -> Response:
@@ -183,14 +210,25 @@ def import_data(emulator: Emulator, request: Request, version: str, groups: dict
     except InvalidImportUriError as exc:
         raise invalid_argument(str(exc)) from exc
     storage_class = storage_class_of(body.get("blobStorageSettings"))
+    require_storage(emulator)
+
+    def notify(instance: ParsedInstance) -> None:
+        emulator.notify_stored(str(name), instance, storage_class, "ImportDicomData")
+
     job = _delayed(
         emulator,
         import_job(
-            emulator.repository, emulator.gcs, str(name), pattern, storage_class, emulator.faults.fails_import_of
+            emulator.repository,
+            emulator.gcs,
+            str(name),
+            pattern,
+            storage_class,
+            emulator.faults.fails_import_of,
+            notify,
         ),
     )
     operation = emulator.operations.start(
-        name.dataset, version, "ImportDicomData", "dicom.ImportDicomDataResponse", base_url(request), job
+        name.dataset, version, "ImportDicomData", "dicom.ImportDicomDataResponse", base_url(emulator, request), job
     )
     return json_response(operation)
 
@@ -214,15 +252,25 @@ def export_data(emulator: Emulator, request: Request, version: str, groups: dict
         job = bigquery_export_job(emulator.repository, emulator.gcs, str(name), bq_export, filter_uri, tables)
     else:
         raise invalid_argument("a gcsDestination or bigqueryDestination is required")
+    if filter_uri is not None or "gcsDestination" in body:
+        require_storage(emulator)
     operation = emulator.operations.start(
         name.dataset,
         version,
         "ExportDicomData",
         "dicom.ExportDicomDataResponse",
-        base_url(request),
+        base_url(emulator, request),
         _delayed(emulator, job),
     )
     return json_response(operation)
+
+
+def require_storage(emulator: Emulator) -> None:
+    """400 FAILED_PRECONDITION naming what to set when the emulator has no Cloud Storage."""
+    try:
+        emulator.gcs.client()
+    except StorageUnavailableError as exc:
+        raise failed_precondition(str(exc)) from exc
 
 
 def _delayed(emulator: Emulator, job: Job) -> Job:
@@ -261,7 +309,7 @@ def set_blob_storage_settings(emulator: Emulator, request: Request, version: str
         version,
         "SetBlobStorageSettings",
         "dicom.SetBlobStorageSettingsResponse",
-        base_url(request),
+        base_url(emulator, request),
         run,
     )
     return json_response(operation)

@@ -11,6 +11,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from healthcare_emulator.app import create_app
 from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
+from healthcare_emulator.notifications import Notifier
 from healthcare_emulator.service import Emulator
 
 
@@ -24,11 +25,21 @@ class EmulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: FaultInjector | None = None,
+        *,
+        fuzzy_matching: bool = True,
+        pubsub_emulator_host: str | None = None,
     ) -> None:
         self.emulator = Emulator.open(data_dir, gcs)
         if faults is not None:
             self.emulator.faults = faults
-        self._server: BaseWSGIServer = make_server(host, port, create_app(self.emulator), threaded=True)
+        self.emulator.fuzzy_matching = fuzzy_matching
+        self.emulator.notifier = Notifier(pubsub_emulator_host=pubsub_emulator_host)
+        try:
+            self._server: BaseWSGIServer = make_server(host, port, create_app(self.emulator), threaded=True)
+        except BaseException:
+            self.emulator.close()
+            raise
+        self.emulator.url = self.url
         self._thread: threading.Thread | None = None
 
     @property
@@ -37,7 +48,9 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.host}:{self.port}"
+        """``http://HOST:PORT`` as clients reach it (a wildcard bind address is reached on loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self._server.host, self._server.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def serve_forever(self) -> None:
         self._server.serve_forever()

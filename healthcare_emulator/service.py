@@ -9,20 +9,25 @@ from typing import Any
 from healthcare_emulator.errors import not_found
 from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
+from healthcare_emulator.instances import ParsedInstance
 from healthcare_emulator.names import DatasetName, StoreName
+from healthcare_emulator.notifications import Notifier, StoredInstance
 from healthcare_emulator.operations import OperationRunner
 from healthcare_emulator.repository import Repository
 
 
 @dataclass
 class Emulator:
-    """Everything a request handler needs: the index, the operation runner, Cloud Storage."""
+    """Everything a request handler needs: the index, the operation runner, Cloud Storage, notifications."""
 
     repository: Repository
     operations: OperationRunner
     gcs: GcsClient
     data_dir: Path
     faults: FaultInjector = field(default_factory=FaultInjector)
+    notifier: Notifier = field(default_factory=Notifier)
+    url: str = ""  # the server's own address (http://127.0.0.1:PORT), the base of the URLs it hands out
+    fuzzy_matching: bool = True
 
     @classmethod
     def open(cls, data_dir: Path, gcs: GcsClient, workers: int = 4) -> Emulator:
@@ -32,7 +37,12 @@ class Emulator:
 
     def close(self) -> None:
         self.operations.shutdown()
+        self.notifier.close()
         self.repository.close()
+
+    def base_url(self, request_host_url: str) -> str:
+        """The server's own address; the request's Host only when the server does not know it (tests' WSGI)."""
+        return (self.url or request_host_url).rstrip("/")
 
     def require_dataset(self, name: DatasetName) -> dict[str, Any]:
         body = self.repository.get_resource("datasets", str(name))
@@ -46,3 +56,10 @@ class Emulator:
         if body is None:
             raise not_found(f"DICOM store {name} does not exist")
         return body
+
+    def notify_stored(self, store: str, instance: ParsedInstance, storage_class: str, action: str) -> None:
+        """Publish the store's notifications for a newly stored instance (no-op without a topic)."""
+        stored = StoredInstance(
+            store, instance.study_uid, instance.series_uid, instance.sop_uid, instance.metadata, storage_class
+        )
+        self.notifier.instance_stored(self.repository.get_resource("stores", store), stored, action)

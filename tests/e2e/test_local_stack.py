@@ -63,7 +63,10 @@ def _upload(endpoints: StackEndpoints, files: dict[str, bytes]) -> None:
 
 def _stored(endpoints: StackEndpoints) -> list[str]:
     url = f"{endpoints.healthcare_url}/v1/{endpoints.store_name}/dicomWeb/instances"
-    return [item["00080018"]["Value"][0] for item in requests.get(url, timeout=30).json()]
+    response = requests.get(url, timeout=30)
+    if response.status_code == 204:  # QIDO-RS answers 204 No Content when nothing matches
+        return []
+    return [item["00080018"]["Value"][0] for item in response.json()]
 
 
 def _imports(endpoints: StackEndpoints) -> list[dict[str, Any]]:

@@ -169,7 +169,10 @@ def _upload(pipeline: Pipeline, instances: list[SyntheticInstance], prefix: str)
 
 def _stored_sops(pipeline: Pipeline) -> list[str]:
     url = f"{pipeline.services.healthcare_url}/v1/{pipeline.store.name}/dicomWeb/instances"
-    return [item["00080018"]["Value"][0] for item in requests.get(url, timeout=30).json()]
+    response = requests.get(url, timeout=30)
+    if response.status_code == 204:  # QIDO-RS answers 204 No Content when nothing matches
+        return []
+    return [item["00080018"]["Value"][0] for item in response.json()]
 
 
 def _wait_watched_operations(pipeline: Pipeline, api: Any) -> list[dict[str, Any]]:

@@ -131,7 +131,7 @@ def test_dataset_to_metadata_is_the_dicom_json_of_the_header() -> None:
     assert list(metadata) == sorted(metadata)
 
 
-def test_dataset_to_metadata_drops_pixel_data_and_binary_elements_over_1_kib() -> None:
+def test_dataset_to_metadata_refers_to_pixel_data_and_binary_elements_over_1_kib_by_bulkdata_uri() -> None:
     dataset = Dataset()
     dataset.StudyInstanceUID = "1.2"
     dataset.PixelData = b"\0" * 8  # pixel data goes whatever its size
@@ -144,11 +144,25 @@ def test_dataset_to_metadata_drops_pixel_data_and_binary_elements_over_1_kib() -
     item.add_new(0x00291011, "OB", b"\1" * 4096)
     dataset.ReferencedImageSequence = Sequence([item])
     metadata = dataset_to_metadata(dataset)
-    assert "7FE00010" not in metadata
+    assert metadata["7FE00010"] == {"vr": "OB", "BulkDataURI": "bulkdata/7FE00010"}
     assert metadata["00291010"]["vr"] == "OB"
     assert len(metadata["00291010"]["InlineBinary"]) == 1368  # base64 of 1024 bytes
-    assert not {"00291011", "00291012", "00291013"} & set(metadata)
-    assert metadata["00081140"]["Value"] == [{"00080100": {"vr": "SH", "Value": ["X"]}}]
+    assert metadata["00291011"] == {"vr": "OB", "BulkDataURI": "bulkdata/00291011"}
+    assert metadata["00291012"] == {"vr": "OW", "BulkDataURI": "bulkdata/00291012"}
+    assert metadata["00291013"] == {"vr": "UN", "BulkDataURI": "bulkdata/00291013"}
+    assert metadata["00081140"]["Value"] == [
+        {
+            "00080100": {"vr": "SH", "Value": ["X"]},
+            "00291011": {"vr": "OB", "BulkDataURI": "bulkdata/00081140/0/00291011"},
+        }
+    ]
+
+
+def test_dataset_to_metadata_adds_the_pixel_data_of_a_header_read_without_it() -> None:
+    dataset = Dataset()
+    dataset.StudyInstanceUID = "1.2"
+    assert "7FE00010" not in dataset_to_metadata(dataset)
+    assert dataset_to_metadata(dataset, "OW")["7FE00010"] == {"vr": "OW", "BulkDataURI": "bulkdata/7FE00010"}
 
 
 def test_dataset_to_metadata_is_deterministic_whatever_the_order_attributes_were_set() -> None:
@@ -636,3 +650,31 @@ def test_search_results_share_no_state_with_the_metadata(store: list[dict[str, A
 def test_search_of_an_empty_store_is_empty() -> None:
     assert search("studies", [], {"PatientID": ["P001"]}) == []
     assert search("instances", iter([]), {}) == []
+
+
+# ----- fuzzy matching -----
+
+
+def test_fuzzy_matching_matches_name_word_prefixes_in_any_order() -> None:
+    store = [
+        _instance(STUDY_A, SERIES_A1, "1.1", PatientName="DOE^JANE^MARIE"),
+        _instance(STUDY_B, "2.2", "2.3", PatientName="ROE^JOHN"),
+    ]
+
+    def names(value: str, fuzzy: bool) -> list[str]:
+        params = {"PatientName": [value], "fuzzymatching": ["true"]}
+        return [r["00100010"]["Value"][0]["Alphabetic"] for r in search("studies", store, params, fuzzy=fuzzy)]
+
+    assert names("jan", fuzzy=True) == ["DOE^JANE^MARIE"]
+    assert names("MARIE^doe", fuzzy=True) == ["DOE^JANE^MARIE"]
+    assert names("doe jo", fuzzy=True) == []
+    assert names("R*", fuzzy=True) == ["ROE^JOHN"]  # a wildcard value keeps wildcard matching
+    assert names("jan", fuzzy=False) == []  # a server without fuzzy matching matches literally
+
+
+def test_fuzzymatching_false_or_absent_is_literal() -> None:
+    store = [_instance(STUDY_A, SERIES_A1, "1.1", PatientName="DOE^JANE")]
+    assert search("studies", store, {"PatientName": ["jane"], "fuzzymatching": ["false"]}, fuzzy=True) == []
+    assert search("studies", store, {"PatientName": ["jane"]}, fuzzy=True) == []
+    with pytest.raises(QueryError, match="fuzzymatching must be true or false"):
+        search("studies", store, {"fuzzymatching": ["yes"]}, fuzzy=True)

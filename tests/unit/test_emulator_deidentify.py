@@ -1,0 +1,144 @@
+"""De-identification of one instance: the config parser, tag filters and UID replacement."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from devstack.synthetic import generate_dataset
+from healthcare_emulator.deidentify import (
+    DeidentifyConfigError,
+    DicomDeidConfig,
+    deidentify_instance,
+    parse_config,
+    uid_mapper,
+)
+
+
+def _read(data: bytes) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def _with_extras() -> bytes:
+    """A synthetic instance plus a private tag, a description and a reference to another instance."""
+    instance = generate_dataset(1, 1, 1, seed=2001)[0]
+    dataset = _read(instance.data)
+    dataset.add_new(0x00091010, "LO", "PRIVATE")
+    dataset.InstitutionName = "SYNTH HOSPITAL"
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = dataset.SOPClassUID
+    reference.ReferencedSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.SourceImageSequence = Sequence([reference])
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_parse_config_defaults_to_the_minimal_keep_list() -> None:
+    assert parse_config(None) == DicomDeidConfig()
+    assert parse_config({"dicom": {"filterProfile": "TAG_FILTER_PROFILE_UNSPECIFIED"}}).profile == (
+        "MINIMAL_KEEP_LIST_PROFILE"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"dicom": {"keepList": {"tags": ["PatientID"]}, "filterProfile": "KEEP_ALL_PROFILE"}}, "one of"),
+        ({"dicom": {"keepList": {"tags": ["NotAKeyword"]}}}, "'NotAKeyword' is not a DICOM keyword"),
+        ({"dicom": {"removeList": {"tags": ["StudyInstanceUID"]}}}, "cannot remove 0020000D"),
+        ({"dicom": {"filterProfile": "SOMETHING"}}, "unknown config.dicom.filterProfile"),
+        ({"dicom": {"keepList": {"tags": []}}}, "non-empty list"),
+    ],
+)
+def test_parse_config_names_what_is_wrong(config: dict[str, object], message: str) -> None:
+    with pytest.raises(DeidentifyConfigError, match=message) as error:
+        parse_config(config)
+    assert not error.value.unimplemented
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"dicom": {"filterProfile": "DEIDENTIFY_TAG_CONTENTS"}},
+        {"image": {"textRedactionMode": "REDACT_ALL_TEXT"}},
+    ],
+)
+def test_parse_config_says_what_is_not_emulated(config: dict[str, object]) -> None:
+    with pytest.raises(DeidentifyConfigError, match="not emulated") as error:
+        parse_config(config)
+    assert error.value.unimplemented
+
+
+def test_basic_profile_empties_removes_and_replaces() -> None:
+    original = _read(_with_extras())
+    config = parse_config({"dicom": {"filterProfile": "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE"}})
+    result = _read(deidentify_instance(_with_extras(), config, uid_mapper("salt")))
+    # attributes to empty are present and empty; those to remove and private tags are gone
+    assert result.PatientName == "" and result.PatientID == "" and result.StudyDate == ""
+    assert "InstitutionName" not in result and "StudyDescription" not in result and "SeriesDescription" not in result
+    assert 0x00091010 not in result
+    # technical attributes and pixels are kept
+    assert result.Modality == original.Modality
+    assert result.PixelData == original.PixelData
+    # UIDs are new, and a reference follows the instance it refers to
+    assert result.StudyInstanceUID != original.StudyInstanceUID
+    assert result.SOPInstanceUID != original.SOPInstanceUID
+    assert result.SOPClassUID == original.SOPClassUID  # registered UIDs are not identifiers
+    assert result.SourceImageSequence[0].ReferencedSOPInstanceUID == result.SOPInstanceUID
+    assert result.file_meta.MediaStorageSOPInstanceUID == result.SOPInstanceUID
+
+
+def test_keep_list_keeps_the_listed_tags_and_the_technical_minimum() -> None:
+    config = parse_config({"dicom": {"keepList": {"tags": ["PatientID", "00080060"]}}})
+    result = _read(deidentify_instance(_with_extras(), config, uid_mapper("salt")))
+    assert result.PatientID == _read(_with_extras()).PatientID
+    assert "PatientName" not in result and "InstitutionName" not in result and "StudyDate" not in result
+    assert {"Rows", "Columns", "PixelData", "StudyInstanceUID", "SOPClassUID"} <= set(result.dir())
+
+
+def test_remove_list_removes_only_the_listed_tags() -> None:
+    config = parse_config({"dicom": {"removeList": {"tags": ["PatientName", "00100020"]}}})
+    result = _read(deidentify_instance(_with_extras(), config, uid_mapper("salt")))
+    assert "PatientName" not in result and "PatientID" not in result
+    assert result.InstitutionName == "SYNTH HOSPITAL"
+    assert 0x00091010 in result
+
+
+def test_minimal_keep_list_leaves_no_patient_attribute() -> None:
+    result = _read(deidentify_instance(_with_extras(), parse_config(None), uid_mapper("salt")))
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "AccessionNumber", "StudyDate"):
+        assert keyword not in result
+    assert "PixelData" in result
+
+
+def test_uids_map_consistently_within_a_salt_and_differ_across_salts() -> None:
+    instances = generate_dataset(1, 2, 2, seed=2002)
+    mapped = [_read(deidentify_instance(i.data, parse_config(None), uid_mapper("dest-a"))) for i in instances]
+    # one original study -> one new study; two series -> two new series; every SOP new and distinct
+    assert len({d.StudyInstanceUID for d in mapped}) == 1
+    assert len({d.SeriesInstanceUID for d in mapped}) == 2
+    assert len({d.SOPInstanceUID for d in mapped}) == 4
+    assert all(d.StudyInstanceUID.startswith("2.25.") and len(d.StudyInstanceUID) <= 64 for d in mapped)
+    assert not {d.SOPInstanceUID for d in mapped} & {i.sop_uid for i in instances}
+    # the same instance and salt give the same UIDs; another salt other ones
+    again = _read(deidentify_instance(instances[0].data, parse_config(None), uid_mapper("dest-a")))
+    other = _read(deidentify_instance(instances[0].data, parse_config(None), uid_mapper("dest-b")))
+    assert again.SOPInstanceUID == mapped[0].SOPInstanceUID
+    assert other.SOPInstanceUID != mapped[0].SOPInstanceUID
+
+
+def test_skip_id_redaction_keeps_every_uid() -> None:
+    instance = generate_dataset(1, 1, 1, seed=2003)[0]
+    config = parse_config({"dicom": {"filterProfile": "KEEP_ALL_PROFILE", "skipIdRedaction": True}})
+    result = _read(deidentify_instance(instance.data, config, uid_mapper("salt")))
+    assert (result.StudyInstanceUID, result.SeriesInstanceUID, result.SOPInstanceUID) == (
+        instance.study_uid,
+        instance.series_uid,
+        instance.sop_uid,
+    )
+    assert result.PatientName == _read(instance.data).PatientName  # KEEP_ALL keeps the tags

@@ -55,7 +55,7 @@ def create_subscriptions(functions: Mapping[str, str]) -> None:
         "retry_policy": {"minimum_backoff": {"seconds": 1},
                          "maximum_backoff": {"seconds": 10}},
     })  # fmt: skip
-    _subscription(subscriber, "dicom-pending-flush", {"topic": topic("dicom-pending"), "ack_deadline_seconds": 120})
+    _subscription(subscriber, "dicom-pending-flush", {"topic": topic("dicom-pending"), "ack_deadline_seconds": 30})
     # watches: pulled by the stack's relay, which pushes them to on_operation with a bounded backoff and a
     # dead-letter topic (the emulator's own push retry backs off far beyond maximum_backoff under load)
     _subscription(subscriber, OPERATIONS_RELAY, {"topic": topic("dicom-operations"), "ack_deadline_seconds": 60})

@@ -1,16 +1,53 @@
 """Structured JSON logs for Cloud Logging. Library code logs through ``logging.getLogger(__name__)`` and
 passes context (batch id, operation, object path, counts) in ``extra={"fields": {...}}``; only entry points
 call ``configure``. Never log tag values or raw event payloads.
+
+Object names can be patient data (senders name folders after the patient). With ``ObjectNames(hashed=True,
+key=...)`` every object name a log line carries — the fields that hold one, and every ``gs://`` URI inside
+any text — is replaced by a keyed hash (HMAC-SHA256, 16 hex digits): the same name always gives the same
+hash, so lines of one file still correlate, and whoever holds the key can check a given name.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import re
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 _LABELS = ("batch_id", "operation", "bucket")
+_OBJECT_FIELDS = frozenset({"object", "name", "uri", "manifest_uri", "staged"})
+_GCS_URI = re.compile(r"gs://[^\s'\"]+")
+
+
+@dataclass(frozen=True)
+class ObjectNames:
+    """How log lines show object names: as they are, or as keyed hashes."""
+
+    hashed: bool = False
+    key: bytes = b""
+
+    def show(self, name: str) -> str:
+        if not self.hashed:
+            return name
+        return "h:" + hmac.new(self.key, name.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every gs:// URI in it shown as ``show`` would."""
+        return _GCS_URI.sub(lambda match: self.show(match.group(0)), text) if self.hashed else text
+
+    def fields(self, values: dict[str, Any]) -> dict[str, Any]:
+        if not self.hashed:
+            return values
+        return {
+            key: self.show(value) if key in _OBJECT_FIELDS and isinstance(value, str)
+            else self.scrub(value) if isinstance(value, str) else value
+            for key, value in values.items()
+        }  # fmt: skip
 
 
 class ExpectedRetryFilter(logging.Filter):
@@ -32,16 +69,17 @@ class ExpectedRetryFilter(logging.Filter):
 class CloudLoggingFormatter(logging.Formatter):
     """One JSON object per line with ``severity``, ``message`` and ``logging.googleapis.com/labels``."""
 
-    def __init__(self, component: str) -> None:
+    def __init__(self, component: str, names: ObjectNames | None = None) -> None:
         super().__init__()
         self._component = component
+        self._names = names or ObjectNames()
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = dict(getattr(record, "fields", {}) or {})
+        fields: dict[str, Any] = self._names.fields(dict(getattr(record, "fields", {}) or {}))
         labels = {"component": self._component, **{k: str(fields[k]) for k in _LABELS if k in fields}}
         entry: dict[str, Any] = {
             "severity": record.levelname,
-            "message": record.getMessage(),
+            "message": self._names.scrub(record.getMessage()),
             "logger": record.name,
             "logging.googleapis.com/labels": labels,
             **fields,
@@ -51,15 +89,23 @@ class CloudLoggingFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(component: str, level: str = "INFO", expected: tuple[type[BaseException], ...] = ()) -> None:
-    """Route every log record of this process to stdout as Cloud Logging JSON (idempotent); exceptions of the
-    ``expected`` types (raised to request a redelivery) are logged at INFO without a traceback."""
+def configure(
+    component: str,
+    level: str = "INFO",
+    expected: tuple[type[BaseException], ...] = (),
+    names: ObjectNames | None = None,
+) -> None:
+    """Route every log record of this process to stdout as Cloud Logging JSON (idempotent: a second call
+    updates the level and the object-name policy); exceptions of the ``expected`` types (raised to request a
+    redelivery) are logged at INFO without a traceback."""
     root = logging.getLogger()
-    if any(isinstance(h.formatter, CloudLoggingFormatter) for h in root.handlers):
-        root.setLevel(level)
-        return
+    for existing in root.handlers:
+        if isinstance(existing.formatter, CloudLoggingFormatter):
+            existing.setFormatter(CloudLoggingFormatter(component, names))
+            root.setLevel(level)
+            return
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(CloudLoggingFormatter(component))
+    handler.setFormatter(CloudLoggingFormatter(component, names))
     if expected:
         handler.addFilter(ExpectedRetryFilter(expected))
     root.handlers = [handler]

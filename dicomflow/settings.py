@@ -115,12 +115,13 @@ def _log_level(raw: str) -> str:
     return raw.upper()
 
 
-def setting(default: str | None, parse: Callable[[str], T], description: str) -> T:
-    """Declare a field of ``Settings``; its default is ``parse(default)`` (no default when None: required)."""
+def setting(default: str | None, parse: Callable[[str], T], description: str, *, secret: bool = False) -> T:
+    """Declare a field of ``Settings``; its default is ``parse(default)`` (no default when None: required).
+    A ``secret`` never shows in the settings' repr."""
     metadata = {"setting": (default, description, parse)}
     if default is None:
-        return field(metadata=metadata)  # type: ignore[no-any-return]
-    return field(default=parse(default), metadata=metadata)
+        return field(metadata=metadata, repr=not secret)  # type: ignore[no-any-return]
+    return field(default=parse(default), metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,7 +205,10 @@ class Settings:
         "Most objects one planner step may list; beyond it the planner stays narrower.",
     )
     flush_lease_seconds: int = setting(
-        "120", _number(int, minimum=10, maximum=600), "Ack deadline the flush keeps extending on the records it holds."
+        "30",
+        _number(int, minimum=10, maximum=600),
+        "Ack deadline the flush keeps extending (every third of it) on the records it holds: a crashed flush's "
+        "records come back to the next flush within this long.",
     )
     healthcare_api_endpoint: str | None = setting(
         "", _endpoint, "Override of https://healthcare.googleapis.com (the local emulator)."
@@ -224,6 +228,17 @@ class Settings:
         "21600", _number(float, minimum=0), "An operation still running after this long is reported stuck."
     )
     log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
+    log_object_names: str = setting(
+        "full", _choice("full", "hashed"),
+        "full: logs carry object names; hashed: every object name in a log line is a keyed hash (LOG_HASH_KEY). "
+        "Failure messages and results keep the names (requeue needs them).",
+    )  # fmt: skip
+    log_hash_key: str = setting(
+        "",
+        str,
+        "Secret key of the object-name hash (at least 16 characters); required with LOG_OBJECT_NAMES=hashed.",
+        secret=True,
+    )
 
     @property
     def dataset_name(self) -> str:
@@ -273,6 +288,8 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     if values["max_wait_seconds"] < values["settle_seconds"]:
         problems.append("MAX_WAIT_SECONDS must be at least SETTLE_SECONDS")
+    if values["log_object_names"] == "hashed" and len(values["log_hash_key"]) < 16:
+        problems.append("LOG_OBJECT_NAMES=hashed needs LOG_HASH_KEY of at least 16 characters (keep it secret)")
     if values["max_header_bytes"] < values["header_read_bytes"]:
         problems.append("MAX_HEADER_BYTES must be at least HEADER_READ_BYTES")
     for target in values["export_targets"]:

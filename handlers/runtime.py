@@ -14,7 +14,7 @@ from dicomflow.adapters.healthcare import GoogleHealthcareApi, build_client, bui
 from dicomflow.adapters.pubsub import PubSubPublisher, PubSubSubscriber
 from dicomflow.adapters.storage import GcsObjectStore
 from dicomflow.errors import OperationPendingError
-from dicomflow.logs import configure
+from dicomflow.logs import ObjectNames, configure
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.retry import RetryPolicy
 from dicomflow.settings import Settings
@@ -46,7 +46,8 @@ def _storage_client(project: str) -> storage.Client:
 def runtime(component: str) -> Runtime:
     """Built on the first event of this process and reused (clients are thread-safe and pool connections)."""
     settings = Settings.from_env(os.environ)
-    configure(component, settings.log_level, expected=(OperationPendingError,))
+    names = ObjectNames(settings.log_object_names == "hashed", settings.log_hash_key.encode())
+    configure(component, settings.log_level, expected=(OperationPendingError,), names=names)
     endpoint = settings.healthcare_api_endpoint
     healthcare = GoogleHealthcareApi(
         build_client(endpoint), build_session(endpoint), settings.store_name,

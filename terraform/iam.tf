@@ -244,3 +244,13 @@ resource "google_project_iam_member" "healthcare_agent_bigquery_job_user" {
   role    = "roles/bigquery.jobUser"
   member  = "serviceAccount:${google_project_service_identity.healthcare.email}"
 }
+
+# The object-name hash key (LOG_HASH_KEY), read by every function at start.
+resource "google_secret_manager_secret_iam_member" "log_hash_key" {
+  for_each = var.log_hash_key_secret == null ? {} : local.function_ids
+
+  project   = var.project_id
+  secret_id = var.log_hash_key_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function[each.key].email}"
+}

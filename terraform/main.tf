@@ -107,6 +107,7 @@ locals {
     ],
     local.has_bigquery_targets ? ["bigquery.googleapis.com"] : [],
     var.monitoring.enabled ? ["monitoring.googleapis.com"] : [],
+    var.log_hash_key_secret == null ? [] : ["secretmanager.googleapis.com"],
   ))
 
   # ---- functions ------------------------------------------------------------------------------
@@ -150,6 +151,8 @@ locals {
     MAX_ATTEMPTS              = tostring(var.settings.max_attempts)
     OPERATION_MAX_AGE_SECONDS = tostring(var.settings.operation_max_age_seconds)
     LOG_LEVEL                 = upper(var.settings.log_level)
+    LOG_OBJECT_NAMES          = var.settings.log_object_names
+    # LOG_HASH_KEY comes from Secret Manager (secret_environment_variables below), never from plain config.
   }
 
   no_trigger = { event_type = null, bucket = null, pubsub_topic = null, region = null, retry_policy = null }
@@ -495,6 +498,16 @@ resource "google_cloudfunctions2_function" "main" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
     environment_variables            = local.function_env
+
+    dynamic "secret_environment_variables" {
+      for_each = var.log_hash_key_secret == null ? [] : [var.log_hash_key_secret]
+      content {
+        key        = "LOG_HASH_KEY"
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   dynamic "event_trigger" {

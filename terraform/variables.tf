@@ -241,7 +241,8 @@ variable "settings" {
       header_read_bytes (HEADER_READ_BYTES, 65536, >= 1024): first ranged read when sniffing a header.
       max_header_bytes (MAX_HEADER_BYTES, 16777216, >= header_read_bytes): largest header read before an object is reported as not DICOM.
       listing_cap (LISTING_CAP, 50000, >= 100): most objects one planner step may list.
-      flush_lease_seconds (FLUSH_LEASE_SECONDS, 120, 10..600): ack deadline the flush keeps extending on the records it holds.
+      flush_lease_seconds (FLUSH_LEASE_SECONDS, 30, 10..600): ack deadline the flush keeps extending on the records it holds;
+        a crashed flush's records come back within this long.
       healthcare_api_endpoint (HEALTHCARE_API_ENDPOINT, ""): API endpoint override, only for the local emulator; leave empty in the cloud.
       api_retry_attempts (API_RETRY_ATTEMPTS, 6, 1..20): attempts for a Healthcare API call answered 429/5xx or timing out.
       export_targets (EXPORT_TARGETS, []): exports fired for every imported batch; each {name, gcs = "gs://bucket/prefix",
@@ -249,6 +250,8 @@ variable "settings" {
       max_attempts (MAX_ATTEMPTS, 3, 1..100): imports tried per file before it goes to dicom-failed.
       operation_max_age_seconds (OPERATION_MAX_AGE_SECONDS, 21600, >= 0): an operation still running after this long is reported stuck.
       log_level (LOG_LEVEL, "INFO"): DEBUG, INFO, WARNING or ERROR.
+      log_object_names (LOG_OBJECT_NAMES, "full"): full, or hashed (every object name in a log line is a keyed
+        hash; needs log_hash_key_secret).
   EOT
   type = object({
     state_prefix              = optional(string, "dicomflow/")
@@ -269,7 +272,7 @@ variable "settings" {
     header_read_bytes         = optional(number, 65536)
     max_header_bytes          = optional(number, 16777216)
     listing_cap               = optional(number, 50000)
-    flush_lease_seconds       = optional(number, 120)
+    flush_lease_seconds       = optional(number, 30)
     healthcare_api_endpoint   = optional(string, "")
     api_retry_attempts        = optional(number, 6)
     export_targets = optional(list(object({
@@ -282,6 +285,7 @@ variable "settings" {
     max_attempts              = optional(number, 3)
     operation_max_age_seconds = optional(number, 21600)
     log_level                 = optional(string, "INFO")
+    log_object_names          = optional(string, "full")
   })
   default  = {}
   nullable = false
@@ -407,6 +411,20 @@ variable "settings" {
     condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], upper(var.settings.log_level))
     error_message = "The settings.log_level must be DEBUG, INFO, WARNING or ERROR."
   }
+  validation {
+    condition     = contains(["full", "hashed"], var.settings.log_object_names)
+    error_message = "The settings.log_object_names must be full or hashed."
+  }
+}
+
+variable "log_hash_key_secret" {
+  description = <<-EOT
+    Secret Manager secret id (in var.project_id) whose latest version is LOG_HASH_KEY, the key of the
+    object-name hash in logs (settings.log_object_names = "hashed"; at least 16 characters). The functions'
+    service accounts get roles/secretmanager.secretAccessor on that secret only. null: no key (full names).
+  EOT
+  type        = string
+  default     = null
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -497,9 +515,9 @@ variable "flush_time_zone" {
 }
 
 variable "pending_subscription" {
-  description = "The pull subscription on_flush reads: `ack_deadline_seconds` (10-600; the flush also extends leases itself) and `message_retention_seconds` (600-604800; a record not imported within this time is lost)."
+  description = "The pull subscription on_flush reads: `ack_deadline_seconds` (10-600; keep it at settings.flush_lease_seconds: it bounds how long the records of a flush that crashed before its first lease extension stay invisible) and `message_retention_seconds` (600-604800; a record not imported within this time is lost)."
   type = object({
-    ack_deadline_seconds      = optional(number, 600)
+    ack_deadline_seconds      = optional(number, 30)
     message_retention_seconds = optional(number, 604800)
   })
   default  = {}

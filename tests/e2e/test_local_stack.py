@@ -26,6 +26,7 @@ from devstack.stack import (
 )
 from devstack.synthetic import SyntheticInstance, generate_dataset, make_instance
 from devstack.wiring import PROJECT
+from tests.e2e.checks import assert_counts_add_up
 
 pytestmark = pytest.mark.e2e
 
@@ -110,6 +111,7 @@ def test_every_valid_upload_is_imported_exported_and_reported(stack: tuple[Local
     results = read_journal(endpoints.journal("results"))
     assert sorted(r["batch_id"] for r in results) == sorted(m.name.split("/")[-2] for m in manifests)
     assert sum(r["files"] for r in results) == len(instances) + 1
+    assert_counts_add_up(results)
 
 
 def test_a_redelivered_finalize_event_and_a_killed_flush_lose_and_duplicate_nothing(
@@ -144,7 +146,7 @@ def test_a_redelivered_finalize_event_and_a_killed_flush_lose_and_duplicate_noth
         payloadFormat="JSON_API_V1",
     ).result(timeout=30)
     # THEN every instance arrives exactly once and is exported
-    # a killed instance's leases run out after the pending subscription's ack deadline (120 s): allow for it
+    # a killed instance's leases run out after FLUSH_LEASE_SECONDS (30 s): allow for it
     _wait(lambda: _expected_exports(instances) <= _exported(endpoints), "exports of the second upload", timeout=300)
     stored = _stored(endpoints)
     assert len(stored) == len(set(stored))

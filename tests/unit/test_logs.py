@@ -6,7 +6,7 @@ import json
 import logging
 
 from dicomflow.errors import OperationPendingError
-from dicomflow.logs import CloudLoggingFormatter, ExpectedRetryFilter, fields
+from dicomflow.logs import CloudLoggingFormatter, ExpectedRetryFilter, ObjectNames, fields
 
 
 def _record(level: int, message: str, exc: BaseException | None = None, **extra: object) -> logging.LogRecord:
@@ -38,3 +38,28 @@ def test_other_exceptions_stay_errors() -> None:
     record = _record(logging.ERROR, "Exception on / [POST]", ValueError("boom"))
     ExpectedRetryFilter((OperationPendingError,)).filter(record)
     assert json.loads(CloudLoggingFormatter("x").format(record))["severity"] == "ERROR"
+
+
+def test_hashed_object_names_leave_no_name_in_a_log_line() -> None:
+    # GIVEN a sender that names folders after the patient, and the hashed policy
+    names = ObjectNames(hashed=True, key=b"0123456789abcdef")
+    formatter = CloudLoggingFormatter("test", names)
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "import gs://src/DOE^JOHN_12345/a.dcm failed", None,
+                               None)  # fmt: skip
+    record.fields = {"object": "DOE^JOHN_12345/a.dcm", "bucket": "src", "files": 3,
+                     "error": "reading gs://src/DOE^JOHN_12345/a.dcm: HTTP 404"}  # fmt: skip
+    # WHEN the line is formatted THEN the name appears nowhere, the same name hashes the same way, the rest stays
+    line = formatter.format(record)
+    assert "DOE" not in line and "JOHN" not in line
+    entry = json.loads(line)
+    assert entry["object"] == names.show("DOE^JOHN_12345/a.dcm") and entry["object"].startswith("h:")
+    assert entry["bucket"] == "src" and entry["files"] == 3
+    assert names.show("gs://src/DOE^JOHN_12345/a.dcm") in entry["message"]
+    # AND another key gives another hash (a dictionary of common names needs the key)
+    assert ObjectNames(hashed=True, key=b"another-key-0000").show("DOE^JOHN_12345/a.dcm") != entry["object"]
+
+
+def test_full_object_names_are_logged_as_they_are() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "queued", None, None)
+    record.fields = {"object": "DOE^JOHN_12345/a.dcm"}
+    assert json.loads(CloudLoggingFormatter("test").format(record))["object"] == "DOE^JOHN_12345/a.dcm"

@@ -88,3 +88,10 @@ def test_every_setting_is_declared_once_and_its_default_is_what_from_env_reads()
         assert setting.env == setting.attribute.upper()
         if setting.default is not None:
             assert getattr(from_env, setting.attribute) == setting.parse(setting.default), setting.env
+
+
+def test_hashed_object_names_need_a_key_and_the_key_never_shows() -> None:
+    with pytest.raises(ConfigurationError, match="LOG_HASH_KEY of at least 16"):
+        Settings.from_env({**REQUIRED, "LOG_OBJECT_NAMES": "hashed"})
+    settings = Settings.from_env({**REQUIRED, "LOG_OBJECT_NAMES": "hashed", "LOG_HASH_KEY": "s3cret-s3cret-s3cret"})
+    assert "s3cret" not in repr(settings)

@@ -1,0 +1,66 @@
+"""A flush process killed while it holds records: the records come back to the next flush within the lease
+(FLUSH_LEASE_SECONDS), not after the subscription's whole retention or a long fixed deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack.synthetic import generate_dataset
+from tests.integration.pipeline_helpers import Pipeline, _intake_all, _upload
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+LEASE = 10
+FLUSH = (
+    "from handlers.runtime import runtime\n"
+    "from dicomflow.flush import run_flush\n"
+    "rt = runtime('on_flush')\n"
+    "run_flush(rt.settings, subscriber=rt.subscriber, publisher=rt.publisher, store=rt.store,"
+    " healthcare=rt.healthcare)\n"
+)
+
+
+def _fired(faults: str) -> int:
+    return sum(int(rule["fired"]) for rule in requests.get(faults, timeout=10).json()["rules"])
+
+
+def test_records_of_a_killed_flush_come_back_within_the_lease(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN queued records and a Healthcare API that holds the import request for a minute
+    monkeypatch.setenv("FLUSH_LEASE_SECONDS", str(LEASE))
+    _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 3, seed=731), "crash"))
+    faults = f"{pipeline.services.healthcare_url}/emulator/faults"
+    requests.post(faults, json={"method": "POST", "path": ":import$", "seconds": 60}, timeout=10).raise_for_status()
+    # WHEN a flush process pulls them, starts the import and is killed (SIGKILL) while it waits
+    child = subprocess.Popen([sys.executable, "-c", FLUSH], cwd=ROOT, env=dict(os.environ),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while _fired(faults) == 0:
+            assert child.poll() is None and time.monotonic() < deadline, "the flush never reached the import"
+            time.sleep(0.2)
+        assert pipeline.pull("pending") == []  # held by the flush's lease
+        os.killpg(child.pid, signal.SIGKILL)
+        killed = time.monotonic()
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    # THEN the records are deliverable again once the lease ran out: three records, seconds later
+    back: list[object] = []
+    while len(back) < 3 and time.monotonic() - killed < 6 * LEASE:
+        back += pipeline.pull("pending")
+        time.sleep(0.5)
+    waited = time.monotonic() - killed
+    print(f"records back {waited:.1f} s after the kill (lease {LEASE} s)")
+    assert len(back) == 3
+    assert waited <= LEASE + 10, f"records came back after {waited:.0f} s, not within the {LEASE} s lease"

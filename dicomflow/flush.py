@@ -18,7 +18,7 @@ from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
 from dicomflow.held import Held, Key, leased
 from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
-from dicomflow.planner import ImportUri, Plan, plan_imports
+from dicomflow.planner import ImportUri, Plan, plan_buckets
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
 from dicomflow.retry import RetryPolicy
@@ -169,15 +169,10 @@ class _Batch:
 
     def _plan(self, newest: Newest) -> list[Plan]:
         """The in-place URIs of every bucket (only whole new subtrees unless STAGING=never) and what is left."""
-        if self.settings.staging == "always":
-            return [Plan(bucket, staged=sorted(named)) for bucket, named in sorted(newest.by_bucket.items())]
-        plans = []
-        for bucket, named in sorted(newest.by_bucket.items()):
-            plan = plan_imports(bucket, named, self.store, listing_cap=self.settings.listing_cap,
-                                subtrees_only=self.settings.staging == "auto")  # fmt: skip
-            self.report.listing_calls += plan.listing_calls
-            self.report.overshoot += plan.overshoot
-            plans.append(plan)
+        plans = plan_buckets(newest.by_bucket, self.store, staging=self.settings.staging,
+                             listing_cap=self.settings.listing_cap)  # fmt: skip
+        self.report.listing_calls += sum(p.listing_calls for p in plans)
+        self.report.overshoot += sum(p.overshoot for p in plans)
         return plans
 
     # ----- effects -----

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dicomflow.ports import Listing, ObjectLister
@@ -268,3 +268,16 @@ def plan_imports(
 ) -> Plan:
     """The in-place import URIs for the pending objects of one bucket, and the files left to stage."""
     return _Planner(bucket, pending, lister, listing_cap, subtrees_only).run()
+
+
+def plan_buckets(
+    pending: Mapping[str, Iterable[str]], lister: ObjectLister, *, staging: str, listing_cap: int
+) -> list[Plan]:
+    """One plan per bucket for a batch, as STAGING asks: ``always`` stages everything without listing,
+    ``auto`` looks only for whole new subtrees, ``never`` covers everything in place it can."""
+    if staging == "always":
+        return [Plan(bucket, staged=sorted(names)) for bucket, names in sorted(pending.items())]
+    return [
+        plan_imports(bucket, names, lister, listing_cap=listing_cap, subtrees_only=staging == "auto")
+        for bucket, names in sorted(pending.items())
+    ]

@@ -39,7 +39,7 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("STATE_BUCKET", None, "Bucket for batch manifests and filter files (may be a source bucket)."),
     Setting("STATE_PREFIX", "dicomflow/", "Prefix of the pipeline's own objects in the state bucket; never imported."),
     Setting("DICOM_SUFFIXES", ".dcm", "Comma-separated name suffixes selected as DICOM (case-insensitive)."),
-    Setting("SNIFF_EXTENSIONLESS", "false", "Also select objects without an extension whose bytes 128-131 are 'DICM'."),
+    Setting("SNIFF_EXTENSIONLESS", "true", "Also select objects without an extension whose bytes 128-131 are 'DICM'."),
     Setting("EXCLUDE_PREFIXES", "", "Comma-separated object prefixes never imported (e.g. quarantine/)."),
     Setting("PENDING_TOPIC", "dicom-pending", "Topic of one record per uploaded DICOM object."),
     Setting("PENDING_SUBSCRIPTION", "dicom-pending-flush", "Pull subscription on PENDING_TOPIC read by on_flush."),
@@ -80,7 +80,7 @@ class Settings:
     state_bucket: str
     state_prefix: str = "dicomflow/"
     dicom_suffixes: tuple[str, ...] = (".dcm",)
-    sniff_extensionless: bool = False
+    sniff_extensionless: bool = True
     exclude_prefixes: tuple[str, ...] = ()
     pending_topic: str = "dicom-pending"
     pending_subscription: str = "dicom-pending-flush"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from devstack.requeue import requeue_failed
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
 from devstack.status import render_status
 from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
+from dicomflow.logs import CloudLoggingFormatter
 
 
 def _stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +31,18 @@ def _stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="persist buckets, store and logs here (default: temporary)")
 
 
+def _log_to_stderr() -> None:
+    """The stack's own log lines (a process restarted, with its exit status or signal) as JSON on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(CloudLoggingFormatter("devstack"))
+    logger = logging.getLogger("devstack")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def _serve(args: argparse.Namespace, demo: bool) -> int:
+    _log_to_stderr()
     config = StackConfig(
         gcs_port=args.gcs_port, pubsub_port=args.pubsub_port, healthcare_port=args.healthcare_port,
         functions_port=args.functions_port, settle_seconds=args.settle_seconds, flush_interval=args.flush_interval,
@@ -56,10 +69,9 @@ def _serve(args: argparse.Namespace, demo: bool) -> int:
         if demo:
             print("\nThe stack stays up: upload your own files with `python -m devstack upload PATH...`; Ctrl-C stops.")
         while not stopping.wait(0.5):
-            for process in stack.processes.values():
-                if not process.alive():
-                    print(f"devstack: {process.name} exited unexpectedly:\n{process.log_tail()}", file=sys.stderr)
-                    return 1
+            if stack.failure is not None:  # the supervisor restarts what it can; this it could not
+                print(f"devstack: {stack.failure}", file=sys.stderr, flush=True)
+                return 1
     finally:
         stack.stop()
         print("stopped", flush=True)

@@ -38,6 +38,15 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def wait_port_free(port: int, timeout: float = 15.0) -> None:
+    """Wait until nothing listens on 127.0.0.1:port (a killed server's socket closing), else StackError."""
+    deadline = time.monotonic() + timeout
+    while port_in_use(port):
+        if time.monotonic() > deadline:
+            raise StackError(f"port {port} is still in use after its process ended")
+        time.sleep(0.1)
+
+
 @dataclass
 class ManagedProcess:
     """A child process we started and will stop."""
@@ -46,6 +55,7 @@ class ManagedProcess:
     process: subprocess.Popen[bytes]
     log_path: Path | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _reaped: bool = field(default=False, repr=False)  # its group was killed: never signal that PGID again
 
     @property
     def pid(self) -> int:
@@ -56,6 +66,8 @@ class ManagedProcess:
 
     def _signal_group(self, signum: int) -> None:
         """Signal the process group we started (a server's workers included: start_new_session=True)."""
+        if self._reaped:
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signum)
 
@@ -63,6 +75,8 @@ class ManagedProcess:
         """SIGKILL the process and its children at once, as a crashed instance."""
         self._signal_group(signal.SIGKILL)
         self.process.wait(timeout=10)
+        self._reaped = True
+        self._close_log()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.alive():
@@ -73,6 +87,10 @@ class ManagedProcess:
                 self._signal_group(signal.SIGKILL)
                 self.process.wait(timeout=timeout)
         self._signal_group(signal.SIGKILL)  # children that outlived their parent
+        self._reaped = True
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
 

@@ -1,17 +1,19 @@
 """The local stack: every Google service of the pipeline with a real stand-in, wired as in production.
 
 Pub/Sub emulator  <- topics dicom-pending, dicom-operations, dicom-results, dicom-failed, gcs-notifications
-fake-gcs-server   -> finalize notifications on gcs-notifications -> push -> on_object_finalized
+fake-gcs-server   -> finalize notifications on gcs-notifications -> relay (source buckets only) -> intake
 healthcare_emulator (dataset local-dataset, store local-store)
 on_object_finalized, on_flush, on_operation: one functions-framework process each
-a flush timer (Cloud Scheduler's stand-in) and a journal of dicom-results / dicom-failed
+a flush timer (Cloud Scheduler's stand-in), a journal of dicom-results / dicom-failed, and a supervisor that
+restarts what dies (Cloud Run's stand-in) or, when a stand-in that cannot be restarted safely dies, says why
+in ``failure``.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -19,12 +21,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from google.cloud import pubsub_v1
 
 from devstack import wiring
 from devstack.processes import (
@@ -35,8 +36,13 @@ from devstack.processes import (
     start_function,
     start_healthcare_emulator,
     start_pubsub_emulator,
+    wait_port_free,
 )
+from devstack.relay import Accept, PushRoute, relay
+from devstack.supervise import RestartBudget, describe_exit, exit_fields
 from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
+
+log = logging.getLogger(__name__)
 
 INCOMING_BUCKET = "dicom-incoming"
 EXPORT_BUCKET = "dicom-exports"
@@ -44,6 +50,14 @@ STATE_BUCKET = "dicomflow-state"
 NOTIFICATIONS_TOPIC = "gcs-notifications"
 TOPICS = ("dicom-pending", "dicom-operations", "dicom-results", "dicom-failed", "dicom-operations-dead")
 FUNCTIONS = ("on_object_finalized", "on_flush", "on_operation")
+# stand-ins whose death ends the stack, and why they are not restarted
+NOT_RESTARTED = {
+    "pubsub": "the Pub/Sub emulator keeps topics, subscriptions and messages in memory only, so pending records "
+    "and watches are gone: the stack stops. Start it again on the same --data-dir (objects and the store persist; "
+    "files uploaded but not yet imported need a backfill, which does not exist yet)",
+    "gcs": "fake-gcs-server: a notification of an object finalized as it died may be lost, and uploads fail while "
+    "it is down: the stack stops. Start it again on the same --data-dir (objects persist in DATA_DIR/gcs)",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ class StackConfig:
     extra_env: tuple[tuple[str, str], ...] = ()
     emulator_faults: Path | None = None  # fault rules for healthcare_emulator (see healthcare_emulator/faults.py)
     fault_seed: int | None = None
+    restart_limit: int = 5  # restarts of one process within restart_window_seconds before the stack gives up
+    restart_window_seconds: float = 60.0
 
     def ports(self) -> dict[str, int]:
         return {
@@ -123,6 +139,9 @@ class LocalStack:
         self._logs = Path()
         self._previous_pubsub_host: str | None = None
         self._data_dir = Path()
+        self._lock = threading.RLock()  # held while a process is replaced
+        self._budgets: dict[str, RestartBudget] = {}
+        self.failure: str | None = None  # set when a process died that the stack does not (or no longer) restart
 
     def start(self) -> StackEndpoints:
         config = self.config
@@ -162,38 +181,109 @@ class LocalStack:
             functions[target] = f"http://127.0.0.1:{port}"
         wiring.create_buckets(storage_host, [INCOMING_BUCKET, EXPORT_BUCKET, STATE_BUCKET])
         wiring.create_store(healthcare_url)
-        wiring.create_subscriptions(functions)
+        wiring.create_subscriptions()
         self.endpoints = StackEndpoints(storage_host, pubsub_host, healthcare_url, functions, data_dir)
+        # Restart recovery (issue #18) hooks in here: on a reused --data-dir, queue every object of a source bucket
+        # that is neither in the store nor on dicom-failed, through the operator CLI's backfill once it exists.
         self._start_thread("flush-timer", self._flush_timer)
-        self._start_thread("operations-relay", self._relay_operations)
+        for route in self._routes(functions):
+            self._start_thread(route.subscription, lambda route=route: relay(route, self._stop))
         self._start_thread("journal", self._journal)
+        self._start_thread("supervisor", self._supervise)
         return self.endpoints
+
+    def _routes(self, functions: dict[str, str]) -> list[PushRoute]:
+        """Push subscriptions as deployed: notifications of source buckets only (Eventarc triggers are per bucket)
+        with Pub/Sub's retry backoff (1-10 s); watches with min(2^n, 5) s and a dead-letter topic after 100."""
+        sources = frozenset(b.strip() for b in self._env["SOURCE_BUCKETS"].split(",") if b.strip())
+        return [
+            PushRoute(PROJECT, wiring.NOTIFICATIONS_RELAY, functions["on_object_finalized"], max_backoff_seconds=10,
+                      accept=_from_buckets(sources), workers=8),
+            PushRoute(PROJECT, wiring.OPERATIONS_RELAY, functions["on_operation"], max_backoff_seconds=5,
+                      dead_letter_topic="dicom-operations-dead", max_attempts=100),
+        ]  # fmt: skip
 
     def _start_emulator(self) -> ManagedProcess:
         config = self.config
+        wait_port_free(config.healthcare_port)
         return start_healthcare_emulator(
             config.healthcare_port, self._data_dir / "healthcare", f"http://127.0.0.1:{config.gcs_port}",
             log_path=self._logs / "healthcare.log", faults=config.emulator_faults, fault_seed=config.fault_seed,
         )  # fmt: skip
 
+    def _start_function(self, target: str) -> ManagedProcess:
+        port = self.config.functions_port + FUNCTIONS.index(target)
+        wait_port_free(port)
+        return start_function(target, port, self._env, log_path=self._logs / f"{target}.log")
+
     def restart_emulator(self) -> None:
         """Kill healthcare_emulator (SIGKILL) and start it again on the same port and data directory."""
-        self.processes["healthcare"].kill()
-        self.processes["healthcare"] = self._start_emulator()
+        with self._lock:
+            self.processes["healthcare"].kill()
+            wait_port_free(self.config.healthcare_port)
+            self.processes["healthcare"] = self._start_emulator()
 
     def restart_function(self, target: str) -> None:
         """Kill a function process (SIGKILL, as a crashed instance) and start a new one on the same port."""
-        self.processes[target].kill()
-        port = self.config.functions_port + FUNCTIONS.index(target)
-        self.processes[target] = start_function(target, port, self._env, log_path=self._logs / f"{target}.log")
+        with self._lock:
+            self.processes[target].kill()
+            self.processes[target] = self._start_function(target)
+
+    def _supervise(self) -> None:
+        """Every half second: restart a function process or healthcare_emulator (it persists on the data
+        directory) that died, at most ``restart_limit`` times per ``restart_window_seconds`` each; when the
+        Pub/Sub emulator or fake-gcs-server dies, or a process crash-loops, set ``failure`` and stop."""
+        while self.failure is None and not self._stop.wait(0.5):
+            for key in list(self.processes):
+                with self._lock:
+                    process = self.processes.get(key)
+                    if self._stop.is_set() or process is None or process.alive():
+                        continue
+                    self._restart_or_fail(key, process)
+                if self.failure is not None:
+                    return
+
+    def _restart_or_fail(self, key: str, process: ManagedProcess) -> None:
+        how = describe_exit(process.process.returncode)
+        where = {"process": process.name, "pid": process.pid, **exit_fields(process.process.returncode)}
+        if key in NOT_RESTARTED:
+            self._fail(f"{process.name} (pid {process.pid}) {how}; {NOT_RESTARTED[key]}", where)
+            return
+        config = self.config
+        budget = self._budgets.setdefault(key, RestartBudget(config.restart_limit, config.restart_window_seconds))
+        if not budget.take():
+            self._fail(
+                f"{process.name} (pid {process.pid}) {how}, after {config.restart_limit} restarts within "
+                f"{config.restart_window_seconds:.0f} s: a crash loop, not restarted again (see {process.log_path})",
+                where,
+            )
+            return
+        log.warning(f"{process.name} (pid {process.pid}) {how}; restarting it", extra={"fields": where})
+        process.kill()  # its whole process group: a worker left behind would keep the port
+        try:
+            replacement = self._start_emulator() if key == "healthcare" else self._start_function(key)
+        except StackError as exc:  # tried again on the next round, within the budget
+            log.error(f"{process.name} could not be restarted: {exc}", extra={"fields": where})
+            return
+        self.processes[key] = replacement
+        log.info(f"{process.name} restarted (pid {replacement.pid})",
+                 extra={"fields": {"process": process.name, "pid": replacement.pid}})  # fmt: skip
+
+    def _fail(self, message: str, where: dict[str, object]) -> None:
+        log.error(message, extra={"fields": where})
+        self.failure = message
 
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
+            if thread.name == "supervisor":
+                thread.join(timeout=60)  # it may be starting a process: that must be over before we stop them all
+        with self._lock:
+            for process in reversed(list(self.processes.values())):
+                process.stop()
+            self.processes.clear()
+        for thread in self._threads:  # after the processes: a request in flight fails at once instead of hanging
             thread.join(timeout=10)
-        for process in reversed(list(self.processes.values())):
-            process.stop()
-        self.processes.clear()
         self._exit.close()
         if self._previous_pubsub_host is None:
             os.environ.pop("PUBSUB_EMULATOR_HOST", None)
@@ -216,45 +306,6 @@ class LocalStack:
             with contextlib.suppress(urllib.error.URLError, OSError):  # the next tick retries, as with Scheduler
                 urllib.request.urlopen(request, timeout=300).close()
 
-    def _relay_operations(self) -> None:
-        """The push subscription on dicom-operations, as deployed: deliver each watch to on_operation; a non-2xx
-        answer means "again later" (redelivered after min(2^n, 5) s); after 100 attempts -> dead-letter topic."""
-        assert self.endpoints is not None
-        url = self.endpoints.functions["on_operation"]
-        subscriber, publisher = pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient()
-        path = subscriber.subscription_path(PROJECT, wiring.OPERATIONS_RELAY)
-        attempts: dict[str, int] = {}
-        while not self._stop.is_set():
-            try:
-                response = subscriber.pull(request={"subscription": path, "max_messages": 50}, timeout=2)
-            except Exception:
-                self._stop.wait(0.5)
-                continue
-            for received in response.received_messages:
-                message = received.message
-                envelope = {"message": {"data": base64.b64encode(message.data).decode(),
-                                        "attributes": dict(message.attributes), "messageId": message.message_id},
-                            "subscription": path}  # fmt: skip
-                request = urllib.request.Request(url, data=json.dumps(envelope).encode(), method="POST",
-                                                 headers={"Content-Type": "application/json"})  # fmt: skip
-                try:
-                    urllib.request.urlopen(request, timeout=300).close()
-                    delivered = True
-                except (urllib.error.URLError, OSError):
-                    delivered = False
-                count = attempts[message.message_id] = attempts.get(message.message_id, 0) + 1
-                if delivered or count >= 100:
-                    if not delivered:
-                        publisher.publish(publisher.topic_path(PROJECT, "dicom-operations-dead"), message.data,
-                                          **dict(message.attributes)).result(timeout=30)  # fmt: skip
-                    subscriber.acknowledge(request={"subscription": path, "ack_ids": [received.ack_id]})
-                    attempts.pop(message.message_id, None)
-                else:
-                    backoff = min(2 ** (count - 1), 5)
-                    subscriber.modify_ack_deadline(
-                        request={"subscription": path, "ack_ids": [received.ack_id], "ack_deadline_seconds": backoff}
-                    )
-
     def _journal(self) -> None:
         """Keep every dicom-results and dicom-failed message in data_dir/*.jsonl for `status` and the demo."""
         assert self.endpoints is not None
@@ -263,3 +314,12 @@ class LocalStack:
                 for message in wiring.drain(f"devstack-{name}"):
                     with self.endpoints.journal(name).open("a", encoding="utf-8") as journal:
                         journal.write(json.dumps(message) + "\n")
+
+
+def _from_buckets(buckets: frozenset[str]) -> Accept:
+    """The filter of a notification subscription: only events of these buckets (attribute ``bucketId``)."""
+
+    def accept(attributes: Mapping[str, str]) -> bool:
+        return attributes.get("bucketId") in buckets
+
+    return accept

@@ -6,7 +6,7 @@ import contextlib
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -19,6 +19,7 @@ LOCATION = "us-central1"
 DATASET = "local-dataset"
 STORE = "local-store"
 OPERATIONS_RELAY = "dicom-operations-relay"
+NOTIFICATIONS_RELAY = "gcs-notifications-relay"
 
 
 def _publisher() -> pubsub_v1.PublisherClient:
@@ -41,23 +42,17 @@ def _subscription(subscriber: pubsub_v1.SubscriberClient, name: str, request: di
         subscriber.create_subscription(request={"name": subscriber.subscription_path(PROJECT, name), **request})
 
 
-def create_subscriptions(functions: Mapping[str, str]) -> None:
-    """As deployed: finalize notifications and watches are pushed to their functions (with retry backoff and a
-    dead-letter topic for watches); pending records are pulled by the flush; results/failures journaled."""
+def create_subscriptions() -> None:
+    """As deployed, with the stack's relays (devstack.relay) doing the push: finalize notifications go to
+    on_object_finalized (source buckets only), watches to on_operation (retry backoff, dead-letter topic);
+    pending records are pulled by the flush; results and failures are journaled."""
     publisher, subscriber = _publisher(), _subscriber()
 
     def topic(name: str) -> str:
         return str(publisher.topic_path(PROJECT, name))
 
-    _subscription(subscriber, "gcs-notifications-push", {
-        "topic": topic("gcs-notifications"), "ack_deadline_seconds": 60,
-        "push_config": {"push_endpoint": functions["on_object_finalized"]},
-        "retry_policy": {"minimum_backoff": {"seconds": 1},
-                         "maximum_backoff": {"seconds": 10}},
-    })  # fmt: skip
+    _subscription(subscriber, NOTIFICATIONS_RELAY, {"topic": topic("gcs-notifications"), "ack_deadline_seconds": 60})
     _subscription(subscriber, "dicom-pending-flush", {"topic": topic("dicom-pending"), "ack_deadline_seconds": 30})
-    # watches: pulled by the stack's relay, which pushes them to on_operation with a bounded backoff and a
-    # dead-letter topic (the emulator's own push retry backs off far beyond maximum_backoff under load)
     _subscription(subscriber, OPERATIONS_RELAY, {"topic": topic("dicom-operations"), "ack_deadline_seconds": 60})
     for name in ("results", "failed"):
         _subscription(subscriber, f"devstack-{name}", {"topic": topic(f"dicom-{name}")})
@@ -69,7 +64,7 @@ def drain(subscription: str) -> list[dict[str, Any]]:
     subscriber = _subscriber()
     path = subscriber.subscription_path(PROJECT, subscription)
     try:
-        response = subscriber.pull(request={"subscription": path, "max_messages": 1000}, timeout=2)
+        response = subscriber.pull(request={"subscription": path, "max_messages": 1000}, timeout=2, retry=None)
     except (gexc.DeadlineExceeded, gexc.GoogleAPICallError):
         return []
     if not response.received_messages:

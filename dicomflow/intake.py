@@ -11,7 +11,7 @@ from dicomflow.logs import fields
 from dicomflow.ports import ObjectStore, Publisher
 from dicomflow.records import FailedFile, PendingRecord, Stage
 from dicomflow.settings import Settings
-from dicomflow.sniff import sniff_header
+from dicomflow.sniff import MediaDirectory, sniff_header
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ class IntakeOutcome(Enum):
     IGNORED_EXCLUDED = "ignored-excluded"
     IGNORED_NOT_SELECTED = "ignored-not-selected"
     IGNORED_GONE = "ignored-gone"
+    SKIPPED_MEDIA_DIRECTORY = "skipped-media-directory"
 
 
 def _selection(settings: Settings, name: str) -> str | None:
@@ -42,7 +43,7 @@ def handle_object_event(
     """Select, sniff and publish; raises RetryableError for transient failures (the event is redelivered)."""
     where = fields(bucket=event.bucket, object=event.name, generation=event.generation)
     if event.bucket not in settings.source_buckets:
-        log.warning("event from a bucket that is not a source bucket ignored", extra=where)
+        log.debug("event from a bucket that is not a source bucket ignored", extra=where)
         return IntakeOutcome.IGNORED_FOREIGN_BUCKET
     if settings.excluded(event.bucket, event.name):
         log.debug("excluded object ignored", extra=where)
@@ -69,6 +70,9 @@ def handle_object_event(
         publisher.publish(settings.failed_topic, [(failed.to_json(), failed.attributes())])
         log.warning("object is not importable DICOM", extra=fields(**where["fields"], reason=str(exc)))
         return IntakeOutcome.FAILED
+    if isinstance(header, MediaDirectory):
+        log.info("DICOMDIR (index of a media file-set, not an instance) skipped", extra=where)
+        return IntakeOutcome.SKIPPED_MEDIA_DIRECTORY
     record = PendingRecord(
         bucket=event.bucket,
         name=event.name,

@@ -150,7 +150,10 @@ class Settings:
         "Comma-separated name suffixes selected as DICOM (case-insensitive).",
     )
     sniff_extensionless: bool = setting(
-        "false", _bool, "Also select objects without an extension whose bytes 128-131 are 'DICM'."
+        "true",
+        _bool,
+        "Also select objects without an extension whose bytes 128-131 are 'DICM' (DICOM media such as CT1/17106, "
+        "many PACS exports); costs one ranged read of up to HEADER_READ_BYTES per extensionless object.",
     )
     exclude_prefixes: tuple[str, ...] = setting(
         "", _list(str), "Comma-separated object prefixes never imported (e.g. quarantine/)."

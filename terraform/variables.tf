@@ -225,7 +225,8 @@ variable "settings" {
     Each attribute is the lower-case name of its variable, with the same default:
       state_prefix (STATE_PREFIX, "dicomflow/"): prefix of the pipeline's own objects in the state bucket; never imported.
       dicom_suffixes (DICOM_SUFFIXES, [".dcm"]): name suffixes selected as DICOM (case-insensitive).
-      sniff_extensionless (SNIFF_EXTENSIONLESS, false): also select extensionless objects whose bytes 128-131 are 'DICM'.
+      sniff_extensionless (SNIFF_EXTENSIONLESS, true): also select extensionless objects whose bytes 128-131 are 'DICM'
+        (DICOM media, many PACS exports); costs one ranged read per extensionless object.
       exclude_prefixes (EXCLUDE_PREFIXES, []): object prefixes never imported (e.g. quarantine/).
       pending_topic, pending_subscription, operations_topic, failed_topic, results_topic
         (PENDING_TOPIC "dicom-pending", PENDING_SUBSCRIPTION "dicom-pending-flush", OPERATIONS_TOPIC
@@ -256,7 +257,7 @@ variable "settings" {
   type = object({
     state_prefix              = optional(string, "dicomflow/")
     dicom_suffixes            = optional(list(string), [".dcm"])
-    sniff_extensionless       = optional(bool, false)
+    sniff_extensionless       = optional(bool, true)
     exclude_prefixes          = optional(list(string), [])
     pending_topic             = optional(string, "dicom-pending")
     pending_subscription      = optional(string, "dicom-pending-flush")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
-from devstack.synthetic import make_instance
+import pytest
+
+from devstack.synthetic import generate_dataset, make_instance
 from dicomflow.events import ObjectEvent
 from dicomflow.intake import IntakeOutcome, handle_object_event
 from dicomflow.settings import Settings
 from tests.fakes.services import FakePublisher, FakeStore
+from tests.fileset import write_file_set
 
 SETTINGS = Settings(
     project_id="proj", location="us-central1", dataset="ds", dicom_store="store", source_buckets=("incoming",),
@@ -57,3 +62,43 @@ def test_intake_ignores_an_object_that_is_gone() -> None:
     outcome, publisher = _run("a/deleted.dcm", None)
     assert outcome is IntakeOutcome.IGNORED_GONE
     assert publisher.published == []
+
+
+def test_intake_sniffs_extensionless_objects_by_default() -> None:
+    # GIVEN settings that leave SNIFF_EXTENSIONLESS at its default
+    defaults = Settings(project_id="p", location="l", dataset="d", dicom_store="s", source_buckets=("incoming",),
+                        state_bucket="state")  # fmt: skip
+    store = FakeStore({("incoming", "CD/CT1/17106"): DICOM})
+    publisher = FakePublisher()
+    event = ObjectEvent("incoming", "CD/CT1/17106", "7", len(DICOM), None, "2026-11-28T10:00:00Z")
+    # WHEN an extensionless DICOM file arrives THEN it is queued
+    assert handle_object_event(event, defaults, store=store, publisher=publisher) is IntakeOutcome.PENDING
+    assert [r["name"] for r in publisher.bodies("dicom-pending")] == ["CD/CT1/17106"]
+
+
+def test_intake_skips_a_dicomdir_with_one_info_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN the DICOMDIR of a media file-set written with pydicom's FileSet API
+    dicomdir = write_file_set(generate_dataset(1, 1, 2, seed=3), tmp_path)[0]
+    # WHEN it arrives (by its usual name, or named .dcm)
+    with caplog.at_level(logging.DEBUG, logger="dicomflow.intake"):
+        outcomes = [_run(name, dicomdir.read_bytes()) for name in ("cd/DICOMDIR", "cd/dicomdir.dcm")]
+    # THEN it is skipped: nothing pending, nothing failed, one INFO line each
+    assert [outcome for outcome, _ in outcomes] == [IntakeOutcome.SKIPPED_MEDIA_DIRECTORY] * 2
+    assert all(publisher.published == [] for _, publisher in outcomes)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [("INFO", "DICOMDIR (index of a media file-set, not an instance) skipped")] * 2
+
+
+def test_intake_reports_dicm_followed_by_garbage_as_unreadable() -> None:
+    outcome, publisher = _run("a/broken.dcm", b"\0" * 128 + b"DICM" + bytes(range(256)) * 8)
+    assert outcome is IntakeOutcome.FAILED
+    [failed] = publisher.bodies("dicom-failed")
+    assert failed["reason"].startswith("unreadable DICOM:")
+
+
+def test_intake_logs_events_from_other_buckets_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="dicomflow.intake"):
+        assert _run("dicomflow/batches/b1/manifest.json", b"{}", bucket="exports")[0] is (
+            IntakeOutcome.IGNORED_FOREIGN_BUCKET
+        )
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]

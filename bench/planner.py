@@ -165,7 +165,8 @@ def measure(shape: str, n: int, mode: str, seed: int = 1) -> Row:
     bucket = CopyCountingBucket(objects)
     tracemalloc.start()
     start = time.perf_counter()
-    plan = plan_imports("bench-bucket", pending, bucket, listing_cap=50_000, subtrees_only=mode == "auto")
+    cap = max(50_000, 3 * len(objects))  # LISTING_CAP raised with the batch, as for batches above 50k files
+    plan = plan_imports("bench-bucket", pending, bucket, listing_cap=cap, subtrees_only=mode == "auto")
     # never: every URI is an import the batch needs sooner or later (slots only spread them over ticks)
     allocation = allocate([plan], slots=FREE_SLOTS if mode == "auto" else len(plan.imports) + 1, staging=mode)
     planned = time.perf_counter()

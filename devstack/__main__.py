@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -14,10 +13,9 @@ from types import FrameType
 from devstack.client import storage_client, upload_paths
 from devstack.demo import describe, run_demo
 from devstack.processes import StackError
-from devstack.requeue import requeue_failed
+from devstack.recovery import ENV_FILE
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
-from devstack.status import render_status
-from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
+from dicomflow.cli.app import main as cli_main
 from dicomflow.logs import CloudLoggingFormatter
 
 
@@ -87,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("paths", type=Path, nargs="+")
     upload.add_argument("--gcs-port", type=int, default=4443)
     upload.add_argument("--prefix", default="", help="object name prefix (e.g. 'uploads/')")
-    status = commands.add_parser("status", help="batches, operations, counters, failures and exports")
-    status.add_argument("--healthcare-port", type=int, default=8089)
-    status.add_argument("--data-dir", type=Path, required=True, help="the stack's --data-dir (printed by up)")
-    requeue = commands.add_parser("requeue", help="send every file on dicom-failed through intake again")
-    requeue.add_argument("--gcs-port", type=int, default=4443)
-    requeue.add_argument("--pubsub-port", type=int, default=8085)
-    args = parser.parse_args(argv)
+    for name, what in (
+        ("status", "`dicomflow status` against the stack"),
+        ("requeue", "`dicomflow requeue` of the stack's dicom-failed-sub (after fixing the files)"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("--data-dir", type=Path, required=True, help="the stack's --data-dir (printed by up)")
+    args, options = parser.parse_known_args(argv)  # status / requeue pass the rest on to the dicomflow command
+    if options and args.command not in ("status", "requeue"):
+        parser.error(f"unrecognized arguments: {' '.join(options)}")
 
     if args.command in ("up", "demo"):
         return _serve(args, demo=args.command == "demo")
@@ -107,20 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"uploaded {len(names)} objects to gs://{INCOMING_BUCKET}/")
         return 0
-    if args.command == "requeue":
-        os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{args.pubsub_port}"
-        requeued, skipped = requeue_failed(storage_client(f"http://127.0.0.1:{args.gcs_port}"))
-        print(
-            f"requeued {len(requeued)} file(s)" + (f"; skipped {len(skipped)}: {', '.join(skipped)}" if skipped else "")
-        )
-        return 0
-    dataset = f"projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
-    print(
-        render_status(
-            f"http://127.0.0.1:{args.healthcare_port}", dataset, f"{dataset}/dicomStores/{STORE}", args.data_dir
-        )
-    )
-    return 0
+    env_file = args.data_dir / ENV_FILE
+    if not env_file.exists():
+        print(f"devstack: {env_file} does not exist: give the --data-dir of a running stack", file=sys.stderr)
+        return 2
+    extra = ["--subscription", "dicom-failed-sub"] if args.command == "requeue" else []
+    return cli_main(["--env-file", str(env_file), args.command, *extra, *options])
 
 
 if __name__ == "__main__":

@@ -85,7 +85,10 @@ def run_demo(endpoints: StackEndpoints, timeout: float = 300.0, say: Callable[[s
             break
         time.sleep(2)
     else:
-        say("the demo did not finish in time; see `python -m devstack status` and the logs")
+        say(
+            f"the demo did not finish in time; see `.venv/bin/dicomflow --env-file {endpoints.data_dir}/dicomflow.env "
+            "status` and the logs"
+        )
         return False
     say("")
     say(f"Summary: {state['imported']} instances imported from {len(upload.names)} uploads "
@@ -94,6 +97,8 @@ def run_demo(endpoints: StackEndpoints, timeout: float = 300.0, say: Callable[[s
         say(f"  failed: {failure.get('name')} ({failure.get('stage')}): {failure.get('reason')}")
     say(f"  exports: gs://{EXPORT_BUCKET}/dicom/STUDY/SERIES/INSTANCE.dcm ({state['exported']} objects)")
     say(f"  results: {state['results']} batch summaries on dicom-results (journal: {endpoints.journal('results')})")
+    say(f"\nNext, see the batches, what is in flight and the failures by reason:\n"
+        f"  .venv/bin/dicomflow --env-file {endpoints.data_dir}/dicomflow.env status")  # fmt: skip
     return True
 
 
@@ -114,6 +119,7 @@ Environment for clients (gcloud, google-cloud-*, dicomweb-client):
 {env}
 
 Try your own files:   .venv/bin/python -m devstack upload PATH... [--gcs-port N]
-Watch the pipeline:   .venv/bin/python -m devstack status [--healthcare-port N --data-dir DIR]
+Operate it:           .venv/bin/dicomflow --env-file {endpoints.data_dir}/dicomflow.env status
+                      (backfill, verify, plan, requeue: see .venv/bin/dicomflow --help)
 Query the store:      curl -s '{endpoints.healthcare_url}/v1/{endpoints.store_name}/dicomWeb/studies'
 """

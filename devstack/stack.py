@@ -38,6 +38,7 @@ from devstack.processes import (
     start_pubsub_emulator,
     wait_port_free,
 )
+from devstack.recovery import recover, write_env_file
 from devstack.relay import Accept, PushRoute, relay
 from devstack.supervise import RestartBudget, describe_exit, exit_fields
 from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
@@ -142,6 +143,8 @@ class LocalStack:
         self._lock = threading.RLock()  # held while a process is replaced
         self._budgets: dict[str, RestartBudget] = {}
         self.failure: str | None = None  # set when a process died that the stack does not (or no longer) restart
+        self._reused = False
+        self.recovered = threading.Event()  # set once the recovery of a reused --data-dir has queued its objects
 
     def start(self) -> StackEndpoints:
         config = self.config
@@ -150,6 +153,7 @@ class LocalStack:
             raise StackError("already in use: " + ", ".join(busy) + " (stop what uses it or choose other ports)")
         data_dir = config.data_dir or Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="dicomflow-")))
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._reused = (data_dir / "gcs").is_dir() and any((data_dir / "gcs").iterdir())
         self._logs = data_dir / "logs"
         self._logs.mkdir(exist_ok=True)
         try:
@@ -183,8 +187,9 @@ class LocalStack:
         wiring.create_store(healthcare_url)
         wiring.create_subscriptions()
         self.endpoints = StackEndpoints(storage_host, pubsub_host, healthcare_url, functions, data_dir)
-        # Restart recovery (issue #18) hooks in here: on a reused --data-dir, queue every object of a source bucket
-        # that is neither in the store nor on dicom-failed, through the operator CLI's backfill once it exists.
+        env_file = write_env_file(data_dir, self._env)
+        if self._reused:  # the Pub/Sub emulator forgot what was pending: queue again what the store lacks
+            self._start_thread("recovery", lambda: self._recover(env_file))
         self._start_thread("flush-timer", self._flush_timer)
         for route in self._routes(functions):
             self._start_thread(route.subscription, lambda route=route: relay(route, self._stop))
@@ -289,6 +294,11 @@ class LocalStack:
             os.environ.pop("PUBSUB_EMULATOR_HOST", None)
         else:
             os.environ["PUBSUB_EMULATOR_HOST"] = self._previous_pubsub_host
+
+    def _recover(self, env_file: Path) -> None:
+        queued = recover(env_file)
+        log.info("recovery finished: objects queued again", extra={"fields": {"queued": queued}})
+        self.recovered.set()
 
     def _start_thread(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
 from dicomflow.held import Held, Key, leased
-from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
 from dicomflow.planner import ImportUri, Plan, plan_buckets
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
@@ -98,6 +98,7 @@ class _Batch:
     healthcare: HealthcareApi
     now: datetime
     staged_names: int = 0  # staging names used so far (each copy gets its own)
+    failures: list[FailureNote] = field(default_factory=list)  # files of the batch settled on dicom-failed
 
     def run(self) -> None:
         settings, report = self.settings, self.report
@@ -214,6 +215,7 @@ class _Batch:
         failed = FailedFile(record.bucket, record.name, record.generation, reason, Stage.DELETED, record.attempt,
                             self.report.batch_id)  # fmt: skip
         self.publisher.publish(self.settings.failed_topic, [(failed.to_json(), failed.attributes())])
+        self.failures.append(FailureNote.of(failed))
         self.report.failed += 1
 
     def _record(self, newest: Newest, started: list[tuple[ImportUri, str]], files: list[ManifestFile]) -> None:
@@ -223,7 +225,7 @@ class _Batch:
         manifest = Manifest(
             batch_id=self.report.batch_id, created=self.now.isoformat(), store=self.healthcare.store_name,
             imports=tuple(ImportEntry(item.uri, operation, len(item.files)) for item, operation in started),
-            files=tuple(files), failed=self.report.failed, duplicates=self.report.duplicates,
+            files=tuple(files), failures=tuple(self.failures), duplicates=self.report.duplicates,
             listing_calls=self.report.listing_calls, overshoot=self.report.overshoot,
         )  # fmt: skip
         self.report.manifest_uri = self.ledger.create(manifest)

@@ -22,7 +22,16 @@ from typing import Any
 from dicomflow import lro
 from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
 from dicomflow.exports import ExportTarget
-from dicomflow.ledger import BatchLedger, Claim, ExportMarker, ExportOutcome, ExportStatus, ImportMarker, Manifest
+from dicomflow.ledger import (
+    BatchLedger,
+    Claim,
+    ExportMarker,
+    ExportOutcome,
+    ExportStatus,
+    FailureNote,
+    ImportMarker,
+    Manifest,
+)
 from dicomflow.logs import fields
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher
 from dicomflow.reconcile import present_instances, reconcile_import
@@ -117,7 +126,7 @@ class Follower:
             result.redriven, result.failed = len(outcome.redrive), len(outcome.failed)
             marker = ImportMarker(
                 watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
-                bool(operation.get("stuck")), result.redriven, result.failed,
+                bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in outcome.failed),
             )  # fmt: skip
             entry = manifest.import_of(watch.operation)
             copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []

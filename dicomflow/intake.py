@@ -1,8 +1,12 @@
-"""Intake: one finalized object in, one pending record (or one failed file) out."""
+"""Intake: one finalized object in, one pending record (or one failed file) out.
+
+``examine`` decides (selection, header sniffing) and ``publish`` sends; the operator CLI's backfill and
+verify examine objects the same way without (or before) publishing."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from enum import Enum
 
 from dicomflow.errors import NotDicomError, ObjectGoneError
@@ -26,7 +30,7 @@ class IntakeOutcome(Enum):
     SKIPPED_MEDIA_DIRECTORY = "skipped-media-directory"
 
 
-def _selection(settings: Settings, name: str) -> str | None:
+def select(settings: Settings, name: str) -> str | None:
     """'suffix' when the name marks DICOM, 'sniff' when only the content can tell, None when not selected."""
     lowered = name.lower()
     if any(lowered.endswith(suffix) for suffix in settings.dicom_suffixes):
@@ -37,21 +41,48 @@ def _selection(settings: Settings, name: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Examined:
+    """What intake decided for one object: its outcome, and the record or the failure it would publish."""
+
+    outcome: IntakeOutcome
+    record: PendingRecord | None = None
+    failed: FailedFile | None = None
+
+
 def handle_object_event(
     event: ObjectEvent, settings: Settings, *, store: ObjectStore, publisher: Publisher
 ) -> IntakeOutcome:
     """Select, sniff and publish; raises RetryableError for transient failures (the event is redelivered)."""
+    examined = examine(event, settings, store=store)
+    publish(examined, settings, publisher)
+    return examined.outcome
+
+
+def publish(examined: Examined, settings: Settings, publisher: Publisher) -> None:
+    """Publish the record (pending topic) or the failure (failed topic) an examination produced, if any."""
+    if examined.record is not None:
+        record = examined.record
+        publisher.publish(settings.pending_topic, [(record.to_json(), {"bucket": record.bucket})])
+        where = fields(bucket=record.bucket, object=record.name, generation=record.generation, sop_uid=record.sop_uid)
+        log.info("object queued for import", extra=where)
+    elif examined.failed is not None:
+        publisher.publish(settings.failed_topic, [(examined.failed.to_json(), examined.failed.attributes())])
+
+
+def examine(event: ObjectEvent, settings: Settings, *, store: ObjectStore) -> Examined:
+    """Selection and header sniffing, without publishing (intake, backfill and verify share it)."""
     where = fields(bucket=event.bucket, object=event.name, generation=event.generation)
     if event.bucket not in settings.source_buckets:
         log.debug("event from a bucket that is not a source bucket ignored", extra=where)
-        return IntakeOutcome.IGNORED_FOREIGN_BUCKET
+        return Examined(IntakeOutcome.IGNORED_FOREIGN_BUCKET)
     if settings.excluded(event.bucket, event.name):
         log.debug("excluded object ignored", extra=where)
-        return IntakeOutcome.IGNORED_EXCLUDED
-    selection = _selection(settings, event.name)
+        return Examined(IntakeOutcome.IGNORED_EXCLUDED)
+    selection = select(settings, event.name)
     if selection is None:
         log.debug("object not selected as DICOM", extra=where)
-        return IntakeOutcome.IGNORED_NOT_SELECTED
+        return Examined(IntakeOutcome.IGNORED_NOT_SELECTED)
     try:
         header = sniff_header(
             lambda start, end: store.read_range(event.bucket, event.name, event.generation, start, end),
@@ -61,18 +92,17 @@ def handle_object_event(
         )
     except ObjectGoneError:
         log.info("object or generation no longer exists; nothing to import", extra=where)
-        return IntakeOutcome.IGNORED_GONE
+        return Examined(IntakeOutcome.IGNORED_GONE)
     except NotDicomError as exc:
         if selection == "sniff":
             log.debug("extensionless object is not DICOM", extra=where)
-            return IntakeOutcome.IGNORED_NOT_SELECTED
-        failed = FailedFile(event.bucket, event.name, event.generation, str(exc), Stage.INTAKE)
-        publisher.publish(settings.failed_topic, [(failed.to_json(), failed.attributes())])
+            return Examined(IntakeOutcome.IGNORED_NOT_SELECTED)
         log.warning("object is not importable DICOM", extra=fields(**where["fields"], reason=str(exc)))
-        return IntakeOutcome.FAILED
+        failed = FailedFile(event.bucket, event.name, event.generation, str(exc), Stage.INTAKE)
+        return Examined(IntakeOutcome.FAILED, failed=failed)
     if isinstance(header, MediaDirectory):
         log.info("DICOMDIR (index of a media file-set, not an instance) skipped", extra=where)
-        return IntakeOutcome.SKIPPED_MEDIA_DIRECTORY
+        return Examined(IntakeOutcome.SKIPPED_MEDIA_DIRECTORY)
     record = PendingRecord(
         bucket=event.bucket,
         name=event.name,
@@ -86,9 +116,8 @@ def handle_object_event(
         modality=header.modality,
         event_time=event.event_time,
     )
-    publisher.publish(settings.pending_topic, [(record.to_json(), {"bucket": event.bucket})])
-    log.info(
-        "object queued for import",
+    log.debug(
+        "DICOM header read",
         extra=fields(**where["fields"], sop_uid=header.sop_uid, header_bytes_read=header.bytes_read),
     )
-    return IntakeOutcome.PENDING
+    return Examined(IntakeOutcome.PENDING, record=record)

@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from dicomflow.errors import MalformedEventError, PermanentError
 from dicomflow.ports import ObjectStore
-from dicomflow.records import PendingRecord
+from dicomflow.records import FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
 
@@ -74,6 +74,27 @@ class ManifestFile:
 
 
 @dataclass(frozen=True)
+class FailureNote:
+    """A file of the batch reported on dicom-failed: which source object, at which stage, why."""
+
+    bucket: str
+    name: str
+    stage: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "name": self.name, "stage": self.stage, "reason": self.reason}
+
+    @classmethod
+    def of(cls, failed: FailedFile) -> FailureNote:
+        return cls(failed.bucket, failed.name, str(failed.stage), failed.reason)
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> FailureNote:
+        return cls(str(body["bucket"]), str(body["name"]), str(body["stage"]), str(body["reason"]))
+
+
+@dataclass(frozen=True)
 class ImportEntry:
     """One import operation of a batch."""
 
@@ -98,10 +119,14 @@ class Manifest:
     store: str
     imports: tuple[ImportEntry, ...]
     files: tuple[ManifestFile, ...]
-    failed: int = 0
+    failures: tuple[FailureNote, ...] = ()
     duplicates: int = 0
     listing_calls: int = 0
     overshoot: int = 0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
 
     @property
     def copies(self) -> int:
@@ -121,6 +146,7 @@ class Manifest:
             "store": self.store,
             "imports": [i.to_dict() for i in self.imports],
             "files": [f.to_dict() for f in self.files],
+            "failures": [f.to_dict() for f in self.failures],
             "counts": {
                 "files": len(self.files),
                 "imports": len(self.imports),
@@ -135,14 +161,14 @@ class Manifest:
     def from_dict(cls, body: Mapping[str, Any]) -> Manifest:
         _check_version(body, "manifest")
         try:
-            counts, planner = body.get("counts", {}), body.get("planner", {})
+            planner = body.get("planner", {})
             return cls(
                 batch_id=str(body["batch_id"]),
                 created=str(body["created"]),
                 store=str(body["store"]),
                 imports=tuple(ImportEntry.from_dict(i) for i in body["imports"]),
                 files=tuple(ManifestFile.from_dict(f) for f in body["files"]),
-                failed=int(counts.get("failed", 0)),
+                failures=tuple(FailureNote.from_dict(f) for f in body.get("failures", [])),
                 duplicates=int(body.get("duplicates", 0)),
                 listing_calls=int(planner.get("listing_calls", 0)),
                 overshoot=int(planner.get("overshoot", 0)),
@@ -161,18 +187,24 @@ class ImportMarker:
     error: Mapping[str, Any] | None = None
     stuck: bool = False
     redriven: int = 0
-    failed: int = 0
+    failures: tuple[FailureNote, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": LEDGER_VERSION, "operation": self.operation, "finished": self.finished,
                 "counter": dict(self.counter), "error": self.error, "stuck": self.stuck,
-                "redriven": self.redriven, "failed": self.failed}  # fmt: skip
+                "redriven": self.redriven, "failed": self.failed,
+                "failures": [f.to_dict() for f in self.failures]}  # fmt: skip
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ImportMarker:
         return cls(
             str(body["operation"]), str(body.get("finished", "")), dict(body.get("counter") or {}),
-            body.get("error"), bool(body.get("stuck")), int(body.get("redriven", 0)), int(body.get("failed", 0)),
+            body.get("error"), bool(body.get("stuck")), int(body.get("redriven", 0)),
+            tuple(FailureNote.from_dict(f) for f in body.get("failures", [])),
         )  # fmt: skip
 
 
@@ -284,6 +316,20 @@ class BatchLedger:
         listing = self._store.list_objects(self.bucket, self._root, recursive=True, limit=limit)
         return sorted({n[len(self._root) :].split("/")[0] for n in listing.names if n.endswith("/manifest.json")})
 
+    def failures(self) -> dict[tuple[str, str], FailureNote]:
+        """Every file the batches reported failed, by (bucket, name); the latest report wins."""
+        found: dict[tuple[str, str], FailureNote] = {}
+        for batch_id in self.list_batches():
+            manifest = self.read(batch_id)
+            if manifest is None:
+                continue
+            notes = list(manifest.failures)
+            for entry in manifest.imports:
+                marker = self.import_marker(batch_id, entry.operation)
+                notes += marker.failures if marker else ()
+            found.update(((n.bucket, n.name), n) for n in notes)
+        return found
+
     # ----- imports -----
 
     def import_marker(self, batch_id: str, operation: str) -> ImportMarker | None:
@@ -299,10 +345,19 @@ class BatchLedger:
 
     def imports_in_flight(self, store: str, max_age: float) -> int:
         """Imports of ``store`` started by this pipeline and not reconciled, younger than ``max_age`` seconds."""
+        return len(self.in_flight(store, max_age))
+
+    def in_flight(self, store: str, max_age: float) -> list[tuple[datetime, str]]:
+        """(start time, operation id) of each import ``imports_in_flight`` counts, oldest first."""
         prefix = f"{self._inflight}{_store_key(store)}/"
         listing = self._store.list_objects(self.bucket, prefix, recursive=False, limit=10_000)
         oldest = self._now().timestamp() - max_age
-        return sum(1 for name in listing.names if _name_epoch(name[len(prefix) :]) >= oldest)
+        found = []
+        for name in listing.names:
+            epoch, _, operation = name[len(prefix) :].partition("-")
+            if epoch.isdigit() and int(epoch) >= oldest:
+                found.append((datetime.fromtimestamp(int(epoch), UTC), operation))
+        return sorted(found)
 
     def _inflight_path(self, store: str, started: int, operation: str) -> str:
         return f"{self._inflight}{_store_key(store)}/{started:012d}-{_operation_id(operation)}"
@@ -391,8 +446,3 @@ def _epoch(iso: str) -> int:
         return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
     except ValueError:
         return 0
-
-
-def _name_epoch(name: str) -> int:
-    head = name.partition("-")[0]
-    return int(head) if head.isdigit() else 0

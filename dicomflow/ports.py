@@ -7,7 +7,7 @@ Implementations raise only ``dicomflow.errors`` types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,18 @@ class Listing:
     names: tuple[str, ...]
     truncated: bool
     calls: int
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object's current generation and what intake needs to know about it."""
+
+    bucket: str
+    name: str
+    generation: str
+    size: int | None
+    crc32c: str | None
+    updated: str  # RFC 3339
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,12 @@ class ObjectStore(ObjectLister, Protocol):
         """Write only if the object's generation is ``if_generation`` (0 = it must not exist); return the new
         generation, or None when the precondition failed."""
 
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        """The object's current generation, or None when it does not exist."""
+
+    def iterate(self, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` in name order, after ``start_after`` (a resumable listing)."""
+
     def delete(self, bucket: str, name: str) -> bool:
         """Delete the object; False when it did not exist (deleting is idempotent)."""
 
@@ -71,8 +89,9 @@ class Publisher(Protocol):
 
 
 class Subscriber(Protocol):
-    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
-        """Up to ``max_messages`` messages (fewer when the subscription runs dry)."""
+    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 10.0) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` messages (fewer when the subscription runs dry); waits up to ``wait_seconds``
+        for the first one."""
 
     def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
         """Acknowledge: the messages are done."""

@@ -215,6 +215,8 @@ locals {
     "README.md",
     "pyproject.toml",
     "requirements-dev.txt",
+    "requirements-emulator.txt",
+    "*.egg-info",
   ]
 }
 

@@ -14,8 +14,7 @@ from dicomflow.ports import Message, ReceivedMessage
 
 T = TypeVar("T")
 _PUBLISH_TIMEOUT = 60.0
-_FIRST_PULL_TIMEOUT = 10.0  # the first pull may wait for messages; later ones only drain what is there
-_NEXT_PULL_TIMEOUT = 2.0
+_NEXT_PULL_TIMEOUT = 2.0  # the first pull may wait for messages; later ones only drain what is there
 _MAX_PULL = 1000
 _ACK_CHUNK = 1000
 _BATCH_LATENCY = 0.01  # seconds a publish may wait for company; concurrent invocations share a batch
@@ -61,7 +60,7 @@ class PubSubSubscriber:
         except NotFoundError as exc:
             raise NotFoundError(f"subscription {subscription} does not exist", exc.status) from exc
 
-    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
+    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 10.0) -> list[ReceivedMessage]:
         """Repeated pulls until the subscription answers empty or ``max_messages`` arrived."""
         received: list[ReceivedMessage] = []
         while len(received) < max_messages:
@@ -69,7 +68,7 @@ class PubSubSubscriber:
                 "subscription": self._path(subscription),
                 "max_messages": min(_MAX_PULL, max_messages - len(received)),
             }
-            timeout = _NEXT_PULL_TIMEOUT if received else _FIRST_PULL_TIMEOUT
+            timeout = _NEXT_PULL_TIMEOUT if received else wait_seconds
 
             def once(request: dict[str, object] = request, timeout: float = timeout) -> Any:
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -10,7 +11,7 @@ from google.cloud import storage
 
 from dicomflow.adapters.errors import translated
 from dicomflow.errors import NotFoundError, ObjectGoneError, PermanentError, RetryableError
-from dicomflow.ports import Listing
+from dicomflow.ports import Listing, ObjectInfo
 
 _PAGE_SIZE = 1000
 _ANSWERS = (gexc.PreconditionFailed, gexc.RequestRangeNotSatisfiable)
@@ -86,6 +87,26 @@ class GcsObjectStore:
             return None
         return int(blob.generation)
 
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        blob = _object_call(bucket, name, "reading", lambda: self._client.bucket(bucket).get_blob(name))
+        return None if blob is None else _info(bucket, blob)
+
+    def iterate(self, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Pages of 1,000, resuming at ``start_after`` (``startOffset`` is inclusive: that name is skipped)."""
+        pages = translated(
+            f"listing gs://{bucket}/{prefix}",
+            lambda: self._client.list_blobs(bucket, prefix=prefix or None, start_offset=start_after,
+                                            page_size=_PAGE_SIZE).pages,
+            hint=_HINT,
+        )  # fmt: skip
+        while True:
+            page = translated(f"listing gs://{bucket}/{prefix}", lambda: next(pages, None), hint=_HINT)
+            if page is None:
+                return
+            for blob in page:
+                if blob.name != start_after and not blob.name.endswith("/"):
+                    yield _info(bucket, blob)
+
     def delete(self, bucket: str, name: str) -> bool:
         try:
             _object_call(bucket, name, "deleting", lambda: self._blob(bucket, name).delete())
@@ -141,3 +162,9 @@ def _object_call(bucket: str, name: str, verb: str, call: Any) -> Any:
         return translated(f"{verb} gs://{bucket}/{name}", call, hint=_HINT, passthrough=_ANSWERS)
     except NotFoundError as exc:
         raise ObjectGoneError(str(exc), exc.status) from exc
+
+
+def _info(bucket: str, blob: storage.Blob) -> ObjectInfo:
+    updated = blob.updated or blob.time_created
+    return ObjectInfo(bucket, blob.name, str(blob.generation), blob.size, blob.crc32c,
+                      updated.isoformat() if updated else "")  # fmt: skip

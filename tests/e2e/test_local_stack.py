@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +16,6 @@ from google.cloud import pubsub_v1
 
 from devstack.client import operations, read_journal, storage_client
 from devstack.processes import free_port
-from devstack.requeue import requeue_failed
 from devstack.stack import (
     EXPORT_BUCKET,
     INCOMING_BUCKET,
@@ -60,6 +61,14 @@ def _upload(endpoints: StackEndpoints, files: dict[str, bytes]) -> None:
     bucket = storage_client(endpoints.storage_host).bucket(INCOMING_BUCKET)
     for name, data in files.items():
         bucket.blob(name).upload_from_string(data, content_type="application/dicom")
+
+
+def _devstack(endpoints: StackEndpoints, command: str, *options: str) -> Any:
+    """``python -m devstack COMMAND --data-dir DIR OPTIONS`` in its own process (what a user runs); its JSON."""
+    argv = [sys.executable, "-m", "devstack", command, "--data-dir", str(endpoints.data_dir), *options]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def _stored(endpoints: StackEndpoints) -> list[str]:
@@ -183,8 +192,8 @@ def test_a_file_that_failed_every_import_is_requeued_and_imported(stack: tuple[L
     assert (failure["stage"], failure["attempt"]) == ("reconcile", 3)
     assert "injected import failure" in failure["reason"]
     assert instance.sop_uid not in _stored(endpoints)
-    # WHEN it is requeued (the cause is gone: the fault is used up)
-    requeued, _ = requeue_failed(storage_client(endpoints.storage_host))
-    assert name in requeued
+    # WHEN it is requeued through the operator CLI (the cause is gone: the fault is used up)
+    report = _devstack(endpoints, "requeue", "--stage", "reconcile", "--json")
+    assert [(o["name"], o["result"]) for o in report["chosen"]] == [(name, "queued")]
     # THEN it is imported
     _wait(lambda: instance.sop_uid in _stored(endpoints), "the requeued file in the store")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dicomflow.errors import ObjectGoneError, RetryableError
-from dicomflow.ports import Listing, ReceivedMessage
+from dicomflow.ports import Listing, ObjectInfo, ReceivedMessage
 from tests.fakes.bucket import FakeLister
 
 
@@ -61,6 +61,21 @@ class FakeStore:
         self.copies.append(((bucket, name, generation), (to_bucket, to_name)))
         self.objects[(to_bucket, to_name)] = self.objects[(bucket, name)]
 
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        if (bucket, name) not in self.objects:
+            return None
+        generation = self.source_generations.get((bucket, name), "1")
+        return ObjectInfo(
+            bucket, name, generation, len(self.objects[(bucket, name)]), None, "2026-12-02T12:00:00+00:00"
+        )
+
+    def iterate(self, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        for b, name in sorted(self.objects):
+            if b == bucket and name.startswith(prefix) and (start_after is None or name > start_after):
+                info = self.stat(b, name)
+                if info is not None:
+                    yield info
+
     def delete(self, bucket: str, name: str) -> bool:
         self.generations.pop((bucket, name), None)
         return self.objects.pop((bucket, name), None) is not None
@@ -98,7 +113,7 @@ class FakeSubscriber:
     def put(self, data: bytes) -> None:
         self.available[f"ack-{next(self._ids)}"] = data
 
-    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
+    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 10.0) -> list[ReceivedMessage]:
         taken = list(self.available.items())[:max_messages]
         for ack_id, data in taken:
             del self.available[ack_id]

@@ -33,6 +33,12 @@ class Pipeline:
     services: Any
     subscriber: pubsub_v1.SubscriberClient
 
+    def publish(self, role: str, messages: list[bytes]) -> None:
+        publisher = pubsub_v1.PublisherClient()
+        topic = publisher.topic_path(PROJECT, self.names[role])
+        for data in messages:
+            publisher.publish(topic, data).result(timeout=30)
+
     def pull(self, role: str, max_messages: int = 1000) -> list[Any]:
         path = self.subscriber.subscription_path(PROJECT, self.names[f"{role}-sub"])
         messages: list[Any] = []

@@ -1,0 +1,93 @@
+"""Objects examined as intake would (selection, header sniffing) and checked against the store by their UIDs,
+in chunks, with header reads on a bounded pool and one QIDO-RS query per series."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+
+from dicomflow.cli.context import Context
+from dicomflow.events import ObjectEvent
+from dicomflow.intake import Examined, examine, select
+from dicomflow.ports import ObjectInfo
+from dicomflow.staging import bounded
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Worker ``index`` of ``count``: owns the names whose stable hash falls on it."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, raw: str) -> Shard:
+        index, slash, count = raw.partition("/")
+        if not slash or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+            raise ValueError(f"{raw!r} is not I/N with 0 <= I < N")
+        return cls(int(index), int(count))
+
+    def owns(self, name: str) -> bool:
+        if self.count == 1:
+            return True
+        return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class Scanned:
+    info: ObjectInfo
+    examined: Examined
+    in_store: bool | None  # None when it is not an importable instance
+
+
+class SeriesCache:
+    """The SOP Instance UIDs the store holds per series, asked once per series."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._series: dict[tuple[str, str], set[str]] = {}
+
+    def holds(self, study: str, series: str, sop: str) -> bool:
+        key = (study, series)
+        if key not in self._series:
+            self._series[key] = self._ctx.healthcare.series_instances(study, series)
+        return sop in self._series[key]
+
+
+def candidates(
+    ctx: Context, infos: Iterable[ObjectInfo], *, shard: Shard | None = None, since: datetime | None = None
+) -> Iterator[ObjectInfo]:
+    """The objects intake would select (and this shard owns, changed since ``since``)."""
+    shard = shard or Shard()
+    for info in infos:
+        if ctx.settings.excluded(info.bucket, info.name) or not select(ctx.settings, info.name):
+            continue
+        if not shard.owns(info.name):
+            continue
+        if since is not None and info.updated and datetime.fromisoformat(info.updated) < since:
+            continue
+        yield info
+
+
+def scan(ctx: Context, infos: Iterable[ObjectInfo], series: SeriesCache) -> Iterator[list[Scanned]]:
+    """Chunks of examined objects (headers read concurrently), each instance checked against the store."""
+    iterator = iter(infos)
+    while chunk := list(islice(iterator, CHUNK)):
+        examined = bounded(lambda info: examine(_event(info), ctx.settings, store=ctx.store), chunk)
+        yield [
+            Scanned(info, result, None if result.record is None else series.holds(
+                result.record.study_uid, result.record.series_uid, result.record.sop_uid))
+            for info, result in zip(chunk, examined, strict=True)
+        ]  # fmt: skip
+
+
+def _event(info: ObjectInfo) -> ObjectEvent:
+    return ObjectEvent(info.bucket, info.name, info.generation, info.size, info.crc32c, info.updated)

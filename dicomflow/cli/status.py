@@ -1,0 +1,184 @@
+"""Batches from the ledger (outcome, files, imported, failed; imports and exports with their state and
+counters), the imports in flight, failures grouped by reason, and the age of the oldest pending record.
+
+    dicomflow status                  the last 20 batches
+    dicomflow status --since 2h       every batch of the last two hours
+    dicomflow status --batch ID       one batch in detail, operations queried live
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from dicomflow.cli.context import Context
+from dicomflow.cli.output import ago, as_json, duration, table
+from dicomflow.ledger import ExportMarker, ImportMarker, Manifest
+from dicomflow.records import PendingRecord
+
+NAME = "status"
+HELP = "batches, imports in flight, failures by reason, the oldest pending record"
+_LAST = 20
+_PEEK = 1000
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", help="one batch in detail")
+    parser.add_argument("--since", type=duration, help="batches created within this long (90s, 15m, 2h, 7d)")
+    parser.add_argument("--no-peek", action="store_true",
+                        help="do not peek at the pending subscription for the oldest record")  # fmt: skip
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    report = collect(ctx, batch=args.batch, since=args.since.total_seconds() if args.since else None,
+                     peek=not args.no_peek)  # fmt: skip
+    print(as_json(report) if args.json else render(report))
+    return 0
+
+
+def collect(ctx: Context, *, batch: str | None = None, since: float | None = None, peek: bool = True) -> dict[str, Any]:
+    """Everything ``status`` shows, as one JSON-ready mapping."""
+    settings, now = ctx.settings, ctx.now()
+    ids = [batch] if batch else ctx.ledger.list_batches()
+    if since is not None:
+        ids = [i for i in ids if (now - _batch_time(i, now)).total_seconds() <= since]
+    elif not batch:
+        ids = ids[-_LAST:]
+    batches = [_batch(ctx, i, live=batch is not None) for i in ids]
+    failures: Counter[tuple[str, str]] = Counter()
+    for item in batches:
+        failures.update((f["stage"], _reason_kind(f["reason"])) for f in item.get("failures", []))
+    in_flight = ctx.ledger.in_flight(ctx.healthcare.store_name, settings.operation_max_age_seconds)
+    return {
+        "store": ctx.healthcare.store_name,
+        "ledger": f"gs://{settings.state_bucket}/{settings.state_prefix}",
+        "batches": batches,
+        "batches_total": len(ctx.ledger.list_batches()) if not batch else None,
+        "in_flight": [
+            {"operation": op, "started": started.isoformat(), "age_seconds": (now - started).total_seconds()}
+            for started, op in in_flight
+        ],
+        "failures": [
+            {"stage": stage, "reason": reason, "files": count} for (stage, reason), count in failures.most_common()
+        ],
+        "oldest_pending": _oldest_pending(ctx, now) if peek else None,
+    }
+
+
+def _batch(ctx: Context, batch_id: str, *, live: bool) -> dict[str, Any]:
+    manifest = ctx.ledger.read(batch_id)
+    if manifest is None:
+        return {"batch_id": batch_id, "outcome": "missing"}
+    markers = {e.operation: ctx.ledger.import_marker(batch_id, e.operation) for e in manifest.imports}
+    exports = [found[0] for t in ctx.settings.export_targets if (found := ctx.ledger.export_marker(batch_id, t.name))]
+    result = ctx.ledger.result(batch_id)
+    summary = dict(result.summary or {}) if result else {}
+    failures = [f.to_dict() for f in manifest.failures]
+    for marker in markers.values():
+        failures += [f.to_dict() for f in marker.failures] if marker else []
+    return {
+        "batch_id": batch_id,
+        "created": manifest.created,
+        "outcome": summary.get("outcome", "in progress"),
+        "files": len(manifest.files) + manifest.duplicates,
+        "imported": summary.get("imported"),
+        "failed": len(failures),
+        "redriven": sum(m.redriven for m in markers.values() if m),
+        "copies": manifest.copies,
+        "imports": [
+            _import(ctx, manifest, e.operation, e.uri, e.files, markers[e.operation], live) for e in manifest.imports
+        ],
+        "exports": [_export(e) for e in exports],
+        "failures": failures,
+    }
+
+
+def _import(
+    ctx: Context, manifest: Manifest, operation: str, uri: str, files: int, marker: ImportMarker | None, live: bool
+) -> dict[str, Any]:
+    state, counter = ("reconciled", dict(marker.counter)) if marker else ("running", {})
+    if live or marker is None:
+        body = ctx.healthcare.get_operation(operation)
+        counter = dict(body.get("metadata", {}).get("counter", {}))
+        state = state if marker else ("done, not reconciled yet" if body.get("done") else "running")
+    return {"operation": operation, "uri": uri, "files": files, "state": state, "counter": counter}
+
+
+def _export(marker: ExportMarker) -> dict[str, Any]:
+    return {"target": marker.target, "state": str(marker.status), "outcome": marker.outcome,
+            "operation": marker.operation, "counter": dict(marker.counter), "reason": marker.reason}  # fmt: skip
+
+
+def _oldest_pending(ctx: Context, now: datetime) -> dict[str, Any]:
+    """Peek at the pending subscription: pull up to 1,000 records and give them back at once (nack)."""
+    messages = ctx.subscriber.pull(ctx.settings.pending_subscription, _PEEK, wait_seconds=2.0)
+    try:
+        times = []
+        for message in messages:
+            try:
+                times.append(datetime.fromisoformat(PendingRecord.from_json(message.data).event_time))
+            except ValueError:
+                continue
+    finally:
+        if messages:
+            ctx.subscriber.nack(ctx.settings.pending_subscription, [m.ack_id for m in messages])
+    oldest = min(times, default=None)
+    return {"peeked": len(messages), "oldest_event_time": oldest.isoformat() if oldest else None,
+            "age_seconds": (now - oldest).total_seconds() if oldest else None}  # fmt: skip
+
+
+def _batch_time(batch_id: str, default: datetime) -> datetime:
+    try:
+        return datetime.strptime(batch_id.split("-", maxsplit=1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=default.tzinfo)
+    except ValueError:
+        return default
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without what differs per file (attempt counts, generations), to group by."""
+    head = reason.split(": ", 1)[-1] if reason.startswith("not in the store after") else reason
+    return " ".join(word for word in head.split() if not word.isdigit())[:80]
+
+
+def render(report: dict[str, Any]) -> str:
+    batches = report["batches"]
+    rows = [[b["batch_id"], b["outcome"], b.get("files", "-"), _dash(b.get("imported")), b.get("failed", "-"),
+             b.get("redriven", "-"), b.get("copies", "-"), _imports_cell(b), _exports_cell(b)]
+            for b in batches]  # fmt: skip
+    shown = f"{len(batches)} of {report['batches_total']}" if report["batches_total"] is not None else "1"
+    parts = [
+        f"Store   {report['store']}\nLedger  {report['ledger']}",
+        f"Batches ({shown})\n" + table(
+            ["batch", "outcome", "files", "imported", "failed", "redriven", "copies", "imports", "exports"], rows),
+        "Imports in flight\n" + table(["operation", "age"], [[f["operation"], ago(f["age_seconds"])]
+                                                          for f in report["in_flight"]]),
+        "Failures by reason\n" + table(["files", "stage", "reason"],
+                                       [[f["files"], f["stage"], f["reason"]] for f in report["failures"]]),
+    ]  # fmt: skip
+    if len(batches) == 1 and "imports" in batches[0]:
+        detail = [[i["operation"].rsplit("/", 1)[-1], i["state"], i["files"], _counter(i["counter"]), i["uri"]]
+                  for i in batches[0]["imports"]]  # fmt: skip
+        parts.append("Imports of the batch\n" + table(["operation", "state", "files", "counter", "uri"], detail))
+    pending = report["oldest_pending"]
+    if pending is not None:
+        age = "none pending" if pending["age_seconds"] is None else f"{ago(pending['age_seconds'])} old"
+        parts.append(f"Oldest pending record: {age} (peeked at {pending['peeked']} records, given back at once)")
+    return "\n\n".join(parts)
+
+
+def _imports_cell(batch: dict[str, Any]) -> str:
+    return ", ".join(f"{i['state']}" for i in batch.get("imports", [])) or "-"
+
+
+def _exports_cell(batch: dict[str, Any]) -> str:
+    return ", ".join(f"{e['target']}:{e['outcome'] or e['state']}" for e in batch.get("exports", [])) or "-"
+
+
+def _counter(counter: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(counter.items())) or "-"
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)

@@ -1,0 +1,181 @@
+"""The operator CLI through the real local services: backfill (resumable, idempotent), verify, plan, requeue
+and status, each run as ``dicomflow ...`` would run it, against the pipeline's own topics and ledger."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.synthetic import generate_dataset
+from dicomflow import intake
+from dicomflow.cli import app, backfill, scan
+from dicomflow.records import PendingRecord
+from tests.integration.conftest import upload
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _flush,
+    _intake_all,
+    _stored_sops,
+    _upload,
+    drain_operations,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    """Run ``dicomflow ARGV --json``; (exit status, parsed JSON output)."""
+    capsys.readouterr()  # what the in-process functions logged before
+    code = app.main([argv[0], "--json", *argv[1:]])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def _pending(pipeline: Pipeline) -> list[PendingRecord]:
+    return [PendingRecord.from_json(m.message.data) for m in pipeline.pull("pending")]
+
+
+def _requeue_pending(pipeline: Pipeline, records: Sequence[PendingRecord]) -> None:
+    """Put records back on the pending topic (what the test pulled to look at)."""
+    pipeline.publish("pending", [r.to_json() for r in records])
+
+
+def test_backfill_queues_what_the_store_lacks_resumes_after_an_interruption_and_queues_nothing_twice(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an archive: 4 instances already imported, 24 never seen, one non-DICOM '.dcm', one other file
+    imported = generate_dataset(1, 1, 4, seed=751)
+    _intake_all(pipeline, _upload(pipeline, imported, "archive/old"))
+    assert _flush().status_code == 200
+    drain_operations(pipeline)
+    new = generate_dataset(2, 2, 6, seed=752)
+    new_names = _upload(pipeline, new, "archive/new")
+    upload(pipeline.bucket, {"archive/bad.dcm": b"not dicom at all", "archive/notes.txt": b"text"})
+    # WHEN a backfill is interrupted after its first chunks (Ctrl-C while publishing)
+    monkeypatch.setattr(scan, "CHUNK", 5)
+    published: list[int] = []
+    real_publish = intake.publish
+
+    def interrupting(*args: Any, **kwargs: Any) -> None:
+        if len(published) == 12:
+            raise KeyboardInterrupt
+        published.append(1)
+        real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(backfill, "publish", interrupting)
+    assert app.main(["backfill", f"gs://{pipeline.bucket.name}/archive/"]) == 130
+    capsys.readouterr()
+    # THEN the same command resumes from its cursor and finishes
+    monkeypatch.setattr(backfill, "publish", real_publish)
+    code, report = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/archive/")
+    assert code == 0 and report["resumed_after"] is not None
+    # AND every new instance was queued (some twice across the interruption: harmless, flush dedupes), the
+    # imported ones were not, the bad file is on dicom-failed, the text file was never selected
+    queued = _pending(pipeline)
+    assert {r.name for r in queued} == set(new_names)
+    failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]
+    assert {f["name"] for f in failed} == {"archive/bad.dcm"}
+    # AND a second backfill, once those are imported, queues nothing
+    _requeue_pending(pipeline, queued)
+    assert _flush().status_code == 200
+    drain_operations(pipeline)
+    code, again = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/archive/")
+    assert code == 0 and again["counts"].get("queued", 0) == 0
+    assert again["counts"]["in store"] == len(imported) + len(new)
+    assert _pending(pipeline) == []
+
+
+def test_backfill_shards_split_the_work_without_overlap(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    names = _upload(pipeline, generate_dataset(1, 2, 8, seed=753), "sharded")
+    counts = []
+    for index in range(3):
+        code, report = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/sharded/", "--shard", f"{index}/3")
+        assert code == 0
+        counts.append(report["counts"].get("queued", 0))
+    queued = [r.name for r in _pending(pipeline)]
+    assert sorted(queued) == sorted(names) and sum(counts) == len(names) and all(counts)
+
+
+def test_verify_says_every_file_is_in_the_store_then_finds_one_deleted(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    instances = generate_dataset(1, 1, 5, seed=754)
+    names = _upload(pipeline, instances, "verified")
+    upload(pipeline.bucket, {"verified/broken.dcm": b"DICM? no"})
+    _intake_all(pipeline, [*names, "verified/broken.dcm"])
+    assert _flush().status_code == 200
+    drain_operations(pipeline)
+    code, report = _cli(capsys, "verify", f"gs://{pipeline.bucket.name}/verified/")
+    assert code == 0
+    assert report["counts"] == {"in store": 5, "reported failed": 1}
+    # WHEN an instance is deleted from the store THEN verify names it missing and exits 1
+    gone = instances[2]
+    url = (f"{pipeline.services.healthcare_url}/v1/{pipeline.store.name}/dicomWeb/studies/{gone.study_uid}"
+           f"/series/{gone.series_uid}/instances/{gone.sop_uid}")  # fmt: skip
+    requests.delete(url, timeout=10).raise_for_status()
+    code, report = _cli(capsys, "verify", f"gs://{pipeline.bucket.name}/verified/")
+    assert code == 1
+    assert [o["name"] for o in report["objects"] if o["state"] == "missing"] == [names[2]]
+
+
+def test_plan_shows_one_staged_import_for_new_files_in_a_crowded_folder(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a drop folder with 60 files and 10 new ones, and a whole new study folder
+    upload(pipeline.bucket, {f"drop/old-{i:04d}.dcm": b"x" for i in range(60)})
+    upload(pipeline.bucket, {f"drop/new-{i:04d}.dcm": b"x" for i in range(10)})
+    upload(pipeline.bucket, {f"fresh/study/{i}.dcm": b"x" for i in range(100)})
+    # WHEN the new files of the drop folder are planned THEN one staged import copies the ten
+    code, crowded = _cli(capsys, "plan", f"gs://{pipeline.bucket.name}/drop/new-")
+    assert code == 0 and crowded["files"] == 10
+    assert [(i["files"], i["copies"]) for i in crowded["imports"]] == [(10, 10)]
+    assert "/staging/" in crowded["imports"][0]["uri"]
+    # AND a whole new subtree is imported in place, without a copy
+    code, fresh = _cli(capsys, "plan", f"gs://{pipeline.bucket.name}/fresh/")
+    assert [(i["uri"], i["copies"]) for i in fresh["imports"]] == [(f"gs://{pipeline.bucket.name}/fresh/**.dcm", 0)]
+    assert pipeline.pull("operations") == [] and list(pipeline.bucket.list_blobs(prefix="dicomflow/")) == []
+
+
+def test_requeue_redrives_a_fixed_file_and_leaves_the_other_failures_alone(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two files that failed at intake
+    upload(pipeline.bucket, {"fix/a.dcm": b"truncated", "fix/b.dcm": b"also broken"})
+    _intake_all(pipeline, ["fix/a.dcm", "fix/b.dcm"])
+    subscription = pipeline.names["failed-sub"]
+    # WHEN a.dcm is fixed and re-driven (a dry run first changes nothing)
+    upload(pipeline.bucket, {"fix/a.dcm": generate_dataset(1, 1, 1, seed=755)[0].data})
+    code, dry = _cli(capsys, "requeue", "--subscription", subscription, "--reason", "checksum", "--dry-run")
+    assert code == 0 and dry["chosen"] == [] and dry["left"] == 2
+    code, report = _cli(capsys, "requeue", "--subscription", subscription, "--stage", "intake", "--limit", "1")
+    # THEN it is queued with a fresh attempt count, its failure acknowledged, the other one left untouched
+    assert code == 0 and [o["result"] for o in report["chosen"]] == ["queued"] and report["left"] == 1
+    [record] = _pending(pipeline)
+    assert (record.name, record.attempt) == (report["chosen"][0]["name"], 1)
+    left = [json.loads(m.message.data)["name"] for m in pipeline.pull("failed")]
+    assert len(left) == 1 and left[0] != record.name
+
+
+def test_status_reports_batches_failures_and_what_is_in_flight(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    instances = generate_dataset(1, 1, 3, seed=756)
+    _intake_all(pipeline, _upload(pipeline, instances, "status"))
+    assert _flush().status_code == 200
+    code, running = _cli(capsys, "status")
+    assert code == 0 and len(running["in_flight"]) == 1 and running["batches"][0]["outcome"] == "in progress"
+    drain_operations(pipeline)
+    code, done = _cli(capsys, "status", "--since", "1h")
+    [batch] = done["batches"]
+    assert (batch["outcome"], batch["files"], batch["imported"], batch["failed"]) == ("success", 3, 3, 0)
+    assert done["in_flight"] == [] and done["oldest_pending"]["peeked"] == 0
+    code, detail = _cli(capsys, "status", "--batch", batch["batch_id"])
+    assert detail["batches"][0]["imports"][0]["counter"] == {"success": "3"}
+    assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
+    # AND the human form prints the same batch
+    assert app.main(["status", "--no-peek"]) == 0
+    assert batch["batch_id"] in capsys.readouterr().out

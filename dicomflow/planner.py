@@ -99,9 +99,16 @@ class _Planner:
 
     def under(self, prefix: str) -> list[str]:
         """The pending names starting with ``prefix`` (a slice of the sorted names: no scan)."""
-        start = bisect.bisect_left(self.sorted_pending, prefix)
-        end = bisect.bisect_left(self.sorted_pending, prefix + _MAX_CHAR)
+        start, end = self._bounds(prefix)
         return self.sorted_pending[start:end]
+
+    def count_under(self, prefix: str) -> int:
+        start, end = self._bounds(prefix)
+        return end - start
+
+    def _bounds(self, prefix: str) -> tuple[int, int]:
+        start = bisect.bisect_left(self.sorted_pending, prefix)
+        return start, bisect.bisect_left(self.sorted_pending, prefix + _MAX_CHAR, lo=start)
 
     def run(self) -> Plan:
         remaining = set(self.pending)
@@ -131,7 +138,7 @@ class _Planner:
                 continue
             best = None
             candidate: str | None = directory
-            while candidate is not None and len(self.under(candidate)) < self.min_subtree_files:
+            while candidate is not None and self.count_under(candidate) < self.min_subtree_files:
                 candidate = _parent(candidate)  # too small to be worth an import of its own: not even listed
             while candidate is not None and self._subtree_pending(candidate):
                 best = candidate

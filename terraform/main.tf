@@ -217,6 +217,7 @@ locals {
     "requirements-dev.txt",
     "requirements-emulator.txt",
     "*.egg-info",
+    "Dockerfile",
   ]
 }
 

@@ -630,3 +630,35 @@ variable "notification_channels" {
     error_message = "Each notification channel must be a full name: projects/PROJECT/notificationChannels/ID."
   }
 }
+
+variable "backfill_job" {
+  description = <<-EOT
+    Optional Cloud Run job running `dicomflow backfill PREFIX` over files the buckets already held before the
+    pipeline was deployed, `tasks` shards in parallel (each task backfills the names whose stable hash falls
+    on its CLOUD_RUN_TASK_INDEX, with its own resumable cursor). Created when both `image` (a container image
+    with this repository installed: `pip install .`, entrypoint free, e.g. built with `gcloud builds submit`)
+    and `prefix` (gs://BUCKET/PREFIX, in a source bucket) are set. `rate` caps objects/s per task.
+  EOT
+  type = object({
+    image                = optional(string)
+    prefix               = optional(string)
+    tasks                = optional(number, 4)
+    rate                 = optional(number)
+    task_timeout_seconds = optional(number, 86400)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.backfill_job.prefix == null ? true : can(regex("^gs://[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9](/.*)?$", var.backfill_job.prefix))
+    error_message = "The backfill_job.prefix must be gs://BUCKET[/PREFIX]."
+  }
+  validation {
+    condition     = var.backfill_job.tasks >= 1 && var.backfill_job.tasks <= 10000 && floor(var.backfill_job.tasks) == var.backfill_job.tasks
+    error_message = "The backfill_job.tasks must be a whole number between 1 and 10000."
+  }
+  validation {
+    condition     = var.backfill_job.task_timeout_seconds >= 60 && var.backfill_job.task_timeout_seconds <= 604800
+    error_message = "The backfill_job.task_timeout_seconds must be between 60 and 604800 (7 days)."
+  }
+}

@@ -225,7 +225,6 @@ class LocalStack:
         """Kill healthcare_emulator (SIGKILL) and start it again on the same port and data directory."""
         with self._lock:
             self.processes["healthcare"].kill()
-            wait_port_free(self.config.healthcare_port)
             self.processes["healthcare"] = self._start_emulator()
 
     def restart_function(self, target: str) -> None:

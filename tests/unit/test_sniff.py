@@ -204,3 +204,16 @@ def test_sniff_recognises_a_dicomdir_written_by_pydicom(tmp_path: Path) -> None:
     assert isinstance(info, MediaDirectory)
     assert len(reader.calls) == 1
     assert all(isinstance(_sniff(image.read_bytes())[0], HeaderInfo) for image in images)
+
+
+def test_sniff_reads_an_implicit_data_set_whose_meta_says_explicit_as_readers_do() -> None:
+    # GIVEN a writer bug seen in the wild: TransferSyntaxUID explicit VR, data set encoded implicit VR
+    dataset = pydicom.dcmread(io.BytesIO(make_instance(**UIDS)))
+    del dataset.PixelData
+    buffer = io.BytesIO()
+    dcmwrite(buffer, dataset, implicit_vr=True, little_endian=True, force_encoding=True)
+    with pytest.warns(UserWarning, match="Expected explicit VR, but found implicit VR"):
+        assert pydicom.dcmread(io.BytesIO(buffer.getvalue())).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    # WHEN sniffed THEN its UIDs are read, as pydicom reads them
+    info, _ = _sniff(buffer.getvalue())
+    assert isinstance(info, HeaderInfo) and info.sop_uid == "1.2.3.4.5"

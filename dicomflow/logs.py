@@ -102,6 +102,8 @@ def configure(
     for existing in root.handlers:
         if isinstance(existing.formatter, CloudLoggingFormatter):
             existing.setFormatter(CloudLoggingFormatter(component, names))
+            if isinstance(existing, logging.StreamHandler):
+                existing.setStream(sys.stdout)  # stdout may have been replaced since (a test's capture)
             root.setLevel(level)
             return
     handler = logging.StreamHandler(sys.stdout)

@@ -20,7 +20,7 @@ from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, Ma
 from dicomflow.logs import fields
 from dicomflow.planner import ImportUri, Plan, plan_buckets
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
-from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
+from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
 from dicomflow.retry import RetryPolicy
 from dicomflow.selection import Newest, allocate, batch_id_for, newest_generations, ready_keys
 from dicomflow.settings import Settings
@@ -105,8 +105,9 @@ class _Batch:
         records = list(self.held.records.values())
         ready = ready_keys(
             records, settle_seconds=settings.settle_seconds, max_wait_seconds=settings.max_wait_seconds,
-            now=self.now, batch_full=report.pulled >= settings.max_batch_files,
+            now=self.now, batch_full=report.pulled >= settings.max_batch_files, markers=self.held.markers,
         )  # fmt: skip
+        self._expire_markers()
         self._wait([r.key for r in records if r.key not in ready])
         if not ready:
             return
@@ -237,6 +238,15 @@ class _Batch:
         self.publisher.publish(self.settings.operations_topic, watches)
         self.held.done([f.record.key for f in files])
         self.held.done(newest.superseded)
+        used = [m for m in self.held.markers if any(m.covers(f.record) for f in files)]
+        self.held.markers_done(used)  # the marked folder's files are in this batch: the marker did its work
+
+    def _expire_markers(self) -> None:
+        """A marker older than MAX_WAIT_SECONDS is acknowledged: its folder's files are overdue by then anyway
+        (or were imported before the marker came), so it cannot circulate for ever."""
+        limit = self.settings.max_wait_seconds
+        old = [m for m in self.held.markers if (self.now - instant(m.event_time, self.now)).total_seconds() >= limit]
+        self.held.markers_done(old)
 
     def _wait(self, keys: list[Key]) -> None:
         """These records go back for a later flush."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dicomflow.errors import MalformedEventError, RetryableError
 from dicomflow.logs import fields
 from dicomflow.ports import ReceivedMessage, Subscriber
-from dicomflow.records import PendingRecord
+from dicomflow.records import PendingRecord, ReadyMarker, parse_pending
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class Held:
     ack_ids: dict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
     to_ack: list[str] = field(default_factory=list)
     to_nack: list[str] = field(default_factory=list)
+    markers: dict[ReadyMarker, list[str]] = field(default_factory=lambda: defaultdict(list))  # marker -> ack ids
     malformed: int = 0
     redelivered: int = 0
 
@@ -37,13 +38,16 @@ class Held:
         held = cls()
         for message in messages:
             try:
-                record = PendingRecord.from_json(message.data)
+                record = parse_pending(message.data)
             except MalformedEventError as exc:
                 held.malformed += 1
                 held.to_ack.append(message.ack_id)
                 log.error(
                     "malformed pending record dropped", extra=fields(message_id=message.message_id, error=str(exc))
                 )
+                continue
+            if isinstance(record, ReadyMarker):
+                held.markers[record].append(message.ack_id)
                 continue
             if record.key in held.records:
                 held.redelivered += 1
@@ -62,9 +66,17 @@ class Held:
         for key in keys:
             self.to_nack.extend(self.ack_ids.pop(key, []))
 
+    def markers_done(self, markers: Iterable[ReadyMarker]) -> None:
+        """These ready markers were used (or expired): acknowledge them."""
+        for marker in markers:
+            self.to_ack.extend(self.markers.pop(marker, []))
+
     def settle(self, subscriber: Subscriber, subscription: str) -> None:
-        """Give back whatever is still undecided, then send the acks and nacks."""
+        """Give back whatever is still undecided (records and markers), then send the acks and nacks."""
         self.give_back(list(self.ack_ids))
+        for ack_ids in self.markers.values():
+            self.to_nack.extend(ack_ids)
+        self.markers.clear()
         if self.to_ack:
             subscriber.ack(subscription, self.to_ack)
             self.to_ack = []

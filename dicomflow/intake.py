@@ -13,7 +13,7 @@ from dicomflow.errors import NotDicomError, ObjectGoneError
 from dicomflow.events import ObjectEvent
 from dicomflow.logs import fields
 from dicomflow.ports import ObjectStore, Publisher
-from dicomflow.records import FailedFile, PendingRecord, Stage
+from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, Stage
 from dicomflow.settings import Settings
 from dicomflow.sniff import MediaDirectory, sniff_header
 
@@ -28,6 +28,7 @@ class IntakeOutcome(Enum):
     IGNORED_NOT_SELECTED = "ignored-not-selected"
     IGNORED_GONE = "ignored-gone"
     SKIPPED_MEDIA_DIRECTORY = "skipped-media-directory"
+    READY_MARKER = "ready-marker"
 
 
 def select(settings: Settings, name: str) -> str | None:
@@ -48,6 +49,7 @@ class Examined:
     outcome: IntakeOutcome
     record: PendingRecord | None = None
     failed: FailedFile | None = None
+    marker: ReadyMarker | None = None
 
 
 def handle_object_event(
@@ -66,6 +68,9 @@ def publish(examined: Examined, settings: Settings, publisher: Publisher) -> Non
         publisher.publish(settings.pending_topic, [(record.to_json(), {"bucket": record.bucket})])
         where = fields(bucket=record.bucket, object=record.name, generation=record.generation, sop_uid=record.sop_uid)
         log.info("object queued for import", extra=where)
+    elif examined.marker is not None:
+        publisher.publish(settings.pending_topic, [(examined.marker.to_json(), {"bucket": examined.marker.bucket})])
+        log.info("folder marked ready", extra=fields(bucket=examined.marker.bucket, folder=examined.marker.folder))
     elif examined.failed is not None:
         publisher.publish(settings.failed_topic, [(examined.failed.to_json(), examined.failed.attributes())])
 
@@ -79,6 +84,10 @@ def examine(event: ObjectEvent, settings: Settings, *, store: ObjectStore) -> Ex
     if settings.excluded(event.bucket, event.name):
         log.debug("excluded object ignored", extra=where)
         return Examined(IntakeOutcome.IGNORED_EXCLUDED)
+    head, _, base = event.name.rpartition("/")
+    if settings.ready_marker and base == settings.ready_marker:
+        folder = f"{head}/" if head else ""
+        return Examined(IntakeOutcome.READY_MARKER, marker=ReadyMarker(event.bucket, folder, event.event_time))
     selection = select(settings, event.name)
     if selection is None:
         log.debug("object not selected as DICOM", extra=where)

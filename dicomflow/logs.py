@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _LABELS = ("batch_id", "operation", "bucket")
-_OBJECT_FIELDS = frozenset({"object", "name", "uri", "manifest_uri", "staged"})
+_OBJECT_FIELDS = frozenset({"object", "name", "uri", "manifest_uri", "staged", "folder"})
 _GCS_URI = re.compile(r"gs://[^\s'\"]+")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -87,6 +88,34 @@ class PendingRecord:
 
 
 @dataclass(frozen=True)
+class ReadyMarker:
+    """A sender marked a folder complete (READY_MARKER): on the pending topic beside the records."""
+
+    bucket: str
+    folder: str  # ends with '/' ('' at the bucket root)
+    event_time: str
+
+    def covers(self, record: PendingRecord) -> bool:
+        """The record lies in the marked folder (or below) and arrived no later than the marker."""
+        return (record.bucket == self.bucket and record.name.startswith(self.folder)
+                and instant(record.event_time, _NEVER) <= instant(self.event_time, _NEVER))  # fmt: skip
+
+    def to_json(self) -> bytes:
+        return json.dumps({"version": RECORD_VERSION, "kind": "ready", **asdict(self)}, sort_keys=True).encode()
+
+
+def parse_pending(data: bytes) -> PendingRecord | ReadyMarker:
+    """A message of the pending topic: a file's record, or a folder's ready marker."""
+    body = _load(data, "pending record")
+    if body.get("kind") == "ready":
+        try:
+            return ReadyMarker(str(body["bucket"]), str(body["folder"]), str(body["event_time"]))
+        except KeyError as exc:
+            raise MalformedEventError(f"ready marker lacks field {exc}") from exc
+    return PendingRecord.from_dict(body)
+
+
+@dataclass(frozen=True)
 class FailedFile:
     """A file that will not be imported, and why (topic ``dicom-failed``)."""
 
@@ -135,6 +164,18 @@ class WatchMessage:
             raise MalformedEventError(f"watch message lacks field {exc}") from exc
         except ValueError as exc:
             raise MalformedEventError("watch message has an unknown kind") from exc
+
+
+def instant(value: str, default: datetime) -> datetime:
+    """An event time as an aware datetime (``default`` when it cannot be read)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return default
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)  # an unreadable time never counts as before a marker
 
 
 def _load(data: bytes, what: str) -> dict[str, Any]:

@@ -7,30 +7,39 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from dicomflow.held import Key
 from dicomflow.planner import ImportUri, Plan
-from dicomflow.records import PendingRecord
+from dicomflow.records import PendingRecord, ReadyMarker, instant
 
 
 def ready_keys(
-    records: Sequence[PendingRecord], *, settle_seconds: float, max_wait_seconds: float, now: datetime, batch_full: bool
+    records: Sequence[PendingRecord],
+    *,
+    settle_seconds: float,
+    max_wait_seconds: float,
+    now: datetime,
+    batch_full: bool,
+    markers: Iterable[ReadyMarker] = (),
 ) -> set[Key]:
-    """Records whose folder settled (no upload for ``settle_seconds``), waited ``max_wait_seconds``, or all of
-    them when the batch is full."""
+    """Records whose folder settled (no upload for ``settle_seconds``), waited ``max_wait_seconds``, that a
+    ready marker of their folder (or a parent) covers, or all of them when the batch is full."""
     if batch_full:
         return {r.key for r in records}
+    markers = list(markers)
     folders: dict[tuple[str, str], list[PendingRecord]] = defaultdict(list)
     for record in records:
         folders[(record.bucket, record.directory)].append(record)
     ready: set[Key] = set()
     for members in folders.values():
-        times = [_time(r.event_time, now) for r in members]
+        times = [instant(r.event_time, now) for r in members]
         settled = (now - max(times)).total_seconds() >= settle_seconds
         overdue = (now - min(times)).total_seconds() >= max_wait_seconds
         if settled or overdue:
             ready.update(r.key for r in members)
+        else:  # files that arrived after the marker wait for their own settling (the next batch)
+            ready.update(r.key for r in members if any(m.covers(r) for m in markers))
     return ready
 
 
@@ -100,11 +109,3 @@ def batch_id_for(now: datetime, keys: Iterable[Key]) -> str:
 
 def _generation(value: str) -> int:
     return int(value) if value.isdigit() else 0
-
-
-def _time(value: str, default: datetime) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return default
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

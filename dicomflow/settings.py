@@ -93,6 +93,12 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _object_basename(raw: str) -> str:
+    if "/" in raw:
+        raise ValueError("expected an object name without '/' (it is matched in every folder)")
+    return raw
+
+
 def _storage_class(raw: str) -> str | None:
     if raw in ("", "-"):
         return None
@@ -155,6 +161,12 @@ class Settings:
         "Also select objects without an extension whose bytes 128-131 are 'DICM' (DICOM media such as CT1/17106, "
         "many PACS exports); costs one ranged read of up to HEADER_READ_BYTES per extensionless object.",
     )
+    ready_marker: str = setting(
+        "", _object_basename,
+        "Name of an object (e.g. _READY) whose upload marks its folder complete: the folder's files (and its "
+        "subfolders') that arrived before it are imported at the next flush, without waiting SETTLE_SECONDS; the "
+        "marker is never imported or reported. Empty: off.",
+    )  # fmt: skip
     exclude_prefixes: tuple[str, ...] = setting(
         "", _list(str), "Comma-separated object prefixes never imported (e.g. quarantine/)."
     )

@@ -130,6 +130,7 @@ locals {
     DICOM_SUFFIXES            = join(",", var.settings.dicom_suffixes)
     SNIFF_EXTENSIONLESS       = tostring(var.settings.sniff_extensionless)
     EXCLUDE_PREFIXES          = join(",", var.settings.exclude_prefixes)
+    READY_MARKER              = var.settings.ready_marker
     PENDING_TOPIC             = google_pubsub_topic.main["pending"].name
     PENDING_SUBSCRIPTION      = google_pubsub_subscription.pending.name
     OPERATIONS_TOPIC          = google_pubsub_topic.main["operations"].name

@@ -227,6 +227,8 @@ variable "settings" {
       dicom_suffixes (DICOM_SUFFIXES, [".dcm"]): name suffixes selected as DICOM (case-insensitive).
       sniff_extensionless (SNIFF_EXTENSIONLESS, true): also select extensionless objects whose bytes 128-131 are 'DICM'
         (DICOM media, many PACS exports); costs one ranged read per extensionless object.
+      ready_marker (READY_MARKER, ""): name of an object (e.g. "_READY") whose upload marks its folder complete, so
+        the folder is imported at the next flush without waiting settle_seconds; "" is off.
       exclude_prefixes (EXCLUDE_PREFIXES, []): object prefixes never imported (e.g. quarantine/).
       pending_topic, pending_subscription, operations_topic, failed_topic, results_topic
         (PENDING_TOPIC "dicom-pending", PENDING_SUBSCRIPTION "dicom-pending-flush", OPERATIONS_TOPIC
@@ -258,6 +260,7 @@ variable "settings" {
     state_prefix              = optional(string, "dicomflow/")
     dicom_suffixes            = optional(list(string), [".dcm"])
     sniff_extensionless       = optional(bool, true)
+    ready_marker              = optional(string, "")
     exclude_prefixes          = optional(list(string), [])
     pending_topic             = optional(string, "dicom-pending")
     pending_subscription      = optional(string, "dicom-pending-flush")
@@ -411,6 +414,10 @@ variable "settings" {
   validation {
     condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], upper(var.settings.log_level))
     error_message = "The settings.log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+  validation {
+    condition     = !strcontains(var.settings.ready_marker, "/")
+    error_message = "The settings.ready_marker is an object name without '/' (it is matched in every folder)."
   }
   validation {
     condition     = contains(["full", "hashed"], var.settings.log_object_names)

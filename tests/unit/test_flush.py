@@ -11,7 +11,7 @@ import pytest
 from dicomflow.errors import InvalidRequestError, PermissionDeniedError, RetryableError
 from dicomflow.flush import run_flush
 from dicomflow.ledger import BatchLedger, ImportEntry, Manifest
-from dicomflow.records import PendingRecord
+from dicomflow.records import PendingRecord, ReadyMarker
 from dicomflow.settings import Settings
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 
@@ -275,3 +275,30 @@ def test_flush_drops_a_malformed_record_with_an_ack() -> None:
     report = world.flush()
     assert report.malformed == 1
     assert world.subscriber.acked == ["ack-1"]
+
+
+def test_a_ready_marker_makes_its_folder_ready_at_once_and_later_files_wait() -> None:
+    # GIVEN a study folder still receiving uploads (10 s ago), a ready marker sent after the first two files,
+    # and a third file that arrived after the marker
+    world = World(["st/se1/a.dcm", "st/se2/b.dcm", "st/se2/late.dcm", "other/x.dcm"])
+    marker_time = (NOW - timedelta(seconds=8)).isoformat()
+    world.queue(_record("st/se1/a.dcm", 10), _record("st/se2/b.dcm", 9), _record("st/se2/late.dcm", 2))
+    world.subscriber.put(ReadyMarker(BUCKET, "st/", marker_time).to_json())
+    # WHEN the flush runs (SETTLE_SECONDS 30 has not passed for the folder)
+    report = world.flush()
+    # THEN the two files the marker covers are imported; the late one waits; the marker is acknowledged
+    manifest = json.loads(world.store.objects[("state-bucket", f"dicomflow/batches/{report.batch_id}/manifest.json")])
+    assert sorted(f["name"] for f in manifest["files"]) == ["st/se1/a.dcm", "st/se2/b.dcm"]
+    assert [PendingRecord.from_json(d).name for d in world.subscriber.available.values()] == ["st/se2/late.dcm"]
+    assert len(world.subscriber.acked) == 3  # two records and the marker
+
+
+def test_a_ready_marker_without_files_comes_back_until_it_is_too_old() -> None:
+    world = World([])
+    world.subscriber.put(ReadyMarker(BUCKET, "st/", (NOW - timedelta(seconds=5)).isoformat()).to_json())
+    world.flush()
+    assert len(world.subscriber.available) == 1 and world.subscriber.acked == []  # its files may still come
+    world.subscriber.available.clear()
+    world.subscriber.put(ReadyMarker(BUCKET, "st/", (NOW - timedelta(seconds=700)).isoformat()).to_json())
+    world.flush()
+    assert world.subscriber.available == {} and len(world.subscriber.acked) == 1  # expired after MAX_WAIT

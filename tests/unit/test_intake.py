@@ -102,3 +102,15 @@ def test_intake_logs_events_from_other_buckets_at_debug_only(caplog: pytest.LogC
             IntakeOutcome.IGNORED_FOREIGN_BUCKET
         )
     assert [r.levelname for r in caplog.records] == ["DEBUG"]
+
+
+def test_a_ready_marker_is_queued_as_a_marker_never_as_a_file() -> None:
+    settings = Settings(project_id="proj", location="l", dataset="d", dicom_store="s", source_buckets=("src",),
+                        state_bucket="state", ready_marker="_READY", sniff_extensionless=True)  # fmt: skip
+    store, publisher = FakeStore({("src", "study1/_READY"): b""}), FakePublisher()
+    event = ObjectEvent("src", "study1/_READY", "3", 0, None, "2026-12-02T12:00:00+00:00")
+    outcome = handle_object_event(event, settings, store=store, publisher=publisher)
+    assert outcome is IntakeOutcome.READY_MARKER
+    [body] = publisher.bodies("dicom-pending")
+    assert (body["kind"], body["folder"]) == ("ready", "study1/") and publisher.bodies("dicom-failed") == []
+    assert store.reads == []  # never sniffed

@@ -34,7 +34,7 @@ from dicomflow.ledger import (
 )
 from dicomflow.logs import fields
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher
-from dicomflow.reconcile import present_instances, reconcile_import
+from dicomflow.reconcile import Sources, present_instances, reconcile_import
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
 from dicomflow.results import summarize
 from dicomflow.settings import Settings
@@ -112,8 +112,9 @@ class Follower:
     def _import_done(self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
         result = FollowResult(FollowState.RECONCILED)
         if self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
+            sources = Sources(self._exists, lambda r: self.store.read(r.bucket, r.name, r.generation))
             outcome = reconcile_import(
-                manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, self._exists
+                manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
             )
             if outcome.redrive:
                 self.publisher.publish(self.settings.pending_topic, [

@@ -121,3 +121,6 @@ class HealthcareApi(Protocol):
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         """The SOP Instance UIDs the store holds in one series (empty when the series is absent)."""
+
+    def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+        """The stored instance as a Part-10 file, in its stored transfer syntax (NotFoundError when absent)."""

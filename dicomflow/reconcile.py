@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dicomflow import lro
-from dicomflow.ledger import Manifest
+from dicomflow.content import same_content
+from dicomflow.ledger import Manifest, ManifestFile
 from dicomflow.ports import HealthcareApi
 from dicomflow.records import FailedFile, PendingRecord, Stage
 
@@ -38,26 +39,46 @@ def present_instances(healthcare: HealthcareApi, records: Iterable[PendingRecord
     return present
 
 
+@dataclass(frozen=True)
+class Sources:
+    """What reconcile asks about a file's source object: does its generation still exist, what are its bytes."""
+
+    exists: Callable[[PendingRecord], bool]
+    read: Callable[[PendingRecord], bytes]
+
+
 def reconcile_import(
     manifest: Manifest,
     operation_name: str,
     operation: Mapping[str, Any],
     healthcare: HealthcareApi,
     max_attempts: int,
-    exists: Callable[[PendingRecord], bool],
+    sources: Sources,
 ) -> Reconciled:
     """What became of each file that ``operation_name`` was to import. A missing file whose source generation
-    no longer ``exists`` is settled at once (stage ``deleted``); the others are re-driven or reported."""
+    is gone is settled at once (stage ``deleted``); the other missing ones are re-driven or reported. A file
+    whose UIDs are in the store although the import failed it holds other content than the stored instance:
+    reported at once (stage ``conflict``), never counted as imported."""
     entry = manifest.import_of(operation_name)
     files = manifest.files_via(entry.uri) if entry else []
     present = present_instances(healthcare, (f.record for f in files))
     reasons = lro.sample_errors(operation)
+    in_store = [f for f in files if _uids(f.record) in present]
+    conflicts = _conflicts(in_store, len(files) - len(in_store), operation, reasons, healthcare, sources)
     outcome = Reconciled()
     for file in files:
         record = file.record
-        if (record.study_uid, record.series_uid, record.sop_uid) in present:
+        if file in conflicts:
+            outcome.failed.append(FailedFile(
+                record.bucket, record.name, record.generation,
+                "content conflict: the store already holds an instance with these Study/Series/SOP Instance UIDs "
+                f"({record.sop_uid}) and other content; this file was not stored "
+                f"({reasons.get(file.imported_from) or 'the import failed it'})",
+                Stage.CONFLICT, record.attempt, manifest.batch_id,
+            ))  # fmt: skip
+        elif _uids(record) in present:
             outcome.present += 1
-        elif not exists(record):
+        elif not sources.exists(record):
             outcome.failed.append(FailedFile(
                 record.bucket, record.name, record.generation,
                 f"generation {record.generation} was deleted or replaced before it was imported; not retried",
@@ -73,3 +94,44 @@ def reconcile_import(
                 manifest.batch_id,
             ))  # fmt: skip
     return outcome
+
+
+def _conflicts(
+    in_store: list[ManifestFile],
+    missing: int,
+    operation: Mapping[str, Any],
+    reasons: Mapping[str, str],
+    healthcare: HealthcareApi,
+    sources: Sources,
+) -> set[ManifestFile]:
+    """Files whose UIDs are in the store but whose content is not the stored instance's.
+
+    The import counts a file it refused as a failure; a refused file whose UIDs are in the store was refused
+    for other content (the API ignores an identical duplicate, counting it a success). So only when the
+    operation failed more files than are missing is any file compared: its stored instance (WADO-RS) against
+    its source, data set by data set, those the operation's sample errors name first, until the surplus is
+    found. An import without failures costs nothing here."""
+    surplus = _failures(operation) - missing
+    if surplus <= 0:
+        return set()
+    ordered = sorted(in_store, key=lambda f: f.imported_from not in reasons)
+    found: set[ManifestFile] = set()
+    for file in ordered:
+        record = file.record
+        stored = healthcare.retrieve_instance(record.study_uid, record.series_uid, record.sop_uid)
+        if not same_content(stored, sources.read(record)):
+            found.add(file)
+            if len(found) >= surplus:
+                break
+    return found
+
+
+def _failures(operation: Mapping[str, Any]) -> int:
+    try:
+        return int(lro.counter(operation).get("failure", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _uids(record: PendingRecord) -> InstanceKey:
+    return (record.study_uid, record.series_uid, record.sop_uid)

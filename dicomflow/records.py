@@ -20,6 +20,7 @@ class Stage(StrEnum):
     INTAKE = "intake"
     DELETED = "deleted"  # the object (that generation) was deleted or replaced before it could be imported
     RECONCILE = "reconcile"
+    CONFLICT = "conflict"  # the store holds the same UIDs with other content; this file was not stored
     OPERATION = "operation"  # the operation itself: stuck, or its follow-up refused for good
 
 

@@ -101,6 +101,24 @@ class GoogleHealthcareApi:
                 return found
             offset += len(page)
 
+    def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+        """WADO-RS of one instance, single part, as stored (``transfer-syntax=*``)."""
+        url = (f"{self._base_url}/v1/{self._store}/dicomWeb/studies/{study_uid}/series/{series_uid}"
+               f"/instances/{sop_uid}")  # fmt: skip
+
+        def once() -> bytes:
+            try:
+                response = self._session.get(
+                    url, headers={"Accept": "application/dicom; transfer-syntax=*"}, timeout=_TIMEOUT
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise RetryableError(f"WADO-RS: {type(exc).__name__}") from exc
+            if response.status_code >= 400:
+                raise from_status("WADO-RS", response.status_code, hint=_HINT)
+            return bytes(response.content)
+
+        return call_with_retry("WADO-RS", once, self._retry)
+
     def _qido(self, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
         def once() -> list[dict[str, Any]]:
             try:

@@ -9,6 +9,7 @@ counters), the imports in flight, failures grouped by reason, and the age of the
 from __future__ import annotations
 
 import argparse
+import re
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -137,9 +138,8 @@ def _batch_time(batch_id: str, default: datetime) -> datetime:
 
 
 def _reason_kind(reason: str) -> str:
-    """A reason without what differs per file (attempt counts, generations), to group by."""
-    head = reason.split(": ", 1)[-1] if reason.startswith("not in the store after") else reason
-    return " ".join(word for word in head.split() if not word.isdigit())[:80]
+    """A reason without what differs per file (attempt counts, generations, UIDs, offsets), to group by."""
+    return re.sub(r"\d[\d.]*", "N", reason)[:100]
 
 
 def render(report: dict[str, Any]) -> str:

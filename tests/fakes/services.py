@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dicomflow.errors import ObjectGoneError, RetryableError
+from dicomflow.errors import NotFoundError, ObjectGoneError, RetryableError
 from dicomflow.ports import Listing, ObjectInfo, ReceivedMessage
 from tests.fakes.bucket import FakeLister
 
@@ -144,6 +144,7 @@ class FakeHealthcare:
     exports: list[dict[str, Any]] = field(default_factory=list)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     stored: set[tuple[str, str, str]] = field(default_factory=set)
+    contents: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # what WADO-RS returns
 
     def start_import(self, uri: str, storage_class: str | None) -> str:
         if self.fail_imports:
@@ -160,6 +161,11 @@ class FakeHealthcare:
     def start_export(self, body: dict[str, Any]) -> str:
         self.exports.append(body)
         return f"projects/p/locations/l/datasets/d/operations/export-{len(self.exports)}"
+
+    def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+        if (study_uid, series_uid, sop_uid) not in self.contents:
+            raise NotFoundError("WADO-RS: HTTP 404", 404)
+        return self.contents[(study_uid, series_uid, sop_uid)]
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         return {sop for study, series, sop in self.stored if (study, series) == (study_uid, series_uid)}

@@ -183,3 +183,56 @@ def test_no_instance_in_the_store_skips_the_export() -> None:
 def test_export_targets_are_validated_with_clear_errors(raw: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_export_targets(raw)
+
+
+def test_a_file_whose_uids_the_store_holds_with_other_content_is_a_conflict_at_once() -> None:
+    # GIVEN an import of two files whose UIDs are both in the store, and an operation that failed one file
+    world = World([_file("1.1.1.1"), _file("1.1.1.2")], _settings(max_attempts=3))
+    world.store.objects[("src", "up/1.1.1.1.dcm")] = b"same bytes"
+    world.store.objects[("src", "up/1.1.1.2.dcm")] = b"new bytes"
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1"), ("1.1", "1.1.1", "1.1.1.2")}
+    world.healthcare.contents = {("1.1", "1.1.1", "1.1.1.1"): b"same bytes", ("1.1", "1.1.1", "1.1.1.2"): b"old bytes"}
+    counter = {"success": "1", "failure": "1"}
+    world.healthcare.operations[IMPORT_OP] = {"done": True, "metadata": {"counter": counter},
+                                              "error": {"code": 3, "message": "1 of 2 failed"}}  # fmt: skip
+    # WHEN the watch is followed up
+    result = world.follow(world.watch())
+    # THEN the other-content file is reported once as a conflict, not re-driven, not counted imported
+    assert (result.redriven, result.failed) == (0, 1)
+    [failed] = world.publisher.bodies("dicom-failed")
+    assert (failed["name"], failed["stage"], failed["attempt"]) == ("up/1.1.1.2.dcm", "conflict", 1)
+    assert "other content" in failed["reason"]
+    [summary] = world.publisher.bodies("dicom-results")
+    assert (summary["imported"], summary["failed"]) == (1, 1)
+
+
+def test_an_import_without_failures_compares_no_content() -> None:
+    # GIVEN both files in the store and an operation without failures (identical duplicates count as success)
+    world = World([_file("1.1.1.1"), _file("1.1.1.2")], _settings())
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1"), ("1.1", "1.1.1", "1.1.1.2")}
+    world.healthcare.operations[IMPORT_OP] = {"done": True, "metadata": {"counter": {"success": "2"}}, "response": {}}
+    # WHEN followed up THEN nothing is retrieved (no stored content is known to the fake: a retrieval would fail)
+    result = world.follow(world.watch())
+    assert (result.redriven, result.failed) == (0, 0)
+    assert world.publisher.bodies("dicom-failed") == []
+
+
+def test_data_set_digest_ignores_the_file_meta_a_store_may_rewrite() -> None:
+    import io
+
+    import pydicom
+
+    from devstack.synthetic import make_instance
+    from dicomflow.content import same_content
+
+    original = make_instance(study_uid="2.25.1", series_uid="2.25.2", sop_uid="2.25.3")
+    dataset = pydicom.dcmread(io.BytesIO(original))
+    dataset.file_meta.ImplementationVersionName = "STORE_REWROTE_ME"
+    dataset.file_meta.SourceApplicationEntityTitle = "HEALTHCARE"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    meta_rewritten = buffer.getvalue()
+    assert meta_rewritten != original
+    other = make_instance(study_uid="2.25.1", series_uid="2.25.2", sop_uid="2.25.3", patient_name="OTHER^NAME")
+    assert same_content(original, meta_rewritten)
+    assert not same_content(original, other)

@@ -13,19 +13,22 @@ from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, drain_operations, results
 
 pytestmark = pytest.mark.integration
-UIDS = {"study_uid": "2.25.8001", "series_uid": "2.25.8002", "sop_uid": "2.25.8003"}
+
+
+def _instance(patient_name: str) -> bytes:
+    return make_instance(study_uid="2.25.8001", series_uid="2.25.8002", sop_uid="2.25.8003", patient_name=patient_name)
 
 
 def test_a_conflicting_reupload_is_reported_and_an_identical_one_is_not(pipeline: Pipeline) -> None:
     # GIVEN an instance in the store
-    first = make_instance(**UIDS, patient_name="SYNTH^FIRST")
+    first = _instance("SYNTH^FIRST")
     upload(pipeline.bucket, {"day1/a.dcm": first})
     _intake_all(pipeline, ["day1/a.dcm"])
     assert _flush().status_code == 200
     drain_operations(pipeline)
     results(pipeline)
     # WHEN the same UIDs arrive again with other content, and once more with the same content
-    upload(pipeline.bucket, {"day2/a.dcm": make_instance(**UIDS, patient_name="SYNTH^CHANGED"), "day3/a.dcm": first})
+    upload(pipeline.bucket, {"day2/a.dcm": _instance("SYNTH^CHANGED"), "day3/a.dcm": first})
     _intake_all(pipeline, ["day2/a.dcm", "day3/a.dcm"])
     assert _flush().status_code == 200
     drain_operations(pipeline)

@@ -102,8 +102,8 @@ def configure(
     for existing in root.handlers:
         if isinstance(existing.formatter, CloudLoggingFormatter):
             existing.setFormatter(CloudLoggingFormatter(component, names))
-            if isinstance(existing, logging.StreamHandler):
-                existing.setStream(sys.stdout)  # stdout may have been replaced since (a test's capture)
+            if isinstance(existing, logging.StreamHandler) and existing.stream is not sys.stdout:
+                existing.stream = sys.stdout  # replaced since (a test's capture); the old one may be closed
             root.setLevel(level)
             return
     handler = logging.StreamHandler(sys.stdout)

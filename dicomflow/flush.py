@@ -22,6 +22,7 @@ from dicomflow.planner import ImportUri, Plan, plan_buckets
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
 from dicomflow.retry import RetryPolicy
+from dicomflow.routes import Route
 from dicomflow.selection import Newest, allocate, batch_id_for, newest_generations, ready_keys
 from dicomflow.settings import Settings
 from dicomflow.staging import StagingArea, delete_copies, stage
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 class FlushReport:
     """What one flush did; logged as one line and returned to tests and benchmarks."""
 
-    batch_id: str | None = None
+    batch_id: str | None = None  # the last batch formed (one per route with ready files)
+    batch_ids: list[str] = field(default_factory=list)
     pulled: int = 0
     malformed: int = 0
     redelivered: int = 0
@@ -64,8 +66,11 @@ def run_flush(
     store: ObjectStore,
     healthcare: HealthcareApi,
     now: Callable[[], datetime] = utc_now,
+    stores: Callable[[str], HealthcareApi] | None = None,
 ) -> FlushReport:
-    """One flush tick. Raises RetryableError when it could not finish (its records come back later)."""
+    """One flush tick: one batch per route with ready files. ``stores`` gives the API of each route's store
+    (default: ``healthcare`` for every store). Raises RetryableError when it could not finish (its records
+    come back later)."""
     report = FlushReport()
     subscription = settings.pending_subscription
     messages = subscriber.pull(subscription, settings.max_batch_files)
@@ -75,19 +80,49 @@ def run_flush(
     held = Held.from_messages(messages)
     report.malformed, report.redelivered = held.malformed, held.redelivered
     ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
-    batch = _Batch(settings, held, report, ledger, publisher, store, healthcare, now())
+    api = stores or (lambda _store: healthcare)
+    started = now()
     try:
         with leased(subscriber, subscription, [m.ack_id for m in messages], settings.flush_lease_seconds):
-            batch.run()
+            problems: list[PermanentError] = []
+            for route, records in _ready_by_route(settings, held, report, started).items():
+                batch = _Batch(settings, held, report, ledger, publisher, store, api(route.store), started, route)
+                try:
+                    batch.run(records)
+                except PermanentError as exc:  # this route's store refused; the other routes go on
+                    problems.append(exc)
+            if problems:
+                raise problems[0]
     finally:  # every record not settled explicitly comes back, whatever happened
         held.settle(subscriber, subscription)
     log.info("flush finished", extra=fields(**{k: v for k, v in asdict(report).items() if k != "operations"}))
     return report
 
 
+def _ready_by_route(
+    settings: Settings, held: Held, report: FlushReport, now: datetime
+) -> dict[Route, list[PendingRecord]]:
+    """The ready records by route (a batch never mixes routes); the others go back for a later flush."""
+    records = list(held.records.values())
+    ready = ready_keys(
+        records, settle_seconds=settings.settle_seconds, max_wait_seconds=settings.max_wait_seconds,
+        now=now, batch_full=report.pulled >= settings.max_batch_files, markers=held.markers,
+    )  # fmt: skip
+    limit = settings.max_wait_seconds
+    held.markers_done([m for m in held.markers if (now - instant(m.event_time, now)).total_seconds() >= limit])
+    waiting = [r.key for r in records if r.key not in ready]
+    held.give_back(waiting)
+    report.deferred += len(waiting)
+    by_route: dict[Route, list[PendingRecord]] = {}
+    for key in sorted(ready):
+        record = held.records[key]
+        by_route.setdefault(settings.route_for(record.bucket, record.name), []).append(record)
+    return by_route
+
+
 @dataclass
 class _Batch:
-    """The sequence of one flush over the records it holds."""
+    """The sequence of one flush for one route: the batch of its ready records."""
 
     settings: Settings
     held: Held
@@ -95,28 +130,19 @@ class _Batch:
     ledger: BatchLedger
     publisher: Publisher
     store: ObjectStore
-    healthcare: HealthcareApi
+    healthcare: HealthcareApi  # the route's store
     now: datetime
+    route: Route
     staged_names: int = 0  # staging names used so far (each copy gets its own)
     failures: list[FailureNote] = field(default_factory=list)  # files of the batch settled on dicom-failed
 
-    def run(self) -> None:
+    def run(self, records: list[PendingRecord]) -> None:
         settings, report = self.settings, self.report
-        records = list(self.held.records.values())
-        ready = ready_keys(
-            records, settle_seconds=settings.settle_seconds, max_wait_seconds=settings.max_wait_seconds,
-            now=self.now, batch_full=report.pulled >= settings.max_batch_files, markers=self.held.markers,
-        )  # fmt: skip
-        self._expire_markers()
-        self._wait([r.key for r in records if r.key not in ready])
-        if not ready:
-            return
-        report.running_before = self.ledger.imports_in_flight(
-            self.healthcare.store_name, settings.operation_max_age_seconds
-        )
-        newest = newest_generations(self.held.records[k] for k in ready)
+        running = self.ledger.imports_in_flight(self.healthcare.store_name, settings.operation_max_age_seconds)
+        report.running_before += running
+        newest = newest_generations(records)
         planned = time.monotonic()
-        slots = max(0, settings.max_concurrent_operations - report.running_before)
+        slots = max(0, settings.max_concurrent_operations - running)
         allocation = allocate(self._plan(newest), slots=slots, staging=settings.staging)
         report.plan_seconds = round(time.monotonic() - planned, 3)
         self._wait([newest.record(b, n).key for b, n in allocation.waiting])
@@ -125,9 +151,10 @@ class _Batch:
         batch_keys = [r.key for _, members in in_place for r in members] + [r.key for r in to_stage]
         if not batch_keys:
             self._wait(newest.superseded)
-            log.info("no capacity for new imports; records wait", extra=fields(running=report.running_before))
+            log.info("no capacity for new imports; records wait", extra=fields(running=running, route=self.route.name))
             return
         report.batch_id = batch_id_for(self.now, batch_keys)
+        report.batch_ids.append(report.batch_id)
         self._run_batch(newest, in_place, to_stage)
 
     def _run_batch(
@@ -198,7 +225,7 @@ class _Batch:
     def _start(self, uri: str, records: list[PendingRecord]) -> str | PermanentError | None:
         """Start one import: its operation name, or why not (None: a transient failure; the files wait)."""
         try:
-            operation = self.healthcare.start_import(uri, self.settings.blob_storage_class)
+            operation = self.healthcare.start_import(uri, self.route.storage_class)
         except RetryableError as exc:
             log.warning("import could not start; its files wait", extra=fields(uri=uri, error=str(exc)))
             return None
@@ -225,6 +252,7 @@ class _Batch:
         self.report.duplicates = len(newest.superseded)
         manifest = Manifest(
             batch_id=self.report.batch_id, created=self.now.isoformat(), store=self.healthcare.store_name,
+            route=self.route.name,
             imports=tuple(ImportEntry(item.uri, operation, len(item.files)) for item, operation in started),
             files=tuple(files), failures=tuple(self.failures), duplicates=self.report.duplicates,
             listing_calls=self.report.listing_calls, overshoot=self.report.overshoot,
@@ -240,13 +268,6 @@ class _Batch:
         self.held.done(newest.superseded)
         used = [m for m in self.held.markers if any(m.covers(f.record) for f in files)]
         self.held.markers_done(used)  # the marked folder's files are in this batch: the marker did its work
-
-    def _expire_markers(self) -> None:
-        """A marker older than MAX_WAIT_SECONDS is acknowledged: its folder's files are overdue by then anyway
-        (or were imported before the marker came), so it cannot circulate for ever."""
-        limit = self.settings.max_wait_seconds
-        old = [m for m in self.held.markers if (self.now - instant(m.event_time, self.now)).total_seconds() >= limit]
-        self.held.markers_done(old)
 
     def _wait(self, keys: list[Key]) -> None:
         """These records go back for a later flush."""

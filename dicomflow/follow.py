@@ -71,10 +71,12 @@ class Follower:
         healthcare: HealthcareApi,
         publisher: Publisher,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stores: Callable[[str], HealthcareApi] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.healthcare = healthcare
+        self._stores = stores or (lambda _store: healthcare)
         self.publisher = publisher
         self.now = now
         self.ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
@@ -82,6 +84,7 @@ class Follower:
     def follow(self, watch: WatchMessage) -> FollowResult:
         """Raise OperationPendingError while the operation runs (redelivery), return once its effects are done."""
         manifest = self.ledger.open(watch.manifest_uri)
+        self.healthcare = self._stores(manifest.store)  # the store of this batch's route
         operation = self.healthcare.get_operation(watch.operation)
         where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind)
         if not operation.get("done"):
@@ -157,7 +160,7 @@ class Follower:
     # ----- exports -----
 
     def _start_exports(self, manifest: Manifest, result: FollowResult) -> None:
-        targets = self.settings.export_targets
+        targets = self.settings.route_named(manifest.route).export_targets
         result.state = FollowState.IMPORTED
         filter_uri: str | None = None
         for target in targets:
@@ -229,7 +232,7 @@ class Follower:
     def _finish(self, manifest: Manifest, result: FollowResult) -> None:
         """Publish the batch result once every import and export is done (once, whoever gets here first)."""
         exports: list[ExportMarker] = []
-        for target in self.settings.export_targets:
+        for target in self.settings.route_named(manifest.route).export_targets:
             found = self.ledger.export_marker(manifest.batch_id, target.name)
             if found is None or found[0].status is not ExportStatus.DONE:
                 return
@@ -241,7 +244,8 @@ class Follower:
         if claim is None:
             return
         summary = summarize(manifest, imports, exports, self.now())
-        attributes = {"batch_id": manifest.batch_id, "outcome": str(summary["outcome"]), "store": manifest.store}
+        attributes = {"batch_id": manifest.batch_id, "outcome": str(summary["outcome"]), "store": manifest.store,
+                      "route": manifest.route}  # fmt: skip
         self.publisher.publish(self.settings.results_topic, [(_json(summary), attributes)])
         self.ledger.complete_result(claim, summary)
         result.result_published = True

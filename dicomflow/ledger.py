@@ -121,6 +121,7 @@ class Manifest:
     files: tuple[ManifestFile, ...]
     failures: tuple[FailureNote, ...] = ()
     duplicates: int = 0
+    route: str = "default"
     listing_calls: int = 0
     overshoot: int = 0
 
@@ -144,6 +145,7 @@ class Manifest:
             "batch_id": self.batch_id,
             "created": self.created,
             "store": self.store,
+            "route": self.route,
             "imports": [i.to_dict() for i in self.imports],
             "files": [f.to_dict() for f in self.files],
             "failures": [f.to_dict() for f in self.failures],
@@ -170,6 +172,7 @@ class Manifest:
                 files=tuple(ManifestFile.from_dict(f) for f in body["files"]),
                 failures=tuple(FailureNote.from_dict(f) for f in body.get("failures", [])),
                 duplicates=int(body.get("duplicates", 0)),
+                route=str(body.get("route", "default")),
                 listing_calls=int(planner.get("listing_calls", 0)),
                 overshoot=int(planner.get("overshoot", 0)),
             )

@@ -36,6 +36,7 @@ def summarize(
         "version": LEDGER_VERSION,
         "batch_id": manifest.batch_id,
         "store": manifest.store,
+        "route": manifest.route,
         "outcome": outcome,
         "files": len(manifest.files) + manifest.duplicates,
         "imported": imported,

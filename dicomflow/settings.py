@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from dicomflow.errors import ConfigurationError
 from dicomflow.exports import ExportTarget, parse_export_targets
+from dicomflow.routes import DEFAULT, Route, parse_routes
 
 T = TypeVar("T")
 _STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
@@ -236,6 +237,11 @@ class Settings:
         parse_export_targets,
         "JSON list of exports fired for every imported batch (see Export targets); empty = none.",
     )
+    routes: tuple[Route, ...] = setting(
+        "", parse_routes,
+        "JSON list of routes sending files under a prefix to another DICOM store (see Routes); the single-store "
+        "settings stay the default route. Empty: one store.",
+    )  # fmt: skip
     max_attempts: int = setting(
         "3", _number(int, minimum=1, maximum=100), "Imports tried per file before it goes to dicom-failed."
     )
@@ -263,13 +269,31 @@ class Settings:
     def store_name(self) -> str:
         return f"{self.dataset_name}/dicomStores/{self.dicom_store}"
 
+    @property
+    def default_route(self) -> Route:
+        return Route(DEFAULT, "", "", self.store_name, self.export_targets, self.blob_storage_class)
+
+    def route_for(self, bucket: str, name: str) -> Route:
+        """The route of an object: the longest matching ROUTES prefix, else the default route."""
+        matching = [r for r in self.routes if r.matches(bucket, name)]
+        return max(matching, key=lambda r: len(r.prefix)) if matching else self.default_route
+
+    def route_named(self, name: str) -> Route:
+        return next((r for r in self.routes if r.name == name), self.default_route)
+
+    @property
+    def stores(self) -> tuple[str, ...]:
+        """Every DICOM store the deployment imports into: the default one first."""
+        return tuple(dict.fromkeys([self.store_name, *(r.store for r in self.routes)]))
+
     def excluded(self, bucket: str, name: str) -> bool:
         """True for objects the pipeline must never import: configured exclusions and its own state."""
         if bucket == self.state_bucket and name.startswith(self.state_prefix):
             return True
         if any(name.startswith(prefix) for prefix in self.exclude_prefixes):
             return True
-        for target in self.export_targets:  # never import our own exports (no loops)
+        targets = [*self.export_targets, *(t for r in self.routes for t in r.export_targets)]
+        for target in targets:  # never import our own exports (no loops)
             location = target.gcs_bucket_and_prefix
             if location and location[0] == bucket and name.startswith(location[1]):
                 return True
@@ -307,7 +331,11 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         problems.append("LOG_OBJECT_NAMES=hashed needs LOG_HASH_KEY of at least 16 characters (keep it secret)")
     if values["max_header_bytes"] < values["header_read_bytes"]:
         problems.append("MAX_HEADER_BYTES must be at least HEADER_READ_BYTES")
-    for target in values["export_targets"]:
+    for route in values["routes"]:
+        if route.bucket not in values["source_buckets"]:
+            problems.append(f"ROUTES: route {route.name!r} takes files of bucket {route.bucket}, which is not in "
+                            "SOURCE_BUCKETS (add it there, or the route never sees an upload)")  # fmt: skip
+    for target in [*values["export_targets"], *(t for r in values["routes"] for t in r.export_targets)]:
         location = target.gcs_bucket_and_prefix
         if location and location[0] in values["source_buckets"] and not location[1].strip("/"):
             problems.append(f"EXPORT_TARGETS: target {target.name!r} writes to the root of source bucket "

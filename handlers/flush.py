@@ -11,7 +11,7 @@ from handlers.runtime import Runtime
 
 def _flush(rt: Runtime, _tick: CloudEvent) -> FlushReport:
     return run_flush(rt.settings, subscriber=rt.subscriber, publisher=rt.publisher, store=rt.store,
-                     healthcare=rt.healthcare)  # fmt: skip
+                     healthcare=rt.healthcare, stores=rt.stores)  # fmt: skip
 
 
 def handle(cloud_event: CloudEvent) -> FlushReport | None:

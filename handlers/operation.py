@@ -19,7 +19,8 @@ def _parse(cloud_event: CloudEvent) -> WatchMessage | None:
 
 
 def _follow(rt: Runtime, watch: WatchMessage) -> FollowResult:
-    return Follower(rt.settings, store=rt.store, healthcare=rt.healthcare, publisher=rt.publisher).follow(watch)
+    follower = Follower(rt.settings, store=rt.store, healthcare=rt.healthcare, publisher=rt.publisher, stores=rt.stores)
+    return follower.follow(watch)
 
 
 def _report(rt: Runtime, watch: WatchMessage, error: PermanentError) -> None:

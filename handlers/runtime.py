@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
-
-from dicomflow.adapters.healthcare import GoogleHealthcareApi, build_client, build_session
-from dicomflow.adapters.pubsub import PubSubPublisher, PubSubSubscriber
-from dicomflow.adapters.storage import GcsObjectStore
+from dicomflow.adapters.factory import build_ports
 from dicomflow.errors import OperationPendingError
 from dicomflow.logs import ObjectNames, configure
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
-from dicomflow.retry import RetryPolicy
 from dicomflow.settings import Settings
 
 
@@ -28,18 +22,8 @@ class Runtime:
     store: ObjectStore
     publisher: Publisher
     subscriber: Subscriber
-    healthcare: HealthcareApi
-
-
-def _storage_client(project: str) -> storage.Client:
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    if emulator:
-        return storage.Client(
-            project=project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options=ClientOptions(api_endpoint=emulator),
-        )
-    return storage.Client(project=project)  # pragma: no cover - real GCS
+    healthcare: HealthcareApi  # the default route's store
+    stores: Callable[[str], HealthcareApi]  # every route's store, by resource name
 
 
 @functools.cache
@@ -48,18 +32,8 @@ def runtime(component: str) -> Runtime:
     settings = Settings.from_env(os.environ)
     names = ObjectNames(settings.log_object_names == "hashed", settings.log_hash_key.encode())
     configure(component, settings.log_level, expected=(OperationPendingError,), names=names)
-    endpoint = settings.healthcare_api_endpoint
-    healthcare = GoogleHealthcareApi(
-        build_client(endpoint), build_session(endpoint), settings.store_name,
-        RetryPolicy(attempts=settings.api_retry_attempts), base_url=endpoint,
-    )  # fmt: skip
-    return Runtime(
-        settings=settings,
-        store=GcsObjectStore(_storage_client(settings.project_id)),
-        publisher=PubSubPublisher(settings.project_id),
-        subscriber=PubSubSubscriber(settings.project_id),
-        healthcare=healthcare,
-    )
+    ports = build_ports(settings, os.environ)
+    return Runtime(settings, ports.store, ports.publisher, ports.subscriber, ports.healthcare, ports.stores)
 
 
 def reset() -> None:

@@ -254,3 +254,49 @@ resource "google_secret_manager_secret_iam_member" "log_hash_key" {
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.function[each.key].email}"
 }
+
+# ---------------------------------------------------------------------------------------------
+# Routes (settings.routes): the same roles on every route's store and dataset
+# ---------------------------------------------------------------------------------------------
+
+resource "google_healthcare_dicom_store_iam_member" "route" {
+  for_each = { for pair in setproduct(tolist(local.route_stores), keys(local.function_store_roles)) : "${pair[1]} ${pair[0]}" => {
+    store = pair[0], function = pair[1]
+  } }
+
+  dicom_store_id = each.value.store
+  role           = local.function_store_roles[each.value.function]
+  member         = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}
+
+resource "google_healthcare_dataset_iam_member" "route" {
+  for_each = { for pair in setproduct(tolist(local.route_datasets), keys(local.function_dataset_roles)) : "${pair[1]} ${pair[0]}" => {
+    dataset = pair[0], function = pair[1]
+  } }
+
+  dataset_id = each.value.dataset
+  role       = local.function_dataset_roles[each.value.function]
+  member     = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}
+
+# A route store in another project imports with that project's Healthcare service agent.
+data "google_project" "route" {
+  for_each = local.route_projects
+
+  project_id = each.value
+}
+
+resource "google_storage_bucket_iam_member" "route_healthcare_agent" {
+  for_each = merge(
+    { for pair in setproduct(tolist(local.route_projects), distinct(concat(local.source_bucket_names, [local.state_bucket_name]))) :
+    "${pair[0]} ${pair[1]} viewer" => { project = pair[0], bucket = pair[1], role = "roles/storage.objectViewer" } },
+    { for item in local.route_export_buckets_elsewhere :
+    "${item.project} ${item.bucket} admin" => { project = item.project, bucket = item.bucket, role = "roles/storage.objectAdmin" } },
+  )
+
+  bucket = each.value.bucket
+  role   = each.value.role
+  member = "serviceAccount:service-${data.google_project.route[each.value.project].number}@gcp-sa-healthcare.iam.gserviceaccount.com"
+
+  depends_on = [google_storage_bucket.main]
+}

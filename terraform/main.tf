@@ -45,7 +45,25 @@ locals {
   export_gcs_buckets = distinct(concat(
     local.export_bucket_name == null ? [] : [local.export_bucket_name],
     [for t in var.settings.export_targets : regex("^gs://([^/]+)", t.gcs)[0] if t.gcs != null],
+    flatten([for r in local.routes_in_project : [for t in r.export_targets : regex("^gs://([^/]+)", t.gcs)[0] if t.gcs != null]]),
   ))
+
+  # ---- routes (ROUTES): other stores, possibly in other datasets and projects -------------------
+  routes = [for r in var.settings.routes : merge(
+    { name = r.name, prefix = r.prefix, store = r.store },
+    length(r.export_targets) == 0 ? {} : { export_targets = [for t in r.export_targets : { for k, v in t : k => v if v != null }] },
+    r.storage_class == null ? {} : { storage_class = r.storage_class },
+  )]
+  route_stores   = toset([for r in var.settings.routes : r.store])
+  route_datasets = toset([for r in var.settings.routes : split("/dicomStores/", r.store)[0]])
+  # Routes whose store is in another project: that project's Healthcare service agent reads the imports.
+  route_projects    = toset([for r in var.settings.routes : split("/", r.store)[1] if split("/", r.store)[1] != var.project_id])
+  routes_in_project = [for r in var.settings.routes : r if split("/", r.store)[1] == var.project_id]
+  route_export_buckets_elsewhere = distinct(flatten([
+    for r in var.settings.routes : [
+      for t in r.export_targets : { project = split("/", r.store)[1], bucket = regex("^gs://([^/]+)", t.gcs)[0] } if t.gcs != null
+    ] if split("/", r.store)[1] != var.project_id
+  ]))
   # BigQuery tables the Healthcare service agent writes: export targets and the store's stream configs.
   bigquery_table_uris = concat(
     [for t in var.settings.export_targets : t.bigquery if t.bigquery != null],
@@ -149,6 +167,7 @@ locals {
     HEALTHCARE_API_ENDPOINT   = var.settings.healthcare_api_endpoint
     API_RETRY_ATTEMPTS        = tostring(var.settings.api_retry_attempts)
     EXPORT_TARGETS            = length(local.export_targets) == 0 ? "" : jsonencode(local.export_targets)
+    ROUTES                    = length(local.routes) == 0 ? "" : jsonencode(local.routes)
     MAX_ATTEMPTS              = tostring(var.settings.max_attempts)
     OPERATION_MAX_AGE_SECONDS = tostring(var.settings.operation_max_age_seconds)
     LOG_LEVEL                 = upper(var.settings.log_level)

@@ -250,6 +250,11 @@ variable "settings" {
       api_retry_attempts (API_RETRY_ATTEMPTS, 6, 1..20): attempts for a Healthcare API call answered 429/5xx or timing out.
       export_targets (EXPORT_TARGETS, []): exports fired for every imported batch; each {name, gcs = "gs://bucket/prefix",
         mime_type} or {name, bigquery = "bq://project.dataset.table", write_disposition}; passed as JSON.
+      routes (ROUTES, []): files under a prefix go to another DICOM store; each {name, prefix = "gs://bucket/prefix/"
+        (a source bucket), store = "projects/P/locations/L/datasets/D/dicomStores/S", export_targets (as above),
+        storage_class}; the longest prefix wins, everything else takes the default route (this module's store).
+        The functions get their roles on every route's store and dataset, and each route project's Healthcare
+        service agent read access to the source and state buckets. Passed as JSON.
       max_attempts (MAX_ATTEMPTS, 3, 1..100): imports tried per file before it goes to dicom-failed.
       operation_max_age_seconds (OPERATION_MAX_AGE_SECONDS, 21600, >= 0): an operation still running after this long is reported stuck.
       log_level (LOG_LEVEL, "INFO"): DEBUG, INFO, WARNING or ERROR.
@@ -285,6 +290,19 @@ variable "settings" {
       mime_type         = optional(string)
       bigquery          = optional(string)
       write_disposition = optional(string)
+    })), [])
+    routes = optional(list(object({
+      name   = string
+      prefix = string
+      store  = string
+      export_targets = optional(list(object({
+        name              = string
+        gcs               = optional(string)
+        mime_type         = optional(string)
+        bigquery          = optional(string)
+        write_disposition = optional(string)
+      })), [])
+      storage_class = optional(string)
     })), [])
     max_attempts              = optional(number, 3)
     operation_max_age_seconds = optional(number, 21600)
@@ -418,6 +436,12 @@ variable "settings" {
   validation {
     condition     = !strcontains(var.settings.ready_marker, "/")
     error_message = "The settings.ready_marker is an object name without '/' (it is matched in every folder)."
+  }
+  validation {
+    condition = alltrue([for r in var.settings.routes : can(regex("^[a-z][a-z0-9-]{0,39}$", r.name)) && r.name != "default"
+      && can(regex("^gs://[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9]/", r.prefix))
+    && can(regex("^projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+$", r.store))])
+    error_message = "Each of settings.routes needs a name (lowercase, digits, '-', not 'default'), a prefix gs://BUCKET/PREFIX/ and a store projects/P/locations/L/datasets/D/dicomStores/S."
   }
   validation {
     condition     = contains(["full", "hashed"], var.settings.log_object_names)

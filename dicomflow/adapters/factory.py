@@ -6,7 +6,7 @@ emulators' clients read (``STORAGE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``) an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from google.api_core.client_options import ClientOptions
@@ -28,7 +28,8 @@ class Ports:
     store: ObjectStore
     publisher: Publisher
     subscriber: Subscriber
-    healthcare: HealthcareApi
+    healthcare: HealthcareApi  # the default route's store
+    stores: Callable[[str], HealthcareApi]  # any route's store, by resource name
 
 
 def storage_client(project: str, env: Mapping[str, str]) -> storage.Client:
@@ -42,15 +43,29 @@ def storage_client(project: str, env: Mapping[str, str]) -> storage.Client:
     return storage.Client(project=project)  # pragma: no cover - real GCS
 
 
-def build_ports(settings: Settings, env: Mapping[str, str]) -> Ports:
+def healthcare_stores(settings: Settings) -> Callable[[str], HealthcareApi]:
+    """One HealthcareApi per DICOM store of the settings' routes, sharing one client and one session."""
     endpoint = settings.healthcare_api_endpoint
-    healthcare = GoogleHealthcareApi(
-        build_client(endpoint), build_session(endpoint), settings.store_name,
-        RetryPolicy(attempts=settings.api_retry_attempts), base_url=endpoint,
-    )  # fmt: skip
+    client, session = build_client(endpoint), build_session(endpoint)
+    retry = RetryPolicy(attempts=settings.api_retry_attempts)
+    apis: dict[str, HealthcareApi] = {
+        name: GoogleHealthcareApi(client, session, name, retry, base_url=endpoint) for name in settings.stores
+    }
+
+    def store(name: str) -> HealthcareApi:
+        if name not in apis:  # a batch of a route removed since: its store is still followed up
+            apis[name] = GoogleHealthcareApi(client, session, name, retry, base_url=endpoint)
+        return apis[name]
+
+    return store
+
+
+def build_ports(settings: Settings, env: Mapping[str, str]) -> Ports:
+    stores = healthcare_stores(settings)
     return Ports(
         store=GcsObjectStore(storage_client(settings.project_id, env)),
         publisher=PubSubPublisher(settings.project_id),
         subscriber=PubSubSubscriber(settings.project_id),
-        healthcare=healthcare,
+        healthcare=stores(settings.store_name),
+        stores=stores,
     )

@@ -22,6 +22,7 @@ class Context:
     publisher: Publisher
     subscriber: Subscriber
     healthcare: HealthcareApi
+    stores: Callable[[str], HealthcareApi]
     ledger: BatchLedger
     now: Callable[[], datetime]
 
@@ -56,4 +57,6 @@ def load(env_file: Path | None, *, into_process: bool = True) -> Context:
         return datetime.now(UTC)
 
     ledger = BatchLedger(ports.store, settings.state_bucket, settings.state_prefix, now=now)
-    return Context(settings, ports.store, ports.publisher, ports.subscriber, ports.healthcare, ledger, now)
+    return Context(
+        settings, ports.store, ports.publisher, ports.subscriber, ports.healthcare, ports.stores, ledger, now
+    )

@@ -13,6 +13,7 @@ from dicomflow.cli.context import Context
 from dicomflow.events import ObjectEvent
 from dicomflow.intake import Examined, examine, select
 from dicomflow.ports import ObjectInfo
+from dicomflow.records import PendingRecord
 from dicomflow.staging import bounded
 
 CHUNK = 500
@@ -49,17 +50,18 @@ class Scanned:
 
 
 class SeriesCache:
-    """The SOP Instance UIDs the store holds per series, asked once per series."""
+    """The SOP Instance UIDs a record's store (its route's) holds per series, asked once per store and series."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        self._series: dict[tuple[str, str], set[str]] = {}
+        self._series: dict[tuple[str, str, str], set[str]] = {}
 
-    def holds(self, study: str, series: str, sop: str) -> bool:
-        key = (study, series)
+    def holds(self, record: PendingRecord) -> bool:
+        store = self._ctx.settings.route_for(record.bucket, record.name).store
+        key = (store, record.study_uid, record.series_uid)
         if key not in self._series:
-            self._series[key] = self._ctx.healthcare.series_instances(study, series)
-        return sop in self._series[key]
+            self._series[key] = self._ctx.stores(store).series_instances(record.study_uid, record.series_uid)
+        return record.sop_uid in self._series[key]
 
 
 def candidates(
@@ -83,8 +85,7 @@ def scan(ctx: Context, infos: Iterable[ObjectInfo], series: SeriesCache) -> Iter
     while chunk := list(islice(iterator, CHUNK)):
         examined = bounded(lambda info: examine(_event(info), ctx.settings, store=ctx.store), chunk)
         yield [
-            Scanned(info, result, None if result.record is None else series.holds(
-                result.record.study_uid, result.record.series_uid, result.record.sop_uid))
+            Scanned(info, result, None if result.record is None else series.holds(result.record))
             for info, result in zip(chunk, examined, strict=True)
         ]  # fmt: skip
 

@@ -51,15 +51,24 @@ def collect(ctx: Context, *, batch: str | None = None, since: float | None = Non
     failures: Counter[tuple[str, str]] = Counter()
     for item in batches:
         failures.update((f["stage"], _reason_kind(f["reason"])) for f in item.get("failures", []))
-    in_flight = ctx.ledger.in_flight(ctx.healthcare.store_name, settings.operation_max_age_seconds)
+    in_flight = sorted(
+        (started, op, store)
+        for store in settings.stores
+        for started, op in ctx.ledger.in_flight(store, settings.operation_max_age_seconds)
+    )
     return {
         "store": ctx.healthcare.store_name,
         "ledger": f"gs://{settings.state_bucket}/{settings.state_prefix}",
         "batches": batches,
         "batches_total": len(ctx.ledger.list_batches()) if not batch else None,
         "in_flight": [
-            {"operation": op, "started": started.isoformat(), "age_seconds": (now - started).total_seconds()}
-            for started, op in in_flight
+            {
+                "operation": op,
+                "store": store,
+                "started": started.isoformat(),
+                "age_seconds": (now - started).total_seconds(),
+            }
+            for started, op, store in in_flight
         ],
         "failures": [
             {"stage": stage, "reason": reason, "files": count} for (stage, reason), count in failures.most_common()
@@ -73,7 +82,8 @@ def _batch(ctx: Context, batch_id: str, *, live: bool) -> dict[str, Any]:
     if manifest is None:
         return {"batch_id": batch_id, "outcome": "missing"}
     markers = {e.operation: ctx.ledger.import_marker(batch_id, e.operation) for e in manifest.imports}
-    exports = [found[0] for t in ctx.settings.export_targets if (found := ctx.ledger.export_marker(batch_id, t.name))]
+    targets = ctx.settings.route_named(manifest.route).export_targets
+    exports = [found[0] for t in targets if (found := ctx.ledger.export_marker(batch_id, t.name))]
     result = ctx.ledger.result(batch_id)
     summary = dict(result.summary or {}) if result else {}
     failures = [f.to_dict() for f in manifest.failures]
@@ -81,6 +91,8 @@ def _batch(ctx: Context, batch_id: str, *, live: bool) -> dict[str, Any]:
         failures += [f.to_dict() for f in marker.failures] if marker else []
     return {
         "batch_id": batch_id,
+        "route": manifest.route,
+        "store": manifest.store,
         "created": manifest.created,
         "outcome": summary.get("outcome", "in progress"),
         "files": len(manifest.files) + manifest.duplicates,
@@ -101,7 +113,7 @@ def _import(
 ) -> dict[str, Any]:
     state, counter = ("reconciled", dict(marker.counter)) if marker else ("running", {})
     if live or marker is None:
-        body = ctx.healthcare.get_operation(operation)
+        body = ctx.stores(manifest.store).get_operation(operation)
         counter = dict(body.get("metadata", {}).get("counter", {}))
         state = state if marker else ("done, not reconciled yet" if body.get("done") else "running")
     return {"operation": operation, "uri": uri, "files": files, "state": state, "counter": counter}
@@ -144,14 +156,15 @@ def _reason_kind(reason: str) -> str:
 
 def render(report: dict[str, Any]) -> str:
     batches = report["batches"]
-    rows = [[b["batch_id"], b["outcome"], b.get("files", "-"), _dash(b.get("imported")), b.get("failed", "-"),
-             b.get("redriven", "-"), b.get("copies", "-"), _imports_cell(b), _exports_cell(b)]
+    rows = [[b["batch_id"], b.get("route", "-"), b["outcome"], b.get("files", "-"), _dash(b.get("imported")),
+             b.get("failed", "-"), b.get("redriven", "-"), b.get("copies", "-"), _imports_cell(b), _exports_cell(b)]
             for b in batches]  # fmt: skip
     shown = f"{len(batches)} of {report['batches_total']}" if report["batches_total"] is not None else "1"
     parts = [
         f"Store   {report['store']}\nLedger  {report['ledger']}",
         f"Batches ({shown})\n" + table(
-            ["batch", "outcome", "files", "imported", "failed", "redriven", "copies", "imports", "exports"], rows),
+            ["batch", "route", "outcome", "files", "imported", "failed", "redriven", "copies", "imports", "exports"],
+            rows),
         "Imports in flight\n" + table(["operation", "age"], [[f["operation"], ago(f["age_seconds"])]
                                                           for f in report["in_flight"]]),
         "Failures by reason\n" + table(["files", "stage", "reason"],

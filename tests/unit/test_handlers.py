@@ -81,7 +81,8 @@ ACKED = [
 @pytest.fixture
 def publisher(monkeypatch: pytest.MonkeyPatch) -> FakePublisher:
     fake = FakePublisher()
-    rt = Runtime(SETTINGS, FakeStore(), fake, FakeSubscriber(), FakeHealthcare())
+    healthcare = FakeHealthcare()
+    rt = Runtime(SETTINGS, FakeStore(), fake, FakeSubscriber(), healthcare, lambda _store: healthcare)
     monkeypatch.setattr(dispatch, "runtime", lambda component: rt)
     return fake
 

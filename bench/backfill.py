@@ -1,8 +1,17 @@
-"""Backfill throughput of one worker: objects/s through ``dicomflow backfill`` on the local stack (listing,
-header sniffing against fake-gcs-server, one QIDO-RS per series against the emulator, publishing), with header
-reads on the pool (16 at a time) beside one at a time, in one run.
+"""Backfill on the local stack.
+
+Throughput of one worker (default): objects/s through ``dicomflow backfill`` (listing, header sniffing against
+fake-gcs-server, one QIDO-RS per series against the emulator, publishing), with header reads on the pool (16 at
+a time) beside one at a time, in one run.
 
     python -m bench.backfill [--objects 2000]
+
+An archive end to end (``--archive N``): N instances and a few bad files written into the bucket before the
+pipeline exists; the stack then starts on that data directory, its recovery backfills the bucket (the same
+code as ``dicomflow backfill``), the pipeline imports everything; then a second backfill must queue nothing and
+``dicomflow verify`` must find nothing missing. Prints the time of each step.
+
+    python -m bench.backfill --archive 10000
 """
 
 from __future__ import annotations
@@ -10,11 +19,13 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from devstack import wiring
 from devstack.client import storage_client
-from devstack.processes import free_port
+from devstack.processes import free_port, start_fake_gcs
 from devstack.recovery import ENV_FILE
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
 from devstack.synthetic import generate_dataset
@@ -22,12 +33,79 @@ from dicomflow import staging
 from dicomflow.cli.backfill import backfill
 from dicomflow.cli.context import load
 from dicomflow.cli.source import GcsPrefix
+from dicomflow.cli.verify import verify
+
+
+def _ports() -> dict[str, int]:
+    ports = [free_port() for _ in range(3)]
+    functions_port = free_port()
+    while any(p in (functions_port + 1, functions_port + 2) for p in ports):
+        functions_port = free_port()
+    return {
+        "gcs_port": ports[0],
+        "pubsub_port": ports[1],
+        "healthcare_port": ports[2],
+        "functions_port": functions_port,
+    }
+
+
+def archive(count: int) -> int:
+    """The archive scenario: pre-existing files, recovery backfill, import, a second backfill, verify."""
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
+        data_dir = Path(tmp)
+        ports = _ports()
+        gcs = start_fake_gcs(ports["gcs_port"], root=data_dir / "gcs")
+        try:
+            host = f"http://127.0.0.1:{ports['gcs_port']}"
+            wiring.create_buckets(host, [INCOMING_BUCKET])
+            bucket = storage_client(host).bucket(INCOMING_BUCKET)
+            instances = generate_dataset(max(1, count // 40), 4, 10, seed=6)[:count]
+            bad = {f"archive/bad/{i}.dcm": b"not dicom" for i in range(10)}
+            started = time.monotonic()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda i: bucket.blob(f"archive/{i.relative_path}").upload_from_string(i.data),
+                              instances))  # fmt: skip
+                list(pool.map(lambda item: bucket.blob(item[0]).upload_from_string(item[1]), bad.items()))
+            print(f"wrote {len(instances)} instances + {len(bad)} bad files in {time.monotonic() - started:.0f}s")
+        finally:
+            gcs.stop()
+        config = StackConfig(gcs_port=ports["gcs_port"], pubsub_port=ports["pubsub_port"],
+                             healthcare_port=ports["healthcare_port"], functions_port=ports["functions_port"],
+                             settle_seconds=5, max_wait_seconds=60, flush_interval=2, data_dir=data_dir,
+                             extra_env=(("MAX_BATCH_FILES", "10000"),))  # fmt: skip
+        stack = LocalStack(config)
+        started = time.monotonic()
+        endpoints = stack.start()
+        try:
+            assert stack.recovered.wait(3600), "recovery did not finish"
+            queued_at = time.monotonic() - started
+            print(f"stack up and archive backfilled (recovery) after {queued_at:.0f}s")
+            ctx = load(endpoints.data_dir / ENV_FILE, into_process=False)
+            where = GcsPrefix(INCOMING_BUCKET, "archive/")
+            while True:
+                report = backfill(ctx, where, dry_run=True, progress=False)
+                if report.counts["in store"] >= len(instances):
+                    break
+                time.sleep(5)
+            print(f"every instance in the store after {time.monotonic() - started:.0f}s")
+            again = backfill(ctx, where, progress=False)
+            print(f"second backfill: queued {again.counts['queued']}, in store {again.counts['in store']}, "
+                  f"failed (reported) {again.counts['failed (reported)']}, {again.seconds:.0f}s")  # fmt: skip
+            objects = verify(ctx, where)
+            states = {state: sum(1 for o in objects if o["state"] == state) for state in {o["state"] for o in objects}}
+            print(f"verify: {states}")
+            return 0 if again.counts["queued"] == 0 and "missing" not in states else 1
+        finally:
+            stack.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=2000)
+    parser.add_argument("--archive", type=int, help="run the archive scenario with this many instances")
     args = parser.parse_args(argv)
+    if args.archive:
+        return archive(args.archive)
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         ports = [free_port() for _ in range(3)]
         functions_port = free_port()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -41,6 +41,8 @@ from dicomflow.settings import Settings
 from dicomflow.staging import delete_copies
 
 log = logging.getLogger(__name__)
+EXPORT_ATTEMPTS = 3
+_INTERRUPTED_CODES = (4, 10, 14)  # google.rpc.Code DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE
 
 
 class FollowState(StrEnum):
@@ -218,6 +220,10 @@ class Follower:
         if found is not None:
             marker, generation = found
             if marker.status is ExportStatus.RUNNING and marker.operation == watch.operation:
+                if _interrupted(operation) and marker.attempts < EXPORT_ATTEMPTS:
+                    claim = self.ledger.export_claim(manifest.batch_id, watch.target, generation)
+                    if self._restart_export(manifest, marker, claim):
+                        return FollowResult(FollowState.EXPORTING, exports_started=[watch.target])
                 outcome = ExportOutcome.SUCCEEDED if "response" in operation else (
                     ExportOutcome.STUCK if operation.get("stuck") else ExportOutcome.FAILED)  # fmt: skip
                 reason = None if outcome is ExportOutcome.SUCCEEDED else lro.reason(operation)
@@ -226,6 +232,27 @@ class Follower:
         result = FollowResult(FollowState.EXPORTED)
         self._finish(manifest, result)
         return result
+
+    def _restart_export(self, manifest: Manifest, marker: ExportMarker, claim: Claim) -> bool:
+        """Start an export again whose operation was interrupted (ABORTED, UNAVAILABLE): same filter file."""
+        target = next((t for t in self.settings.route_named(manifest.route).export_targets if t.name == marker.target),
+                      None)  # fmt: skip
+        if target is None:
+            return False
+        operation = self.healthcare.start_export(target.request_body(self.ledger.filter_uri(manifest.batch_id)))
+        restarted = replace(marker, operation=operation, started=self.now().isoformat(), attempts=marker.attempts + 1)
+        if not self.ledger.complete_export(claim, restarted):
+            return True  # another delivery moved the marker on first; its watch carries on
+        watch = WatchMessage(operation, manifest.batch_id, self.ledger.manifest_uri(manifest.batch_id),
+                             WatchKind.EXPORT, target.name)  # fmt: skip
+        self.publisher.publish(
+            self.settings.operations_topic,
+            [(watch.to_json(), {"batch_id": manifest.batch_id, "kind": WatchKind.EXPORT.value})],
+        )
+        log.warning("export interrupted; started again",
+                    extra=fields(batch_id=manifest.batch_id, operation=operation, target=target.name,
+                                 attempt=restarted.attempts))  # fmt: skip
+        return True
 
     # ----- result -----
 
@@ -252,6 +279,12 @@ class Follower:
         result.state = FollowState.FINISHED
         where = fields(batch_id=manifest.batch_id, outcome=summary["outcome"], files=summary["files"])
         log.info("batch finished", extra=where)
+
+
+def _interrupted(operation: dict[str, Any]) -> bool:
+    """The operation ended because it was interrupted, not because of what it exported: worth starting again."""
+    error = operation.get("error")
+    return isinstance(error, dict) and error.get("code") in _INTERRUPTED_CODES
 
 
 def _json(body: dict[str, Any]) -> bytes:

@@ -224,6 +224,7 @@ class ExportMarker:
     outcome: ExportOutcome | None = None
     counter: Mapping[str, Any] = field(default_factory=dict)
     reason: str | None = None
+    attempts: int = 1  # export operations started for this target (an interrupted one is started again)
 
     def done(self, outcome: ExportOutcome, finished: str, reason: str | None = None, **extra: Any) -> ExportMarker:
         return replace(self, status=ExportStatus.DONE, outcome=outcome, finished=finished, reason=reason, **extra)
@@ -231,7 +232,8 @@ class ExportMarker:
     def to_dict(self) -> dict[str, Any]:
         return {"version": LEDGER_VERSION, "target": self.target, "status": self.status, "claimed": self.claimed,
                 "operation": self.operation, "started": self.started, "finished": self.finished,
-                "outcome": self.outcome, "counter": dict(self.counter), "reason": self.reason}  # fmt: skip
+                "outcome": self.outcome, "counter": dict(self.counter), "reason": self.reason,
+                "attempts": self.attempts}  # fmt: skip
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ExportMarker:
@@ -239,7 +241,7 @@ class ExportMarker:
         return cls(
             str(body["target"]), ExportStatus(body["status"]), body.get("claimed"), body.get("operation"),
             body.get("started"), body.get("finished"), ExportOutcome(outcome) if outcome else None,
-            dict(body.get("counter") or {}), body.get("reason"),
+            dict(body.get("counter") or {}), body.get("reason"), int(body.get("attempts", 1)),
         )  # fmt: skip
 
 
@@ -386,6 +388,9 @@ class BatchLedger:
     def export_claim(self, batch_id: str, target: str, generation: int) -> Claim:
         """A claim on an export marker read at ``generation`` (to finish a running export)."""
         return Claim(batch_id, self._path(batch_id, "exports", f"{target}.json"), generation)
+
+    def filter_uri(self, batch_id: str) -> str:
+        return f"gs://{self.bucket}/{self._path(batch_id, 'filter.txt')}"
 
     def write_filter(self, batch_id: str, resources: Iterable[str]) -> str:
         return self._store.write_text(

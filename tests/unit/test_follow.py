@@ -236,3 +236,36 @@ def test_data_set_digest_ignores_the_file_meta_a_store_may_rewrite() -> None:
     other = make_instance(study_uid="2.25.1", series_uid="2.25.2", sop_uid="2.25.3", patient_name="OTHER^NAME")
     assert same_content(original, meta_rewritten)
     assert not same_content(original, other)
+
+
+def test_an_interrupted_export_is_started_again_and_the_result_waits_for_it() -> None:
+    targets = parse_export_targets(json.dumps([{"name": "a", "gcs": "gs://exp/a"}]))
+    world = World([_file("1.1.1.1")], _settings(targets))
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
+    world.follow(world.watch())
+    [first] = world.publisher.bodies("dicom-operations")
+    # WHEN the export is interrupted (ABORTED: the service restarted) THEN it is started again, same filter
+    world.healthcare.operations[first["operation"]] = {"done": True, "error": {"code": 10, "message": "restart"}}
+    world.follow(world.watch(first["operation"], "export", "a"))
+    assert len(world.healthcare.exports) == 2 and world.healthcare.exports[0] == world.healthcare.exports[1]
+    assert world.publisher.bodies("dicom-results") == []
+    # AND a redelivery of the interrupted watch starts nothing more; the new operation's success finishes it
+    world.follow(world.watch(first["operation"], "export", "a"))
+    second = world.publisher.bodies("dicom-operations")[-1]
+    assert len(world.healthcare.exports) == 2 and second["operation"] != first["operation"]
+    world.follow(world.watch(second["operation"], "export", "a"))
+    [result] = world.publisher.bodies("dicom-results")
+    assert (result["outcome"], result["exports"][0]["outcome"]) == ("success", "succeeded")
+
+
+def test_an_export_that_fails_for_its_own_reason_is_not_started_again() -> None:
+    targets = parse_export_targets(json.dumps([{"name": "a", "gcs": "gs://exp/a"}]))
+    world = World([_file("1.1.1.1")], _settings(targets))
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
+    world.follow(world.watch())
+    [first] = world.publisher.bodies("dicom-operations")
+    world.healthcare.operations[first["operation"]] = {"done": True, "error": {"code": 7, "message": "denied"}}
+    world.follow(world.watch(first["operation"], "export", "a"))
+    assert len(world.healthcare.exports) == 1
+    [result] = world.publisher.bodies("dicom-results")
+    assert result["exports"][0]["outcome"] == "failed"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from devstack import wiring
 from devstack.client import storage_client
-from devstack.processes import free_port, start_fake_gcs
+from devstack.processes import start_fake_gcs
 from devstack.recovery import ENV_FILE
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
 from devstack.synthetic import generate_dataset
@@ -36,27 +36,15 @@ from dicomflow.cli.source import GcsPrefix
 from dicomflow.cli.verify import verify
 
 
-def _ports() -> dict[str, int]:
-    ports = [free_port() for _ in range(3)]
-    functions_port = free_port()
-    while any(p in (functions_port + 1, functions_port + 2) for p in ports):
-        functions_port = free_port()
-    return {
-        "gcs_port": ports[0],
-        "pubsub_port": ports[1],
-        "healthcare_port": ports[2],
-        "functions_port": functions_port,
-    }
-
-
 def archive(count: int) -> int:
     """The archive scenario: pre-existing files, recovery backfill, import, a second backfill, verify."""
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
         data_dir = Path(tmp)
-        ports = _ports()
-        gcs = start_fake_gcs(ports["gcs_port"], root=data_dir / "gcs")
+        config = StackConfig.on_free_ports(settle_seconds=5, max_wait_seconds=60, flush_interval=2, data_dir=data_dir,
+                                           extra_env=(("MAX_BATCH_FILES", "10000"),))  # fmt: skip
+        gcs = start_fake_gcs(config.gcs_port, root=data_dir / "gcs")
         try:
-            host = f"http://127.0.0.1:{ports['gcs_port']}"
+            host = f"http://127.0.0.1:{config.gcs_port}"
             wiring.create_buckets(host, [INCOMING_BUCKET])
             bucket = storage_client(host).bucket(INCOMING_BUCKET)
             instances = generate_dataset(max(1, count // 40), 4, 10, seed=6)[:count]
@@ -69,10 +57,6 @@ def archive(count: int) -> int:
             print(f"wrote {len(instances)} instances + {len(bad)} bad files in {time.monotonic() - started:.0f}s")
         finally:
             gcs.stop()
-        config = StackConfig(gcs_port=ports["gcs_port"], pubsub_port=ports["pubsub_port"],
-                             healthcare_port=ports["healthcare_port"], functions_port=ports["functions_port"],
-                             settle_seconds=5, max_wait_seconds=60, flush_interval=2, data_dir=data_dir,
-                             extra_env=(("MAX_BATCH_FILES", "10000"),))  # fmt: skip
         stack = LocalStack(config)
         started = time.monotonic()
         endpoints = stack.start()
@@ -107,13 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.archive:
         return archive(args.archive)
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
-        ports = [free_port() for _ in range(3)]
-        functions_port = free_port()
-        while any(p in (functions_port + 1, functions_port + 2) for p in ports):
-            functions_port = free_port()
-        config = StackConfig(gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2],
-                             functions_port=functions_port, settle_seconds=3600, max_wait_seconds=3600,
-                             flush_interval=3600, data_dir=Path(tmp))  # fmt: skip
+        config = StackConfig.on_free_ports(settle_seconds=3600, max_wait_seconds=3600, flush_interval=3600,
+                                           data_dir=Path(tmp))  # fmt: skip
         stack = LocalStack(config)
         endpoints = stack.start()
         try:

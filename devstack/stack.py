@@ -15,6 +15,8 @@ import contextlib
 import json
 import logging
 import os
+import random
+import socket
 import tempfile
 import threading
 import urllib.error
@@ -78,12 +80,36 @@ class StackConfig:
     restart_limit: int = 5  # restarts of one process within restart_window_seconds before the stack gives up
     restart_window_seconds: float = 60.0
 
+    @classmethod
+    def on_free_ports(cls, **settings: Any) -> StackConfig:
+        """A config on free ports (tests, benchmarks), below the kernel's ephemeral range so that no client
+        connection of a busy machine takes one between choosing and binding; the function ports consecutive."""
+        rng = random.SystemRandom()
+        while True:
+            base = rng.randrange(_PORTS_FROM, _PORTS_TO, 8)
+            ports = list(range(base, base + 6))
+            if all(_bindable(port) for port in ports):
+                return cls(gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2],
+                           functions_port=ports[3], **settings)  # fmt: skip
+
     def ports(self) -> dict[str, int]:
         return {
             "Pub/Sub emulator": self.pubsub_port, "fake-gcs-server": self.gcs_port,
             "healthcare_emulator": self.healthcare_port,
             **{name: self.functions_port + index for index, name in enumerate(FUNCTIONS)},
         }  # fmt: skip
+
+
+_PORTS_FROM, _PORTS_TO = 20000, 32000  # below Linux's default ephemeral range (32768-60999)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -47,23 +47,29 @@ class ExportTarget:
         return body
 
 
-def parse_export_targets(raw: str) -> tuple[ExportTarget, ...]:
-    """Parse the JSON list; ValueError naming the target and the problem."""
+def json_list(raw: str, what: str) -> list[Any]:
+    """The JSON list of a setting (empty for an empty value); ValueError saying what is wrong."""
     if not raw.strip():
-        return ()
+        return []
     try:
         items = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from exc
     if not isinstance(items, list):
-        raise ValueError("expected a JSON list of targets")
-    targets: list[ExportTarget] = []
-    for index, item in enumerate(items):
-        targets.append(_target(index, item))
-    names = [t.name for t in targets]
+        raise ValueError(f"expected a JSON list of {what}")
+    return items
+
+
+def require_unique(names: list[str], what: str) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"target names must be unique: {', '.join(duplicates)}")
+        raise ValueError(f"{what} must be unique: {', '.join(duplicates)}")
+
+
+def parse_export_targets(raw: str) -> tuple[ExportTarget, ...]:
+    """Parse the JSON list; ValueError naming the target and the problem."""
+    targets = [_target(index, item) for index, item in enumerate(json_list(raw, "targets"))]
+    require_unique([t.name for t in targets], "target names")
     return tuple(targets)
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dicomflow.exports import ExportTarget, parse_export_targets
+from dicomflow.exports import ExportTarget, json_list, parse_export_targets, require_unique
 
 DEFAULT = "default"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -40,19 +40,8 @@ class Route:
 
 def parse_routes(raw: str) -> tuple[Route, ...]:
     """The JSON list of ``ROUTES``; ValueError naming the route and what is wrong with it."""
-    if not raw.strip():
-        return ()
-    try:
-        items = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from exc
-    if not isinstance(items, list):
-        raise ValueError("expected a JSON list of routes")
-    routes = tuple(_route(index, item) for index, item in enumerate(items))
-    names = [r.name for r in routes]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"route names must be unique: {', '.join(duplicates)}")
+    routes = tuple(_route(index, item) for index, item in enumerate(json_list(raw, "routes")))
+    require_unique([r.name for r in routes], "route names")
     prefixes = [(r.bucket, r.prefix) for r in routes]
     same = sorted({f"gs://{b}/{p}" for b, p in prefixes if prefixes.count((b, p)) > 1})
     if same:

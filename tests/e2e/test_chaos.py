@@ -13,7 +13,6 @@ import requests
 from google.cloud import pubsub_v1
 
 from devstack.client import operations, read_journal, storage_client
-from devstack.processes import free_port
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, NOTIFICATIONS_TOPIC, STATE_BUCKET, LocalStack, StackConfig
 from devstack.synthetic import generate_dataset
 from devstack.wiring import PROJECT
@@ -65,12 +64,7 @@ def _fired(healthcare_url: str) -> int:
 def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps(FAULTS))
-    ports = [free_port() for _ in range(4)]
-    functions = free_port()
-    while functions + 1 in ports or functions + 2 in ports:
-        functions = free_port()
-    config = StackConfig(
-        gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2], functions_port=functions,
+    config = StackConfig.on_free_ports(
         settle_seconds=1.0, max_wait_seconds=10.0, flush_interval=1.0, data_dir=tmp_path / "stack",
         emulator_faults=faults, fault_seed=8,
     )  # fmt: skip

@@ -15,7 +15,6 @@ import requests
 from google.cloud import pubsub_v1
 
 from devstack.client import operations, read_journal, storage_client
-from devstack.processes import free_port
 from devstack.stack import (
     EXPORT_BUCKET,
     INCOMING_BUCKET,
@@ -34,12 +33,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, StackEndpoints]]:
-    ports = [free_port() for _ in range(6)]
-    functions_port = ports[3]
-    while any(p in (functions_port + 1, functions_port + 2) for p in ports[:3]):
-        functions_port = free_port()
-    config = StackConfig(
-        gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2], functions_port=functions_port,
+    config = StackConfig.on_free_ports(
         settle_seconds=1.0, max_wait_seconds=10.0, flush_interval=1.0, data_dir=tmp_path_factory.mktemp("stack"),
     )  # fmt: skip
     local = LocalStack(config)

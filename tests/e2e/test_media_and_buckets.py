@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from devstack.client import read_journal, storage_client, upload_paths
-from devstack.processes import free_port, port_in_use
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, STATE_BUCKET, LocalStack, StackConfig, StackEndpoints
 from devstack.synthetic import generate_dataset, make_instance
 from tests.fileset import write_file_set
@@ -21,21 +20,10 @@ from tests.fileset import write_file_set
 pytestmark = pytest.mark.e2e
 
 
-def _first_of_three_free_ports(taken: list[int]) -> int:
-    """A port such that it and the next two are free (the stack's three function processes)."""
-    while True:
-        port = free_port()
-        if not {port + 1, port + 2} & set(taken) and not port_in_use(port + 1) and not port_in_use(port + 2):
-            return port
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackEndpoints]:
-    ports = [free_port() for _ in range(3)]
-    functions_port = _first_of_three_free_ports(ports)
     # SNIFF_EXTENSIONLESS is left at its default; DEBUG shows every event intake receives
-    config = StackConfig(
-        gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2], functions_port=functions_port,
+    config = StackConfig.on_free_ports(
         settle_seconds=1.0, max_wait_seconds=10.0, flush_interval=1.0, data_dir=tmp_path_factory.mktemp("media"),
         extra_env=(("LOG_LEVEL", "DEBUG"),),
     )  # fmt: skip

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from devstack.client import storage_client
-from devstack.processes import free_port
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints
 from devstack.synthetic import generate_dataset
 
@@ -22,13 +21,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _config(data_dir: Path, settle_seconds: float) -> StackConfig:
-    ports = [free_port() for _ in range(3)]
-    functions_port = free_port()
-    while any(p in (functions_port + 1, functions_port + 2) for p in ports):
-        functions_port = free_port()
-    return StackConfig(gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2],
-                       functions_port=functions_port, settle_seconds=settle_seconds,
-                       max_wait_seconds=max(settle_seconds, 10.0), flush_interval=1.0, data_dir=data_dir)  # fmt: skip
+    return StackConfig.on_free_ports(settle_seconds=settle_seconds, max_wait_seconds=max(settle_seconds, 10.0),
+                                     flush_interval=1.0, data_dir=data_dir)  # fmt: skip
 
 
 def _stored(endpoints: StackEndpoints) -> list[str]:

@@ -13,29 +13,17 @@ import pytest
 import requests
 
 from devstack.client import storage_client
-from devstack.processes import free_port, port_in_use
 from devstack.stack import FUNCTIONS, INCOMING_BUCKET, LocalStack, StackConfig
 from devstack.synthetic import generate_dataset
 
 pytestmark = pytest.mark.e2e
 
 
-def _first_of_three_free_ports(taken: list[int]) -> int:
-    """A port such that it and the next two are free (the stack's three function processes)."""
-    while True:
-        port = free_port()
-        if not {port + 1, port + 2} & set(taken) and not port_in_use(port + 1) and not port_in_use(port + 2):
-            return port
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    ports = [free_port() for _ in range(3)]
-    config = StackConfig(
-        gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2],
-        functions_port=_first_of_three_free_ports(ports), settle_seconds=1.0, max_wait_seconds=10.0,
-        flush_interval=1.0, data_dir=tmp_path_factory.mktemp("crashes"),
-    )  # fmt: skip
+    config = StackConfig.on_free_ports(
+        settle_seconds=1.0, max_wait_seconds=10.0, flush_interval=1.0, data_dir=tmp_path_factory.mktemp("crashes")
+    )
     local = LocalStack(config)
     local.start()
     try:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from devstack.processes import free_port, port_in_use
 from devstack.stack import LocalStack, StackConfig
 
 pytestmark = pytest.mark.integration
@@ -23,20 +22,9 @@ pytestmark = pytest.mark.integration
 RESTART_LIMIT = 2
 
 
-def _first_of_three_free_ports(taken: list[int]) -> int:
-    """A port such that it and the next two are free (the stack's three function processes)."""
-    while True:
-        port = free_port()
-        if not {port + 1, port + 2} & set(taken) and not port_in_use(port + 1) and not port_in_use(port + 2):
-            return port
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    ports = [free_port() for _ in range(3)]
-    functions_port = _first_of_three_free_ports(ports)
-    config = StackConfig(
-        gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2], functions_port=functions_port,
+    config = StackConfig.on_free_ports(
         flush_interval=3600.0, data_dir=tmp_path_factory.mktemp("supervised"),
         restart_limit=RESTART_LIMIT, restart_window_seconds=3600.0,
     )  # fmt: skip

@@ -14,7 +14,9 @@ from dicomflow.ports import Message, ReceivedMessage
 
 T = TypeVar("T")
 _PUBLISH_TIMEOUT = 60.0
-_FIRST_PULL_TIMEOUT = 10.0  # the first pull may wait for messages; later ones only drain what is there
+# The first pull may wait for messages, later ones only drain what is there. Kept short: an empty pull is one
+# idle pass of the flush loop, whose longest pass decides how early the loop must stop before its deadline.
+_FIRST_PULL_TIMEOUT = 2.0
 _NEXT_PULL_TIMEOUT = 2.0
 _MAX_PULL = 1000
 _ACK_CHUNK = 1000

@@ -3,16 +3,21 @@ every result on ``dicom-results``, every operation of the emulator, and the uplo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from google.cloud import pubsub_v1
+
 from devstack.client import get_json, read_journal, storage_client
 from devstack.stack import STATE_BUCKET, StackEndpoints
+from devstack.wiring import PROJECT
 from dicomflow.ledger import Manifest
 
 STATE_PREFIX = "dicomflow/"
@@ -73,6 +78,54 @@ def wait_for_files(endpoints: StackEndpoints, names: Iterable[str], timeout: flo
         time.sleep(poll)
 
 
+class PendingTap:
+    """A subscription of its own on ``dicom-pending``: when each file's record was queued by intake (the
+    message's publish time; the first one, should a file be re-driven)."""
+
+    def __init__(self) -> None:
+        self.queued: dict[str, float] = {}
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.path = self.subscriber.subscription_path(PROJECT, "bench-pending-tap")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pending-tap", daemon=True)
+
+    def __enter__(self) -> PendingTap:
+        topic = pubsub_v1.PublisherClient.topic_path(PROJECT, "dicom-pending")
+        self.subscriber.create_subscription(request={"name": self.path, "topic": topic})
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = self.subscriber.pull(request={"subscription": self.path, "max_messages": 1000}, timeout=2)
+            except Exception:  # an empty pull times out: again
+                continue
+            for received in response.received_messages:
+                with contextlib.suppress(ValueError, KeyError):
+                    published = received.message.publish_time.timestamp()  # set by Pub/Sub when intake published
+                    self.queued.setdefault(json.loads(received.message.data)["name"], published)
+            if response.received_messages:
+                ack_ids = [m.ack_id for m in response.received_messages]
+                self.subscriber.acknowledge(request={"subscription": self.path, "ack_ids": ack_ids})
+
+
+def flush_reports(endpoints: StackEndpoints) -> dict[str, dict[str, Any]]:
+    """The ``flush finished`` log line of every batch (plan and stage seconds), by batch id."""
+    path = endpoints.data_dir / "logs" / "on_flush.log"
+    reports: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("message") == "flush finished" and entry.get("batch_id"):
+                reports[entry["batch_id"]] = entry
+    return reports
+
+
 @dataclass
 class RunFigures:
     """Every batch that covered one of the run's files, and per-file latencies."""
@@ -84,7 +137,9 @@ class RunFigures:
     milestones: dict[str, float]  # phase -> seconds on the critical path from the first upload
     import_busy: float  # seconds during which at least one of the run's imports ran
     export_busy: float
-    upload_to_import_start: list[float] = field(default_factory=list)  # per file
+    stage_seconds: float  # copying into staging, every batch
+    upload_to_queued: list[float] = field(default_factory=list)  # per file: intake's record on dicom-pending
+    upload_to_import_start: list[float] = field(default_factory=list)
     upload_to_result: list[float] = field(default_factory=list)
 
     @property
@@ -92,8 +147,11 @@ class RunFigures:
         return sum(self.milestones.values())
 
 
-def collect(endpoints: StackEndpoints, uploaded: Mapping[str, tuple[float, float]]) -> RunFigures:
-    """Figures for the files in ``uploaded`` (name -> (upload started, upload finished), epoch seconds)."""
+def collect(
+    endpoints: StackEndpoints, uploaded: Mapping[str, tuple[float, float]], queued: Mapping[str, float]
+) -> RunFigures:
+    """Figures for the files in ``uploaded`` (name -> (upload started, upload finished), epoch seconds), with
+    the time each record was ``queued`` on dicom-pending (PendingTap)."""
     dataset = endpoints.store_name.split("/dicomStores/")[0]
     operations = {o["name"]: o for o in all_operations(endpoints.healthcare_url, dataset)}
     published = {r["batch_id"]: r for r in results(endpoints)}
@@ -125,7 +183,9 @@ def collect(endpoints: StackEndpoints, uploaded: Mapping[str, tuple[float, float
     first_upload = min(start for start, _ in uploaded.values())
     points = {
         "upload": max(end for _, end in uploaded.values()),
-        "intake + settle + plan": max(created),
+        "intake (queued on dicom-pending)": max(queued[n] for n in uploaded if n in queued),
+        "settle, until the last batch's pass": max(created),
+        "plan + stage + start its imports": max(epoch(o["metadata"]["createTime"]) for o in import_ops),
         "import": max(epoch(o["metadata"]["endTime"]) for o in import_ops),
         "reconcile + export": max(epoch(o["metadata"]["endTime"]) for o in export_ops),
         "report": max(finished[b] for b in batches if b in finished),
@@ -134,9 +194,12 @@ def collect(endpoints: StackEndpoints, uploaded: Mapping[str, tuple[float, float
     for phase, point in points.items():
         milestones[phase] = max(0.0, point - previous)
         previous = max(previous, point)
+    logged = flush_reports(endpoints)
     return RunFigures(
         files=len(uploaded), batches=len(batches), imports=len(imports), copies=copies, milestones=milestones,
         import_busy=_busy(import_ops), export_busy=_busy(export_ops),
+        stage_seconds=sum(float(logged.get(b, {}).get("stage_seconds", 0.0)) for b in batches),
+        upload_to_queued=[queued[n] - uploaded[n][1] for n in uploaded if n in queued],
         upload_to_import_start=[import_start[n] - uploaded[n][1] for n in uploaded if n in import_start],
         upload_to_result=[result_time[n] - uploaded[n][1] for n in uploaded if n in result_time],
     )  # fmt: skip

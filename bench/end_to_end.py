@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.e2e_figures import RunFigures, collect, percentile, wait_for_files
+from bench.e2e_figures import PendingTap, RunFigures, collect, percentile, wait_for_files
 from bench.intake_relay import IntakeRelay
 from devstack.client import storage_client
 from devstack.processes import free_port
@@ -47,7 +47,7 @@ Uploaded = dict[str, tuple[float, float]]  # object name -> (upload started, upl
 @contextlib.contextmanager
 def stack(
     settle: float, interval: float, *, intake: int = 0, extra_env: Sequence[tuple[str, str]] = ()
-) -> Iterator[StackEndpoints]:
+) -> Iterator[tuple[StackEndpoints, PendingTap]]:
     """The local stack; ``intake`` > 0: finalize notifications reach intake that many at a time (IntakeRelay,
     and as many server threads), else through the Pub/Sub emulator's own push (two at a time)."""
     threads = (("THREADS", str(intake)),) if intake else ()
@@ -61,8 +61,8 @@ def stack(
         endpoints = local.start()
         try:
             relay = IntakeRelay(endpoints.functions["on_object_finalized"], intake) if intake else None
-            with relay or contextlib.nullcontext():
-                yield endpoints
+            with relay or contextlib.nullcontext(), PendingTap() as tap:
+                yield endpoints, tap
         finally:
             local.stop()
 
@@ -133,10 +133,10 @@ def _study_files(instances: Sequence[SyntheticInstance], prefix: str) -> list[tu
 def throughput(args: argparse.Namespace) -> int:
     count, settle, interval = args.instances, args.settle_seconds, args.flush_interval
     instances = generate_dataset(max(1, count // 100), 4, 25, seed=77)[:count]
-    with stack(settle, interval, intake=args.intake_concurrency) as endpoints:
+    with stack(settle, interval, intake=args.intake_concurrency) as (endpoints, tap):
         uploaded = upload(endpoints, _study_files(instances, "bench"))
         wait_for_files(endpoints, uploaded, timeout=args.timeout)
-        figures = collect(endpoints, uploaded)
+        figures = collect(endpoints, uploaded, tap.queued)
         floor = direct_import(endpoints, f"gs://{INCOMING_BUCKET}/bench/**")
     what = f"{count} instances in study folders"
     print(_header(what, settle, interval, flush_run_seconds(interval), args.intake_concurrency))
@@ -155,14 +155,14 @@ def production(args: argparse.Namespace) -> int:
         studies.setdefault(instance.study_uid, []).append(instance)
     rows = []
     for name, env in variants:
-        with stack(settle, interval, intake=args.intake_concurrency, extra_env=env) as endpoints:
+        with stack(settle, interval, intake=args.intake_concurrency, extra_env=env) as (endpoints, tap):
             uploaded: Uploaded = {}
             started = time.monotonic()
             for index, members in enumerate(studies.values()):
                 time.sleep(max(0.0, started + index * args.gap - time.monotonic()))
                 uploaded |= upload(endpoints, _study_files(members, "modality"))
             wait_for_files(endpoints, uploaded, timeout=args.timeout)
-            rows.append((name, collect(endpoints, uploaded)))
+            rows.append((name, collect(endpoints, uploaded, tap.queued)))
     what = f"{len(instances)} instances, one study of 40 every {args.gap:g} s"
     print(_header(what, settle, interval, flush_run_seconds(interval), args.intake_concurrency))
     print(f"{'variant':<42}{'files':>6}{'batches':>8}{'imports':>8}   upload -> import start s"
@@ -188,11 +188,11 @@ def drop_folder(args: argparse.Namespace) -> int:
     def flat(instances: Sequence[SyntheticInstance], prefix: str) -> list[tuple[str, bytes]]:
         return [(f"{prefix}/{i.sop_uid}.dcm", i.data) for i in instances]
 
-    with stack(settle, interval, intake=args.intake_concurrency) as endpoints:
+    with stack(settle, interval, intake=args.intake_concurrency) as (endpoints, tap):
         wait_for_files(endpoints, upload(endpoints, flat(old, "drop")), timeout=args.timeout)  # the old files
         uploaded = upload(endpoints, flat(new, "drop"))
         wait_for_files(endpoints, uploaded, timeout=args.timeout)
-        figures = collect(endpoints, uploaded)
+        figures = collect(endpoints, uploaded, tap.queued)
         upload(endpoints, flat(new, "floor-source"), bucket=EXPORT_BUCKET)  # the new files alone, for the floor
         floor = direct_import(endpoints, f"gs://{EXPORT_BUCKET}/floor-source/**")
         wide = direct_import(endpoints, f"gs://{INCOMING_BUCKET}/drop/**", export=False)
@@ -208,7 +208,8 @@ def drop_folder(args: argparse.Namespace) -> int:
 def _print_run(figures: RunFigures, floor: dict[str, float], settle: float) -> None:
     per_import = figures.files / max(figures.imports, 1)
     print(f"{figures.files} files in {figures.batches} batch(es), {figures.imports} import(s) ({per_import:.0f} "
-          f"files/import; a per-file trigger: {figures.files}), {figures.copies} staged copies")  # fmt: skip
+          f"files/import; a per-file trigger: {figures.files}), {figures.copies} staged copies "
+          f"({figures.stage_seconds:.1f} s of copying)")  # fmt: skip
     print(f"\n{'critical path from the first upload':<40}{'seconds':>10}")
     for phase, seconds in figures.milestones.items():
         print(f"{phase:<40}{seconds:>10.2f}")
@@ -217,8 +218,10 @@ def _print_run(figures: RunFigures, floor: dict[str, float], settle: float) -> N
     print(f"\n{'busy time':<40}{'pipeline s':>10}{'floor s':>10}")
     print(f"{'import':<40}{figures.import_busy:>10.2f}{floor['import']:>10.2f}")
     print(f"{'export':<40}{figures.export_busy:>10.2f}{floor['export']:>10.2f}")
-    start, result = figures.upload_to_import_start, figures.upload_to_result
-    print(f"\nper file, upload -> import start: p50 {percentile(start, 0.5):.1f} s, "
+    start, result, queued = figures.upload_to_import_start, figures.upload_to_result, figures.upload_to_queued
+    print(f"\nper file, upload -> queued by intake: p50 {percentile(queued, 0.5):.1f} s, "
+          f"p95 {percentile(queued, 0.95):.1f} s")  # fmt: skip
+    print(f"per file, upload -> import start: p50 {percentile(start, 0.5):.1f} s, "
           f"p95 {percentile(start, 0.95):.1f} s; upload -> result: p50 {percentile(result, 0.5):.1f} s, "
           f"p95 {percentile(result, 0.95):.1f} s")  # fmt: skip
     after_upload = figures.total - figures.milestones["upload"]

@@ -439,6 +439,11 @@ variable "log_hash_key_secret" {
 # Functions, triggers and delivery
 # ---------------------------------------------------------------------------------------------
 
+# What the sizing relies on: Cloud Functions gen2 concurrency (https://cloud.google.com/functions/docs/configuring/concurrency:
+# concurrency above 1 needs at least 1 vCPU; for Python set THREADS equal to the concurrency); the Python
+# buildpack starts the `functions-framework` web process (GoogleCloudPlatform/buildpacks,
+# cmd/python/functions_framework), which serves through gunicorn with WORKERS (default 1) processes of THREADS
+# (default 4 x CPUs) threads (functions-framework-python, src/functions_framework/_http/gunicorn.py, 3.10).
 variable "functions" {
   description = <<-EOT
     Sizing of each function (Cloud Functions gen2 service_config): available_memory, available_cpu,

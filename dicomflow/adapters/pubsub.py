@@ -20,7 +20,11 @@ _FIRST_PULL_TIMEOUT = 2.0
 _NEXT_PULL_TIMEOUT = 2.0
 _MAX_PULL = 1000
 _ACK_CHUNK = 1000
-_BATCH_LATENCY = 0.01  # seconds a publish may wait for company; concurrent invocations share a batch
+# One thread-safe PublisherClient serves every request thread of an instance: a publish waits up to
+# _BATCH_LATENCY for company, so the records of concurrent requests go out in one call of up to _BATCH_MESSAGES
+# (one caller at a time pays the window once per event; concurrent callers share it).
+_BATCH_LATENCY = 0.01
+_BATCH_MESSAGES = 500
 _PUBLISH_HINT = "grant the function's service account roles/pubsub.publisher on the topic"
 _SUBSCRIBE_HINT = "grant the function's service account roles/pubsub.subscriber on the subscription"
 
@@ -31,7 +35,7 @@ class PubSubPublisher:
     def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None) -> None:
         self._project = project
         self._client = client or pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=_BATCH_LATENCY)
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=_BATCH_MESSAGES, max_latency=_BATCH_LATENCY)
         )
 
     def publish(self, topic: str, messages: Sequence[Message]) -> list[str]:

@@ -1,33 +1,85 @@
-"""End to end: N instances uploaded to the local stack until all are exported, with the wall time split into
-settle, import, reconcile + export start, export, and report; side by side with the floor — one direct
-``gs://bucket/prefix/**`` import plus one export of the same files against the same emulator.
+"""End to end through the local stack (every function in its own process, the flush timer ticking like Cloud
+Scheduler), figures from every batch of the run, beside the floor: one direct ``**`` import plus one export of
+the same files against the same emulator, with nothing to wait for.
 
-    python -m bench.end_to_end [--instances 1000] [--settle-seconds 2]
+    python -m bench.end_to_end [throughput] [--instances 1000] [--settle-seconds 2]
+        N instances in study folders, uploaded 8 at a time: batches, imports, copies, the critical path split
+        into phases, import/export busy time against the floor, per-file latencies.
+    python -m bench.end_to_end production [--studies 12] [--gap 15] [--one-pass-too]
+        The production shape: a tick every 60 s, SETTLE_SECONDS 30, one study (4 series x 10) every --gap
+        seconds; per file upload -> import start and upload -> result, p50/p95 (--one-pass-too: the same with
+        FLUSH_RUN_SECONDS=0, one pass per tick, as before the flush run).
+    python -m bench.end_to_end drop-folder [--old-files 2000] [--instances 1000]
+        New files uploaded into a flat folder already holding --old-files imported ones: imports used, copies,
+        seconds, against the floor and against one in-place import of the whole folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import tempfile
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from devstack.client import operations, read_journal, storage_client
+from bench.e2e_figures import PendingTap, RunFigures, collect, percentile, wait_for_files
+from bench.intake_relay import IntakeRelay
+from devstack.client import storage_client
 from devstack.processes import free_port
-from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints
-from devstack.synthetic import generate_dataset
+from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints, flush_run_seconds
+from devstack.synthetic import SyntheticInstance, generate_dataset
+
+LOCATION = "projects/local-project/locations/us-central1"
+Uploaded = dict[str, tuple[float, float]]  # object name -> (upload started, upload finished), epoch seconds
 
 
-def _seconds(start: str, end: str) -> float:
-    return (
-        datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
-    ).total_seconds()
+# ----- the stack and the uploads -----
+
+
+@contextlib.contextmanager
+def stack(
+    settle: float, interval: float, *, intake: int = 0, extra_env: Sequence[tuple[str, str]] = ()
+) -> Iterator[tuple[StackEndpoints, PendingTap]]:
+    """The local stack; ``intake`` > 0: finalize notifications reach intake that many at a time (IntakeRelay,
+    and as many server threads), else through the Pub/Sub emulator's own push (two at a time)."""
+    threads = (("THREADS", str(intake)),) if intake else ()
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        config = StackConfig(
+            gcs_port=free_port(), pubsub_port=free_port(), healthcare_port=free_port(), functions_port=free_port(),
+            settle_seconds=settle, max_wait_seconds=600, flush_interval=interval, data_dir=Path(tmp),
+            extra_env=(*threads, *extra_env),
+        )  # fmt: skip
+        local = LocalStack(config)
+        endpoints = local.start()
+        try:
+            relay = IntakeRelay(endpoints.functions["on_object_finalized"], intake) if intake else None
+            with relay or contextlib.nullcontext(), PendingTap() as tap:
+                yield endpoints, tap
+        finally:
+            local.stop()
+
+
+def upload(endpoints: StackEndpoints, files: Sequence[tuple[str, bytes]], bucket: str = INCOMING_BUCKET) -> Uploaded:
+    target = storage_client(endpoints.storage_host).bucket(bucket)
+
+    def put(item: tuple[str, bytes]) -> tuple[str, tuple[float, float]]:
+        began = time.time()
+        target.blob(item[0]).upload_from_string(item[1], content_type="application/dicom")
+        return item[0], (began, time.time())
+
+    with ThreadPoolExecutor(8) as pool:
+        return dict(pool.map(put, files))
+
+
+# ----- the floor -----
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -47,87 +99,159 @@ def _wait_operation(base: str, name: str) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-def pipeline_run(endpoints: StackEndpoints, count: int) -> dict[str, float]:
-    instances = generate_dataset(max(1, count // 100), 4, 25, seed=77)[:count]
-    bucket = storage_client(endpoints.storage_host).bucket(INCOMING_BUCKET)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: bucket.blob(f"bench/{i.relative_path}").upload_from_string(i.data), instances))
-    uploaded = time.perf_counter()
-    exports = storage_client(endpoints.storage_host)
-    while sum(1 for _ in exports.list_blobs(EXPORT_BUCKET, prefix="dicom/")) < count:
-        time.sleep(0.5)
-    while not read_journal(endpoints.journal("results")):
-        time.sleep(0.2)
-    finished = time.perf_counter()
-    [result] = read_journal(endpoints.journal("results"))[-1:]
-    dataset = endpoints.store_name.split("/dicomStores/")[0]
-    ops = operations(endpoints.healthcare_url, dataset)
-    imports = [o for o in ops if o["metadata"]["apiMethodName"].endswith("ImportDicomData")]
-    exports_ops = [o for o in ops if o["metadata"]["apiMethodName"].endswith("ExportDicomData")]
-    import_end = max(o["metadata"]["endTime"] for o in imports)
-    export_start = min(o["metadata"]["createTime"] for o in exports_ops)
-    export_end = max(o["metadata"]["endTime"] for o in exports_ops)
-    first, created, done = (
-        result["timings"]["first_upload"],
-        result["timings"]["batch_created"],
-        result["timings"]["finished"],
-    )
-    return {
-        "files": float(result["files"]), "imports": float(len(imports)), "upload": uploaded - started,
-        "settle": _seconds(first, created), "import": _seconds(created, import_end),
-        "reconcile + export start": _seconds(import_end, export_start), "export": _seconds(export_start, export_end),
-        "report": _seconds(export_end, done), "total": finished - started,
-    }  # fmt: skip
-
-
-def floor_run(endpoints: StackEndpoints) -> dict[str, float]:
-    """The same files, one import and one export issued by hand against the emulator (no settling)."""
-    base = endpoints.healthcare_url
-    location = "projects/local-project/locations/us-central1"
-    _post(f"{base}/v1/{location}/datasets?datasetId=floor", {})
-    store = f"{location}/datasets/floor/dicomStores/floor"
-    _post(f"{base}/v1/{location}/datasets/floor/dicomStores?dicomStoreId=floor", {})
+def direct_import(endpoints: StackEndpoints, uri: str, *, export: bool = True) -> dict[str, float]:
+    """``uri`` imported into a fresh store by hand, then (``export``) exported: seconds of each."""
+    base, dataset = endpoints.healthcare_url, f"floor-{uuid.uuid4().hex[:8]}"
+    _post(f"{base}/v1/{LOCATION}/datasets?datasetId={dataset}", {})
+    store = f"{LOCATION}/datasets/{dataset}/dicomStores/floor"
+    _post(f"{base}/v1/{LOCATION}/datasets/{dataset}/dicomStores?dicomStoreId=floor", {})
     start = time.perf_counter()
-    _wait_operation(
-        base, _post(f"{base}/v1/{store}:import", {"gcsSource": {"uri": f"gs://{INCOMING_BUCKET}/bench/**"}})["name"]
-    )
+    operation = _wait_operation(base, _post(f"{base}/v1/{store}:import", {"gcsSource": {"uri": uri}})["name"])
     imported = time.perf_counter()
-    export = {"gcsDestination": {"uriPrefix": f"gs://{EXPORT_BUCKET}/floor"}}
-    _wait_operation(base, _post(f"{base}/v1/{store}:export", export)["name"])
-    done = time.perf_counter()
-    return {"import": imported - start, "export": done - imported, "total": done - start}
+    seconds = {"import": imported - start, "files": float(operation["metadata"]["counter"].get("success", 0))}
+    if export:
+        body = {"gcsDestination": {"uriPrefix": f"gs://{EXPORT_BUCKET}/{dataset}"}}
+        _wait_operation(base, _post(f"{base}/v1/{store}:export", body)["name"])
+        seconds["export"] = time.perf_counter() - imported
+    return seconds
+
+
+# ----- scenarios -----
+
+
+def _header(what: str, settle: float, interval: float, run_seconds: float, intake: int) -> str:
+    delivery = f"{intake} at a time (bench relay)" if intake else "the Pub/Sub emulator's push (2 at a time)"
+    return (f"\nEnd to end — {what}; {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; SETTLE_SECONDS={settle:g}, tick every {interval:g} s, "
+            f"FLUSH_RUN_SECONDS={run_seconds:g}; finalize events delivered by {delivery}")  # fmt: skip
+
+
+def _study_files(instances: Sequence[SyntheticInstance], prefix: str) -> list[tuple[str, bytes]]:
+    return [(f"{prefix}/{i.relative_path}", i.data) for i in instances]
+
+
+def throughput(args: argparse.Namespace) -> int:
+    count, settle, interval = args.instances, args.settle_seconds, args.flush_interval
+    instances = generate_dataset(max(1, count // 100), 4, 25, seed=77)[:count]
+    with stack(settle, interval, intake=args.intake_concurrency) as (endpoints, tap):
+        uploaded = upload(endpoints, _study_files(instances, "bench"))
+        wait_for_files(endpoints, uploaded, timeout=args.timeout)
+        figures = collect(endpoints, uploaded, tap.queued)
+        floor = direct_import(endpoints, f"gs://{INCOMING_BUCKET}/bench/**")
+    what = f"{count} instances in study folders"
+    print(_header(what, settle, interval, flush_run_seconds(interval), args.intake_concurrency))
+    _print_run(figures, floor, settle)
+    return 0
+
+
+def production(args: argparse.Namespace) -> int:
+    settle, interval = 30.0, 60.0
+    variants: list[tuple[str, tuple[tuple[str, str], ...]]] = [("flush run (FLUSH_RUN_SECONDS=55)", ())]
+    if args.one_pass_too:
+        variants.append(("one pass per tick (FLUSH_RUN_SECONDS=0)", (("FLUSH_RUN_SECONDS", "0"),)))
+    instances = generate_dataset(args.studies, 4, 10, seed=88)
+    studies: dict[str, list[SyntheticInstance]] = {}
+    for instance in instances:
+        studies.setdefault(instance.study_uid, []).append(instance)
+    rows = []
+    for name, env in variants:
+        with stack(settle, interval, intake=args.intake_concurrency, extra_env=env) as (endpoints, tap):
+            uploaded: Uploaded = {}
+            started = time.monotonic()
+            for index, members in enumerate(studies.values()):
+                time.sleep(max(0.0, started + index * args.gap - time.monotonic()))
+                uploaded |= upload(endpoints, _study_files(members, "modality"))
+            wait_for_files(endpoints, uploaded, timeout=args.timeout)
+            rows.append((name, collect(endpoints, uploaded, tap.queued)))
+    what = f"{len(instances)} instances, one study of 40 every {args.gap:g} s"
+    print(_header(what, settle, interval, flush_run_seconds(interval), args.intake_concurrency))
+    print(f"{'variant':<42}{'files':>6}{'batches':>8}{'imports':>8}   upload -> import start s"
+          f"     upload -> result s")  # fmt: skip
+    print(f"{'':<64}{'p50':>7}{'p95':>7}{'max':>7}{'p50':>9}{'p95':>7}{'max':>7}")
+    for name, figures in rows:
+        start, result = figures.upload_to_import_start, figures.upload_to_result
+        print(f"{name:<42}{figures.files:>6}{figures.batches:>8}{figures.imports:>8}"
+              f"{percentile(start, 0.5):>7.1f}{percentile(start, 0.95):>7.1f}{max(start):>7.1f}"
+              f"{percentile(result, 0.5):>9.1f}{percentile(result, 0.95):>7.1f}{max(result):>7.1f}")  # fmt: skip
+    target = settle + 5
+    met = percentile(rows[0][1].upload_to_import_start, 0.95)
+    print(f"\ntarget: upload -> import start within SETTLE_SECONDS + 5 s = {target:g} s at p95: "
+          f"{'met' if met <= target else 'missed'} ({met:.1f} s)")  # fmt: skip
+    return 0
+
+
+def drop_folder(args: argparse.Namespace) -> int:
+    settle, interval = args.settle_seconds, args.flush_interval
+    old = generate_dataset(max(1, args.old_files // 100), 4, 25, seed=91)[: args.old_files]
+    new = generate_dataset(max(1, args.instances // 100), 4, 25, seed=92)[: args.instances]
+
+    def flat(instances: Sequence[SyntheticInstance], prefix: str) -> list[tuple[str, bytes]]:
+        return [(f"{prefix}/{i.sop_uid}.dcm", i.data) for i in instances]
+
+    with stack(settle, interval, intake=args.intake_concurrency) as (endpoints, tap):
+        wait_for_files(endpoints, upload(endpoints, flat(old, "drop")), timeout=args.timeout)  # the old files
+        uploaded = upload(endpoints, flat(new, "drop"))
+        wait_for_files(endpoints, uploaded, timeout=args.timeout)
+        figures = collect(endpoints, uploaded, tap.queued)
+        upload(endpoints, flat(new, "floor-source"), bucket=EXPORT_BUCKET)  # the new files alone, for the floor
+        floor = direct_import(endpoints, f"gs://{EXPORT_BUCKET}/floor-source/**")
+        wide = direct_import(endpoints, f"gs://{INCOMING_BUCKET}/drop/**", export=False)
+    what = f"{len(new)} new instances into a flat folder holding {len(old)} imported ones"
+    print(_header(what, settle, interval, flush_run_seconds(interval), args.intake_concurrency))
+    _print_run(figures, floor, settle)
+    print(f"one in-place import of the whole folder (gs://{INCOMING_BUCKET}/drop/**) reads "
+          f"{wide['files']:.0f} files: {wide['import']:.2f} s against {floor['import']:.2f} s for the new ones "
+          f"alone")  # fmt: skip
+    return 0
+
+
+def _print_run(figures: RunFigures, floor: dict[str, float], settle: float) -> None:
+    per_import = figures.files / max(figures.imports, 1)
+    print(f"{figures.files} files in {figures.batches} batch(es), {figures.imports} import(s) ({per_import:.0f} "
+          f"files/import; a per-file trigger: {figures.files}), {figures.copies} staged copies "
+          f"({figures.stage_seconds:.1f} s of copying)")  # fmt: skip
+    print(f"\n{'critical path from the first upload':<40}{'seconds':>10}")
+    for phase, seconds in figures.milestones.items():
+        print(f"{phase:<40}{seconds:>10.2f}")
+    print(f"{'total':<40}{figures.total:>10.2f}")
+    floor_total = floor["import"] + floor["export"]
+    print(f"\n{'busy time':<40}{'pipeline s':>10}{'floor s':>10}")
+    print(f"{'import':<40}{figures.import_busy:>10.2f}{floor['import']:>10.2f}")
+    print(f"{'export':<40}{figures.export_busy:>10.2f}{floor['export']:>10.2f}")
+    start, result, queued = figures.upload_to_import_start, figures.upload_to_result, figures.upload_to_queued
+    print(f"\nper file, upload -> queued by intake: p50 {percentile(queued, 0.5):.1f} s, "
+          f"p95 {percentile(queued, 0.95):.1f} s")  # fmt: skip
+    print(f"per file, upload -> import start: p50 {percentile(start, 0.5):.1f} s, "
+          f"p95 {percentile(start, 0.95):.1f} s; upload -> result: p50 {percentile(result, 0.5):.1f} s, "
+          f"p95 {percentile(result, 0.95):.1f} s")  # fmt: skip
+    after_upload = figures.total - figures.milestones["upload"]
+    bound = 1.5 * floor_total + settle
+    print(f"total / floor (import + export, {floor_total:.2f} s): {figures.total / floor_total:.2f}x; after the last "
+          f"upload: {after_upload / floor_total:.2f}x")  # fmt: skip
+    print(f"target: total within 1.5 x floor + SETTLE_SECONDS = {bound:.1f} s: "
+          f"{'met' if figures.total <= bound else 'missed'} ({figures.total:.1f} s)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--instances", type=int, default=1000)
-    parser.add_argument("--settle-seconds", type=float, default=2.0)
+    scenarios = {"throughput": throughput, "production": production, "drop-folder": drop_folder}
+    parser.add_argument("scenario", nargs="?", default="throughput", choices=sorted(scenarios))
+    parser.add_argument("--instances", type=int, default=1000, help="files uploaded (throughput, drop-folder)")
+    parser.add_argument("--settle-seconds", type=float, default=2.0, help="SETTLE_SECONDS (throughput, drop-folder)")
+    parser.add_argument("--flush-interval", type=float, default=60.0, help="seconds between ticks (60)")
+    parser.add_argument("--old-files", type=int, default=2000, help="files already in the drop folder (2000)")
+    parser.add_argument("--studies", type=int, default=12, help="studies of the production run (12)")
+    parser.add_argument("--gap", type=float, default=15.0, help="seconds between studies (production, 15)")
+    parser.add_argument("--one-pass-too", action="store_true", help="production: also FLUSH_RUN_SECONDS=0")
+    parser.add_argument(
+        "--intake-concurrency",
+        type=int,
+        default=0,
+        help="deliver finalize events N at a time, as Eventarc does (0: the emulator's push)",
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the results")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        functions = free_port()
-        config = StackConfig(
-            gcs_port=free_port(), pubsub_port=free_port(), healthcare_port=free_port(), functions_port=functions,
-            settle_seconds=args.settle_seconds, max_wait_seconds=120, flush_interval=1.0, data_dir=Path(tmp),
-        )  # fmt: skip
-        stack = LocalStack(config)
-        endpoints = stack.start()
-        try:
-            pipeline = pipeline_run(endpoints, args.instances)
-            floor = floor_run(endpoints)
-        finally:
-            stack.stop()
-    machine = f"{platform.machine()}, Python {platform.python_version()}"
-    print(f"\nEnd to end — {int(pipeline['files'])} instances, {machine}, SETTLE_SECONDS={args.settle_seconds}, "
-          "flush every 1 s")  # fmt: skip
-    print(f"{'phase':<28}{'pipeline s':>12}{'floor s':>10}")
-    for phase in ("upload", "settle", "import", "reconcile + export start", "export", "report", "total"):
-        floor_value = floor.get(phase)
-        print(f"{phase:<28}{pipeline[phase]:>12.2f}{(f'{floor_value:.2f}' if floor_value is not None else '-'):>10}")
-    print(f"\nimports used: {int(pipeline['imports'])} for {int(pipeline['files'])} files "
-          f"(a per-file trigger: {int(pipeline['files'])}); pipeline / floor (import + export): "
-          f"{(pipeline['import'] + pipeline['export']) / floor['total']:.2f}x")  # fmt: skip
-    return 0
+    return scenarios[args.scenario](args)
 
 
 if __name__ == "__main__":

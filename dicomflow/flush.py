@@ -1,5 +1,6 @@
 """Flush: pull pending records, let folders settle, plan in-place imports, stage the rest, start at most two
-imports per batch (STAGING=auto), record the batch, publish watches, ack.
+imports per batch (STAGING=auto), record the batch, publish watches, ack. ``run_flush`` is one such pass;
+``run_flush_for`` repeats it for most of a scheduler tick, so imports start as folders settle, not per tick.
 
 Order matters for "nothing is lost": a record is acknowledged only after the import covering it was accepted
 by the API, the batch was written to the ledger and the watch message was published. A crash anywhere before
@@ -23,7 +24,7 @@ from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
 from dicomflow.retry import RetryPolicy
 from dicomflow.routes import Route
-from dicomflow.selection import Newest, allocate, batch_id_for, newest_generations, ready_keys
+from dicomflow.selection import Newest, allocate, batch_id_for, newest_generations, ready_keys, seconds_until_ready
 from dicomflow.settings import Settings
 from dicomflow.staging import StagingArea, delete_copies, stage
 
@@ -50,6 +51,7 @@ class FlushReport:
     overshoot: int = 0
     plan_seconds: float = 0.0
     stage_seconds: float = 0.0
+    next_ready_seconds: float | None = None  # until the first folder that is still settling is ready
     manifest_uri: str | None = None
     operations: list[str] = field(default_factory=list)
 
@@ -68,7 +70,7 @@ def run_flush(
     now: Callable[[], datetime] = utc_now,
     stores: Callable[[str], HealthcareApi] | None = None,
 ) -> FlushReport:
-    """One flush tick: one batch per route with ready files. ``stores`` gives the API of each route's store
+    """One flush pass: one batch per route with ready files. ``stores`` gives the API of each route's store
     (default: ``healthcare`` for every store). Raises RetryableError when it could not finish (its records
     come back later)."""
     report = FlushReport()
@@ -99,6 +101,78 @@ def run_flush(
     return report
 
 
+MIN_PAUSE = 0.5  # seconds between passes at least (never a busy loop)
+MAX_PAUSE = 5.0  # at most: records that reach the subscription late are seen within this long
+
+
+@dataclass
+class FlushRun:
+    """What one invocation did: every pass, and how long it worked."""
+
+    passes: list[FlushReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def batches(self) -> list[str]:
+        return [r.batch_id for r in self.passes if r.batch_id is not None]
+
+
+def run_flush_for(
+    settings: Settings,
+    *,
+    subscriber: Subscriber,
+    publisher: Publisher,
+    store: ObjectStore,
+    healthcare: HealthcareApi,
+    now: Callable[[], datetime] = utc_now,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    stores: Callable[[str], HealthcareApi] | None = None,
+) -> FlushRun:
+    """One scheduler tick: passes of ``run_flush`` for ``settings.flush_run_seconds`` (0: one pass).
+
+    Between passes it sleeps until the next folder it holds settles (``pause_after``), so a folder's import
+    starts within a pass of becoming ready, not at the next tick. It starts no pass that, as long as the longest
+    so far, would end after the deadline (it shortens the last pause instead), so the invocation hands over
+    before the next tick. A transient failure of one pass is logged and the next pass tries again (raised only
+    when the last pass failed); a permanent one (a denied permission, a missing store) ends the run at once.
+    """
+    started = clock()
+    deadline = started + settings.flush_run_seconds
+    run, longest, failure = FlushRun(), 0.0, None
+    while True:
+        began = clock()
+        try:
+            report = run_flush(settings, subscriber=subscriber, publisher=publisher, store=store,
+                               healthcare=healthcare, now=now, stores=stores)  # fmt: skip
+            run.passes.append(report)
+            pause, failure = pause_after(report, settings), None
+        except RetryableError as exc:
+            log.warning("flush pass failed transiently; the next pass retries", extra=fields(error=str(exc)))
+            pause, failure = MAX_PAUSE, exc
+        longest = max(longest, clock() - began)
+        room = deadline - clock() - longest  # a pass as long as the longest must still end by the deadline
+        if room <= 0:
+            break
+        sleep(min(pause, room))
+    run.seconds = round(clock() - started, 3)
+    log.info("flush run finished", extra=fields(passes=len(run.passes), batches=len(run.batches),
+                                                 seconds=run.seconds))  # fmt: skip
+    if failure is not None:
+        raise failure
+    return run
+
+
+def pause_after(report: FlushReport, settings: Settings) -> float:
+    """Seconds to wait before the next pass: none after a full batch (more may be waiting); until the first
+    folder still settling is ready; else ``SETTLE_SECONDS`` (a folder seen later cannot be ready sooner) --
+    always between MIN_PAUSE and MAX_PAUSE."""
+    if report.pulled >= settings.max_batch_files:
+        return 0.0
+    wait = report.next_ready_seconds if report.next_ready_seconds is not None else settings.settle_seconds
+    return min(max(wait, MIN_PAUSE), MAX_PAUSE)
+
+
 def _ready_by_route(
     settings: Settings, held: Held, report: FlushReport, now: datetime
 ) -> dict[Route, list[PendingRecord]]:
@@ -110,9 +184,12 @@ def _ready_by_route(
     )  # fmt: skip
     limit = settings.max_wait_seconds
     held.markers_done([m for m in held.markers if (now - instant(m.event_time, now)).total_seconds() >= limit])
-    waiting = [r.key for r in records if r.key not in ready]
-    held.give_back(waiting)
-    report.deferred += len(waiting)
+    settling = [r for r in records if r.key not in ready]
+    report.next_ready_seconds = seconds_until_ready(
+        settling, settle_seconds=settings.settle_seconds, max_wait_seconds=settings.max_wait_seconds, now=now
+    )
+    held.give_back([r.key for r in settling])
+    report.deferred += len(settling)
     by_route: dict[Route, list[PendingRecord]] = {}
     for key in sorted(ready):
         record = held.records[key]

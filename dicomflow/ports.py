@@ -89,7 +89,7 @@ class Publisher(Protocol):
 
 
 class Subscriber(Protocol):
-    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 10.0) -> list[ReceivedMessage]:
+    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0) -> list[ReceivedMessage]:
         """Up to ``max_messages`` messages (fewer when the subscription runs dry); waits up to ``wait_seconds``
         for the first one."""
 

@@ -28,19 +28,37 @@ def ready_keys(
     if batch_full:
         return {r.key for r in records}
     markers = list(markers)
-    folders: dict[tuple[str, str], list[PendingRecord]] = defaultdict(list)
-    for record in records:
-        folders[(record.bucket, record.directory)].append(record)
     ready: set[Key] = set()
-    for members in folders.values():
-        times = [instant(r.event_time, now) for r in members]
-        settled = (now - max(times)).total_seconds() >= settle_seconds
-        overdue = (now - min(times)).total_seconds() >= max_wait_seconds
-        if settled or overdue:
+    for members in _folders(records):
+        if _ready_in(members, settle_seconds, max_wait_seconds, now) <= 0:
             ready.update(r.key for r in members)
         else:  # files that arrived after the marker wait for their own settling (the next batch)
             ready.update(r.key for r in members if any(m.covers(r) for m in markers))
     return ready
+
+
+def seconds_until_ready(
+    records: Sequence[PendingRecord], *, settle_seconds: float, max_wait_seconds: float, now: datetime
+) -> float | None:
+    """Seconds until the first folder of ``records`` that is not ready yet becomes ready (None: none waits)."""
+    waits = [_ready_in(m, settle_seconds, max_wait_seconds, now) for m in _folders(records)]
+    pending = [w for w in waits if w > 0]
+    return min(pending) if pending else None
+
+
+def _folders(records: Iterable[PendingRecord]) -> list[list[PendingRecord]]:
+    folders: dict[tuple[str, str], list[PendingRecord]] = defaultdict(list)
+    for record in records:
+        folders[(record.bucket, record.directory)].append(record)
+    return list(folders.values())
+
+
+def _ready_in(members: Sequence[PendingRecord], settle_seconds: float, max_wait_seconds: float, now: datetime) -> float:
+    """Seconds until this folder is ready: settled (no upload for ``settle_seconds``) or overdue; <= 0: ready."""
+    times = [instant(r.event_time, now) for r in members]
+    settled = (max(times) - now).total_seconds() + settle_seconds
+    overdue = (min(times) - now).total_seconds() + max_wait_seconds
+    return min(settled, overdue)
 
 
 @dataclass

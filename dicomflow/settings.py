@@ -226,6 +226,12 @@ class Settings:
         "Ack deadline the flush keeps extending (every third of it) on the records it holds: a crashed flush's "
         "records come back to the next flush within this long.",
     )
+    flush_run_seconds: float = setting(
+        "55",
+        _number(float, minimum=0, maximum=480),
+        "Seconds one on_flush invocation keeps working (pull, plan, start; pull again as folders settle) before it "
+        "hands over; keep it below the tick interval (60 s) and the function timeout. 0: one pass per tick.",
+    )
     healthcare_api_endpoint: str | None = setting(
         "", _endpoint, "Override of https://healthcare.googleapis.com (the local emulator)."
     )

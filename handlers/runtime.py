@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,9 +26,23 @@ class Runtime:
     stores: Callable[[str], HealthcareApi]  # every route's store, by resource name
 
 
-@functools.cache
+_built: dict[str, Runtime] = {}
+_building = threading.Lock()
+
+
 def runtime(component: str) -> Runtime:
-    """Built on the first event of this process and reused (clients are thread-safe and pool connections)."""
+    """Built once per process, on the first event, and shared by every request thread: when several threads
+    arrive first at once, one builds and the others wait for it (one set of clients, one publisher)."""
+    built = _built.get(component)
+    if built is not None:
+        return built
+    with _building:
+        if component not in _built:
+            _built[component] = _build(component)
+        return _built[component]
+
+
+def _build(component: str) -> Runtime:
     settings = Settings.from_env(os.environ)
     names = ObjectNames(settings.log_object_names == "hashed", settings.log_hash_key.encode())
     configure(component, settings.log_level, expected=(OperationPendingError,), names=names)
@@ -38,4 +52,5 @@ def runtime(component: str) -> Runtime:
 
 def reset() -> None:
     """Forget the cached runtime (tests change the environment between cases)."""
-    runtime.cache_clear()
+    with _building:
+        _built.clear()

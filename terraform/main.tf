@@ -164,6 +164,7 @@ locals {
     MAX_HEADER_BYTES          = tostring(var.settings.max_header_bytes)
     LISTING_CAP               = tostring(var.settings.listing_cap)
     FLUSH_LEASE_SECONDS       = tostring(var.settings.flush_lease_seconds)
+    FLUSH_RUN_SECONDS         = tostring(var.settings.flush_run_seconds)
     HEALTHCARE_API_ENDPOINT   = var.settings.healthcare_api_endpoint
     API_RETRY_ATTEMPTS        = tostring(var.settings.api_retry_attempts)
     EXPORT_TARGETS            = length(local.export_targets) == 0 ? "" : jsonencode(local.export_targets)
@@ -173,6 +174,15 @@ locals {
     LOG_LEVEL                 = upper(var.settings.log_level)
     LOG_OBJECT_NAMES          = var.settings.log_object_names
     # LOG_HASH_KEY comes from Secret Manager (secret_environment_variables below), never from plain config.
+  }
+
+  # The Python runtime serves each function with functions-framework under gunicorn, which reads WORKERS
+  # and THREADS: one thread per request the instance accepts (see var.functions).
+  server_env = {
+    for name, f in var.functions : name => {
+      WORKERS = tostring(f.workers)
+      THREADS = tostring(ceil(f.max_instance_request_concurrency / f.workers))
+    }
   }
 
   no_trigger = { event_type = null, bucket = null, pubsub_topic = null, region = null, retry_policy = null }
@@ -189,7 +199,7 @@ locals {
       }
     })
     on_flush = merge(var.functions.on_flush, {
-      description = "dicomflow flush: on each scheduler tick pulls ${var.settings.pending_subscription}, plans wildcard imports and starts them."
+      description = "dicomflow flush: on each scheduler tick, for settings.flush_run_seconds, pulls ${var.settings.pending_subscription}, plans imports and starts them as folders settle."
       # A failed tick is not retried: the next tick (a minute later) does the same work, and the
       # records of a failed flush were given back to the subscription.
       trigger = {
@@ -520,7 +530,7 @@ resource "google_cloudfunctions2_function" "main" {
     ingress_settings                 = "ALLOW_INTERNAL_ONLY" # Eventarc and Pub/Sub push of this project are internal
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
-    environment_variables            = local.function_env
+    environment_variables            = merge(local.function_env, local.server_env[each.key])
 
     dynamic "secret_environment_variables" {
       for_each = var.log_hash_key_secret == null ? [] : [var.log_hash_key_secret]
@@ -561,6 +571,10 @@ resource "google_cloudfunctions2_function" "main" {
         )
       ])
       error_message = "An export target writes to the root of a source bucket: give it a prefix so that exports are not taken for uploads."
+    }
+    precondition {
+      condition     = var.settings.flush_run_seconds + 60 <= var.functions.on_flush.timeout_seconds
+      error_message = "settings.flush_run_seconds must be at least 60 s below functions.on_flush.timeout_seconds: the last pass of a flush run must end before the function times out."
     }
   }
 

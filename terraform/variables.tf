@@ -246,6 +246,9 @@ variable "settings" {
       listing_cap (LISTING_CAP, 50000, >= 100): most objects one planner step may list.
       flush_lease_seconds (FLUSH_LEASE_SECONDS, 30, 10..600): ack deadline the flush keeps extending on the records it holds;
         a crashed flush's records come back within this long.
+      flush_run_seconds (FLUSH_RUN_SECONDS, 55, 0..480): seconds one on_flush invocation keeps working (pull, plan, start,
+        pull again as folders settle) before it hands over to the next tick; keep it below the flush_schedule interval
+        (55 of 60 s) and at least 60 s below functions.on_flush.timeout_seconds. 0: one pass per tick.
       healthcare_api_endpoint (HEALTHCARE_API_ENDPOINT, ""): API endpoint override, only for the local emulator; leave empty in the cloud.
       api_retry_attempts (API_RETRY_ATTEMPTS, 6, 1..20): attempts for a Healthcare API call answered 429/5xx or timing out.
       export_targets (EXPORT_TARGETS, []): exports fired for every imported batch; each {name, gcs = "gs://bucket/prefix",
@@ -282,6 +285,7 @@ variable "settings" {
     max_header_bytes          = optional(number, 16777216)
     listing_cap               = optional(number, 50000)
     flush_lease_seconds       = optional(number, 30)
+    flush_run_seconds         = optional(number, 55)
     healthcare_api_endpoint   = optional(string, "")
     api_retry_attempts        = optional(number, 6)
     export_targets = optional(list(object({
@@ -375,6 +379,10 @@ variable "settings" {
     error_message = "The settings.flush_lease_seconds must be a whole number between 10 and 600."
   }
   validation {
+    condition     = var.settings.flush_run_seconds >= 0 && var.settings.flush_run_seconds <= 480
+    error_message = "The settings.flush_run_seconds must be between 0 and 480 (on_flush times out after at most 540 s)."
+  }
+  validation {
     condition     = var.settings.healthcare_api_endpoint == "" || can(regex("^https?://[^/\\s]+/?$", var.settings.healthcare_api_endpoint))
     error_message = "The settings.healthcare_api_endpoint must be empty (the real API) or a base URL such as http://127.0.0.1:8089."
   }
@@ -463,22 +471,44 @@ variable "log_hash_key_secret" {
 # Functions, triggers and delivery
 # ---------------------------------------------------------------------------------------------
 
+# What the sizing relies on: Cloud Functions gen2 concurrency (https://cloud.google.com/functions/docs/configuring/concurrency:
+# concurrency above 1 needs at least 1 vCPU; for Python set THREADS equal to the concurrency); the Python
+# buildpack starts the `functions-framework` web process (GoogleCloudPlatform/buildpacks,
+# cmd/python/functions_framework), which serves through gunicorn with WORKERS (default 1) processes of THREADS
+# (default 4 x CPUs) threads (functions-framework-python, src/functions_framework/_http/gunicorn.py, 3.10).
 variable "functions" {
   description = <<-EOT
     Sizing of each function (Cloud Functions gen2 service_config): available_memory, available_cpu,
-    timeout_seconds, min/max_instance_count, max_instance_request_concurrency. on_flush defaults to
-    one instance so that flushes never overlap (MAX_CONCURRENT_OPERATIONS stays exact); event-driven
-    functions (on_object_finalized, on_flush) time out after at most 540 s, on_operation (Pub/Sub push)
-    after at most 600 s, the push subscription's ack deadline.
+    timeout_seconds, min/max_instance_count, max_instance_request_concurrency, and `workers`, the
+    gunicorn worker processes of the Python runtime. The runtime serves a function with
+    functions-framework under gunicorn: WORKERS processes (default 1) x THREADS threads (default 4
+    per CPU); the module sets WORKERS = workers and THREADS = concurrency / workers, so that every
+    request the instance accepts has a thread (Google's concurrency guide: THREADS equal to the
+    concurrency). Concurrency above 1 needs at least one vCPU.
+    on_object_finalized: 32 requests at once on 1 vCPU. Intake is I/O-bound (a ranged read, a
+    publish), so one instance overlaps many events instead of each upload being its own
+    instance-request; its CPU, ~2 ms per event (bench/intake), keeps one worker below ~450 events/s,
+    which 32 concurrent deliveries reach (8 give ~5x the serial rate, 32-64 level off at the CPU);
+    1Gi leaves room for 32 headers in flight (each up to settings.max_header_bytes).
+    For more per instance give available_cpu = "2" and workers = 2 (one process per vCPU: threads
+    share one core under the GIL). The intake's clients are shared by its threads: the Pub/Sub
+    publisher batches concurrent publishes, the storage session pools a connection per thread.
+    on_flush: one instance, one request: flushes never overlap (MAX_CONCURRENT_OPERATIONS stays
+    exact); each invocation works for settings.flush_run_seconds, so its timeout must exceed that.
+    on_operation: one request per instance (its Healthcare API client, httplib2, is not
+    thread-safe); it scales out instead. Event-driven functions (on_object_finalized, on_flush) time
+    out after at most 540 s, on_operation (Pub/Sub push) after at most 600 s, the push subscription's
+    ack deadline.
   EOT
   type = object({
     on_object_finalized = optional(object({
-      available_memory                 = optional(string, "512M")
-      available_cpu                    = optional(string)
+      available_memory                 = optional(string, "1Gi")
+      available_cpu                    = optional(string, "1")
       timeout_seconds                  = optional(number, 120)
       min_instance_count               = optional(number, 0)
       max_instance_count               = optional(number, 20)
-      max_instance_request_concurrency = optional(number, 1)
+      max_instance_request_concurrency = optional(number, 32)
+      workers                          = optional(number, 1)
     }), {})
     on_flush = optional(object({
       available_memory                 = optional(string, "1Gi")
@@ -487,6 +517,7 @@ variable "functions" {
       min_instance_count               = optional(number, 0)
       max_instance_count               = optional(number, 1)
       max_instance_request_concurrency = optional(number, 1)
+      workers                          = optional(number, 1)
     }), {})
     on_operation = optional(object({
       available_memory                 = optional(string, "512M")
@@ -495,6 +526,7 @@ variable "functions" {
       min_instance_count               = optional(number, 0)
       max_instance_count               = optional(number, 10)
       max_instance_request_concurrency = optional(number, 1)
+      workers                          = optional(number, 1)
     }), {})
   })
   default  = {}
@@ -515,6 +547,24 @@ variable "functions" {
       && f.max_instance_request_concurrency >= 1 && f.max_instance_request_concurrency <= 1000
     ])
     error_message = "Each function needs 1 <= max_instance_count, 0 <= min_instance_count <= max_instance_count and 1 <= max_instance_request_concurrency <= 1000."
+  }
+  validation {
+    condition = alltrue([
+      for f in [var.functions.on_object_finalized, var.functions.on_flush, var.functions.on_operation] :
+      f.max_instance_request_concurrency == 1 || (f.available_cpu != null && try(tonumber(f.available_cpu) >= 1, false))
+    ])
+    error_message = "A function with max_instance_request_concurrency above 1 needs available_cpu of at least 1 (Cloud Functions gen2 rule)."
+  }
+  validation {
+    condition = alltrue([
+      for f in [var.functions.on_object_finalized, var.functions.on_flush, var.functions.on_operation] :
+      floor(f.workers) == f.workers && f.workers >= 1 && f.workers <= f.max_instance_request_concurrency
+    ])
+    error_message = "Each function's workers must be a whole number between 1 and its max_instance_request_concurrency."
+  }
+  validation {
+    condition     = var.functions.on_flush.max_instance_count == 1 && var.functions.on_flush.max_instance_request_concurrency == 1
+    error_message = "on_flush must run as one instance serving one request (max_instance_count = 1, max_instance_request_concurrency = 1): flushes never overlap."
   }
 }
 

@@ -14,10 +14,17 @@ from dicomflow.ports import Message, ReceivedMessage
 
 T = TypeVar("T")
 _PUBLISH_TIMEOUT = 60.0
-_NEXT_PULL_TIMEOUT = 2.0  # the first pull may wait for messages; later ones only drain what is there
+# The first pull may wait for messages (PubSubSubscriber.pull's wait_seconds), later ones only drain what is
+# there. Kept short: an empty pull is one idle pass of the flush loop, whose longest pass decides how early the
+# loop must stop before its deadline.
+_NEXT_PULL_TIMEOUT = 2.0
 _MAX_PULL = 1000
 _ACK_CHUNK = 1000
-_BATCH_LATENCY = 0.01  # seconds a publish may wait for company; concurrent invocations share a batch
+# One thread-safe PublisherClient serves every request thread of an instance: a publish waits up to
+# _BATCH_LATENCY for company, so the records of concurrent requests go out in one call of up to _BATCH_MESSAGES
+# (one caller at a time pays the window once per event; concurrent callers share it).
+_BATCH_LATENCY = 0.01
+_BATCH_MESSAGES = 500
 _PUBLISH_HINT = "grant the function's service account roles/pubsub.publisher on the topic"
 _SUBSCRIBE_HINT = "grant the function's service account roles/pubsub.subscriber on the subscription"
 
@@ -28,7 +35,7 @@ class PubSubPublisher:
     def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None) -> None:
         self._project = project
         self._client = client or pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=_BATCH_LATENCY)
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=_BATCH_MESSAGES, max_latency=_BATCH_LATENCY)
         )
 
     def publish(self, topic: str, messages: Sequence[Message]) -> list[str]:
@@ -60,7 +67,7 @@ class PubSubSubscriber:
         except NotFoundError as exc:
             raise NotFoundError(f"subscription {subscription} does not exist", exc.status) from exc
 
-    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 10.0) -> list[ReceivedMessage]:
+    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0) -> list[ReceivedMessage]:
         """Repeated pulls until the subscription answers empty or ``max_messages`` arrived."""
         received: list[ReceivedMessage] = []
         while len(received) < max_messages:

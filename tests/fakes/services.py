@@ -113,7 +113,7 @@ class FakeSubscriber:
     def put(self, data: bytes) -> None:
         self.available[f"ack-{next(self._ids)}"] = data
 
-    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 10.0) -> list[ReceivedMessage]:
+    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0) -> list[ReceivedMessage]:
         taken = list(self.available.items())[:max_messages]
         for ack_id, data in taken:
             del self.available[ack_id]

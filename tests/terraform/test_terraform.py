@@ -141,10 +141,16 @@ def _functions() -> dict[str, dict[str, Any]]:
     return _resources()["google_cloudfunctions2_function"]
 
 
+_SERVER_ENV = "${merge(local.function_env, local.server_env[each.key])}"
+
+
 def _function_env() -> dict[str, Any]:
+    """The settings every function reads: ``local.function_env`` (merged with each function's server env)."""
     (function,) = _functions().values()
-    env = _resolve(function["service_config"][0]["environment_variables"])
-    assert isinstance(env, dict), "environment_variables must be a map literal (or a local holding one)"
+    expression = function["service_config"][0]["environment_variables"]
+    assert expression == _SERVER_ENV, "the functions' environment is the settings plus each one's gunicorn env"
+    env = _locals()["function_env"]
+    assert isinstance(env, dict), "local.function_env must be a map literal"
     return env
 
 
@@ -345,6 +351,47 @@ def test_functions_accept_internal_traffic_only():
     (function,) = _functions().values()
     assert function["service_config"][0]["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
     assert "allUsers" not in _text() and "allAuthenticatedUsers" not in _text()
+
+
+def _function_defaults() -> dict[str, dict[str, str]]:
+    """Function => attribute => default text, from `variable "functions"`'s object type."""
+    text = (TERRAFORM / "variables.tf").read_text()
+    block = text[text.index('variable "functions"') : text.index('variable "build_service_account_email"')]
+    defaults: dict[str, dict[str, str]] = {}
+    for name, body in re.findall(r"(\w+) = optional\(object\(\{(.*?)\}\), \{\}\)", block, re.S):
+        defaults[name] = dict(re.findall(r"(\w+)\s*=\s*optional\(\w+(?:, ([^)]+))?\)", body))
+    return defaults
+
+
+def test_each_function_gets_one_gunicorn_thread_per_request_it_accepts():
+    # GIVEN the Python runtime's server (functions-framework under gunicorn: WORKERS x THREADS)
+    server_env = _locals()["server_env"]
+    # THEN every function's THREADS x WORKERS covers its max_instance_request_concurrency
+    assert "WORKERS = tostring(f.workers)" in server_env
+    assert "THREADS = tostring(ceil(f.max_instance_request_concurrency / f.workers))" in server_env
+    assert "for name, f in var.functions" in server_env
+
+
+def test_intake_serves_requests_concurrently_and_flush_and_follow_up_one_at_a_time():
+    defaults = _function_defaults()
+    assert set(defaults) == {"on_object_finalized", "on_flush", "on_operation"}
+    intake = defaults["on_object_finalized"]
+    assert int(intake["max_instance_request_concurrency"]) > 1
+    assert float(intake["available_cpu"].strip('"')) >= 1, "concurrency above 1 needs a whole vCPU"
+    for name in ("on_flush", "on_operation"):
+        assert defaults[name]["max_instance_request_concurrency"] == "1", name
+    assert defaults["on_flush"]["max_instance_count"] == "1", "flushes never overlap"
+    conditions = "\n".join(v["condition"] for v in _variables(TERRAFORM)["functions"]["validation"])
+    assert "tonumber(f.available_cpu) >= 1" in conditions
+    assert "var.functions.on_flush.max_instance_count == 1" in conditions
+
+
+def test_flush_run_fits_in_the_flush_timeout():
+    (function,) = _functions().values()
+    conditions = [p["condition"] for p in function["lifecycle"][0]["precondition"]]
+    assert any(
+        "var.settings.flush_run_seconds + 60 <= var.functions.on_flush.timeout_seconds" in c for c in conditions
+    ), conditions
 
 
 def test_on_flush_and_intake_triggers():

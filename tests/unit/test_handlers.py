@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from dicomflow.errors import (
     RetryableError,
 )
 from dicomflow.events import PUBSUB_PUBLISHED, STORAGE_FINALIZED
+from dicomflow.flush import FlushRun
 from dicomflow.records import WatchKind, WatchMessage
 from dicomflow.settings import Settings
 from handlers import dispatch, finalize, flush, operation
@@ -67,7 +69,7 @@ def _raising(error: DicomflowError) -> Callable[..., Any]:
 # entry point -> (handler, event factory, the attribute of the handler's module that calls the core)
 HANDLERS = {
     "on_object_finalized": (finalize.handle, _finalize_event, "handle_object_event"),
-    "on_flush": (flush.handle, _tick, "run_flush"),
+    "on_flush": (flush.handle, _tick, "run_flush_for"),
     "on_operation": (operation.handle, _watch_event, "Follower"),
 }
 MODULES = {"on_object_finalized": finalize, "on_flush": flush, "on_operation": operation}
@@ -138,3 +140,31 @@ def test_a_malformed_storage_event_is_acknowledged_without_calling_the_core(
     monkeypatch.setattr(finalize, "handle_object_event", _raising(RetryableError("must not be called")))
     event = CloudEvent({"type": STORAGE_FINALIZED, "source": "//storage", "id": "e4"}, {"bucket": "src"})
     assert finalize.handle(event) is None
+
+
+def test_flush_handler_skips_a_tick_while_a_flush_runs_in_this_instance(
+    publisher: FakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a flush run in progress on another request thread of this process
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def long_run(*_: Any, **__: Any) -> FlushRun:
+        runs.append(threading.current_thread().name)
+        started.set()
+        assert release.wait(10)
+        return FlushRun()
+
+    monkeypatch.setattr(flush, "run_flush_for", long_run)
+    first = threading.Thread(target=flush.handle, args=(_tick(),), name="first-tick")
+    first.start()
+    assert started.wait(10)
+    # WHEN a second tick arrives meanwhile THEN it is acknowledged without a second flush
+    assert flush.handle(_tick()) is None
+    release.set()
+    first.join(10)
+    assert runs == ["first-tick"]
+    # and once the first run is over, the next tick flushes again
+    release.set()
+    assert isinstance(flush.handle(_tick()), FlushRun)
+    assert runs == ["first-tick", "MainThread"]

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import platform
+import posixpath
 import tempfile
 import time
 import urllib.request
@@ -33,7 +34,6 @@ from typing import Any
 from bench.e2e_figures import PendingTap, RunFigures, collect, percentile, wait_for_files
 from bench.intake_relay import IntakeRelay
 from devstack.client import storage_client
-from devstack.processes import free_port
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints, flush_run_seconds
 from devstack.synthetic import SyntheticInstance, generate_dataset
 
@@ -52,8 +52,7 @@ def stack(
     and as many server threads), else through the Pub/Sub emulator's own push (two at a time)."""
     threads = (("THREADS", str(intake)),) if intake else ()
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        config = StackConfig(
-            gcs_port=free_port(), pubsub_port=free_port(), healthcare_port=free_port(), functions_port=free_port(),
+        config = StackConfig.on_free_ports(
             settle_seconds=settle, max_wait_seconds=600, flush_interval=interval, data_dir=Path(tmp),
             extra_env=(*threads, *extra_env),
         )  # fmt: skip
@@ -149,6 +148,8 @@ def production(args: argparse.Namespace) -> int:
     variants: list[tuple[str, tuple[tuple[str, str], ...]]] = [("flush run (FLUSH_RUN_SECONDS=55)", ())]
     if args.one_pass_too:
         variants.append(("one pass per tick (FLUSH_RUN_SECONDS=0)", (("FLUSH_RUN_SECONDS", "0"),)))
+    if args.marker_too:  # the sender writes _READY into each study folder after its files
+        variants.append(("ready marker after each study (_READY)", (("READY_MARKER", "_READY"),)))
     instances = generate_dataset(args.studies, 4, 10, seed=88)
     studies: dict[str, list[SyntheticInstance]] = {}
     for instance in instances:
@@ -160,7 +161,10 @@ def production(args: argparse.Namespace) -> int:
             started = time.monotonic()
             for index, members in enumerate(studies.values()):
                 time.sleep(max(0.0, started + index * args.gap - time.monotonic()))
-                uploaded |= upload(endpoints, _study_files(members, "modality"))
+                files = _study_files(members, "modality")
+                uploaded |= upload(endpoints, files)
+                if dict(env).get("READY_MARKER"):  # not a file of the run: never imported, never counted
+                    upload(endpoints, [(f"{posixpath.dirname(posixpath.dirname(files[0][0]))}/_READY", b"")])
             wait_for_files(endpoints, uploaded, timeout=args.timeout)
             rows.append((name, collect(endpoints, uploaded, tap.queued)))
     what = f"{len(instances)} instances, one study of 40 every {args.gap:g} s"
@@ -243,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=12, help="studies of the production run (12)")
     parser.add_argument("--gap", type=float, default=15.0, help="seconds between studies (production, 15)")
     parser.add_argument("--one-pass-too", action="store_true", help="production: also FLUSH_RUN_SECONDS=0")
+    parser.add_argument("--marker-too", action="store_true", help="production: also with a _READY marker per study")
     parser.add_argument(
         "--intake-concurrency",
         type=int,

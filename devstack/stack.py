@@ -154,10 +154,13 @@ def function_environment(
     }  # fmt: skip
 
 
+MAX_FLUSH_RUN_SECONDS = 480  # FLUSH_RUN_SECONDS' upper bound (an event-driven function runs 540 s at most)
+
+
 def flush_run_seconds(interval: float) -> int:
     """How long each flush invocation works, as deployed (55 s of a 60 s tick): the tick minus a twelfth of it,
-    at least one second for the hand-over; 0 (one pass) for ticks of a second."""
-    return int(max(0.0, interval - max(1.0, interval / 12)))
+    at least one second for the hand-over; 0 (one pass) for ticks of a second; never above the setting's bound."""
+    return min(MAX_FLUSH_RUN_SECONDS, int(max(0.0, interval - max(1.0, interval / 12))))
 
 
 class LocalStack:

@@ -82,6 +82,9 @@ def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
             f"chaos/bad/{n}.dcm": data for n, data in (("text", b"plain text"), ("empty", b""), ("half", b"\0" * 132))
         }
         for burst in range(BURSTS):
+            if burst == 1:  # keep the next operations running a while, so the emulator restart finds one in flight
+                delay = {"kind": "operation-delay", "seconds": 15, "count": 3}
+                requests.post(f"{endpoints.healthcare_url}/emulator/faults", json=delay, timeout=10).raise_for_status()
             instances = generate_dataset(STUDIES_PER_BURST, 4, 25, seed=7000 + burst)
             for instance in instances:
                 name = f"chaos/burst{burst}/{instance.relative_path}"

@@ -51,6 +51,7 @@ bench: prereqs $(STAMP)
 	$(PY) -m bench.planner
 	$(PY) -m bench.intake
 	$(PY) -m bench.end_to_end
+	$(PY) -m bench.backfill
 	$(PY) -m bench.emulator_throughput
 
 clean:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from devstack.processes import free_port
+from devstack.stack import StackConfig
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +39,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_devstack_up_starts_every_service_and_stops_its_children(tmp_path: Path) -> None:
-    ports = {"--gcs-port": free_port(), "--pubsub-port": free_port(), "--healthcare-port": free_port()}
-    functions = free_port()
-    while functions + 1 in ports.values() or functions + 2 in ports.values():
-        functions = free_port()
+    config = StackConfig.on_free_ports()  # below the ephemeral range: no client connection takes them meanwhile
+    ports = {"--gcs-port": config.gcs_port, "--pubsub-port": config.pubsub_port,
+             "--healthcare-port": config.healthcare_port}  # fmt: skip
+    functions = config.functions_port
     command = [sys.executable, "-m", "devstack", "up", "--functions-port", str(functions), "--data-dir", str(tmp_path)]
     for flag, port in ports.items():
         command += [flag, str(port)]
@@ -134,10 +135,10 @@ def _tick(url: str) -> int:
 
 
 def test_devstack_up_restarts_a_killed_function_and_stops_when_the_pubsub_emulator_dies(tmp_path: Path) -> None:
-    ports = {"--gcs-port": free_port(), "--pubsub-port": free_port(), "--healthcare-port": free_port()}
-    functions = free_port()
-    while functions + 1 in ports.values() or functions + 2 in ports.values():
-        functions = free_port()
+    config = StackConfig.on_free_ports()  # below the ephemeral range: no client connection takes them meanwhile
+    ports = {"--gcs-port": config.gcs_port, "--pubsub-port": config.pubsub_port,
+             "--healthcare-port": config.healthcare_port}  # fmt: skip
+    functions = config.functions_port
     command = [sys.executable, "-m", "devstack", "up", "--functions-port", str(functions), "--data-dir", str(tmp_path)]
     for flag, port in ports.items():
         command += [flag, str(port)]

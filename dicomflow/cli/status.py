@@ -42,7 +42,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def collect(ctx: Context, *, batch: str | None = None, since: float | None = None, peek: bool = True) -> dict[str, Any]:
     """Everything ``status`` shows, as one JSON-ready mapping."""
     settings, now = ctx.settings, ctx.now()
-    ids = [batch] if batch else ctx.ledger.list_batches()
+    every = [] if batch else ctx.ledger.list_batches()  # one listing of the ledger, not one per figure
+    ids = [batch] if batch else every
     if since is not None:
         ids = [i for i in ids if (now - _batch_time(i, now)).total_seconds() <= since]
     elif not batch:
@@ -60,7 +61,7 @@ def collect(ctx: Context, *, batch: str | None = None, since: float | None = Non
         "store": ctx.healthcare.store_name,
         "ledger": f"gs://{settings.state_bucket}/{settings.state_prefix}",
         "batches": batches,
-        "batches_total": len(ctx.ledger.list_batches()) if not batch else None,
+        "batches_total": None if batch else len(every),
         "in_flight": [
             {
                 "operation": op,

@@ -6,13 +6,14 @@ verify examine objects the same way without (or before) publishing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from dicomflow.errors import NotDicomError, ObjectGoneError
 from dicomflow.events import ObjectEvent
 from dicomflow.logs import fields
-from dicomflow.ports import ObjectStore, Publisher
+from dicomflow.ports import Message, ObjectStore, Publisher
 from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, Stage
 from dicomflow.settings import Settings
 from dicomflow.sniff import MediaDirectory, sniff_header
@@ -63,16 +64,33 @@ def handle_object_event(
 
 def publish(examined: Examined, settings: Settings, publisher: Publisher) -> None:
     """Publish the record (pending topic) or the failure (failed topic) an examination produced, if any."""
-    if examined.record is not None:
-        record = examined.record
-        publisher.publish(settings.pending_topic, [(record.to_json(), {"bucket": record.bucket})])
-        where = fields(bucket=record.bucket, object=record.name, generation=record.generation, sop_uid=record.sop_uid)
-        log.info("object queued for import", extra=where)
-    elif examined.marker is not None:
-        publisher.publish(settings.pending_topic, [(examined.marker.to_json(), {"bucket": examined.marker.bucket})])
-        log.info("folder marked ready", extra=fields(bucket=examined.marker.bucket, folder=examined.marker.folder))
-    elif examined.failed is not None:
-        publisher.publish(settings.failed_topic, [(examined.failed.to_json(), examined.failed.attributes())])
+    publish_all([examined], settings, publisher)
+
+
+def publish_all(examined: Sequence[Examined], settings: Settings, publisher: Publisher) -> None:
+    """``publish`` for many examinations: one publish call per topic, so the batching client sends them together
+    (the backfill publishes a chunk at a time; one call per object would wait out the batch window each time)."""
+    outgoing: dict[str, list[Message]] = {}
+    for item in examined:
+        if item.record is not None:
+            topic, message = settings.pending_topic, (item.record.to_json(), {"bucket": item.record.bucket})
+        elif item.marker is not None:
+            topic, message = settings.pending_topic, (item.marker.to_json(), {"bucket": item.marker.bucket})
+        elif item.failed is not None:
+            topic, message = settings.failed_topic, (item.failed.to_json(), item.failed.attributes())
+        else:
+            continue
+        outgoing.setdefault(topic, []).append(message)
+    for topic, messages in outgoing.items():
+        publisher.publish(topic, messages)
+    for item in examined:
+        if item.record is not None:
+            record = item.record
+            where = fields(bucket=record.bucket, object=record.name, generation=record.generation,
+                           sop_uid=record.sop_uid)  # fmt: skip
+            log.info("object queued for import", extra=where)
+        elif item.marker is not None:
+            log.info("folder marked ready", extra=fields(bucket=item.marker.bucket, folder=item.marker.folder))
 
 
 def examine(event: ObjectEvent, settings: Settings, *, store: ObjectStore) -> Examined:

@@ -28,7 +28,7 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, Shard, candidates, scan
 from dicomflow.cli.source import GcsPrefix
-from dicomflow.intake import IntakeOutcome, publish
+from dicomflow.intake import Examined, IntakeOutcome, publish_all
 
 T = TypeVar("T")
 NAME = "backfill"
@@ -88,6 +88,7 @@ def backfill(
     infos = candidates(ctx, ctx.store.iterate(where.bucket, where.prefix, start_after=report.resumed_after),
                        shard=shard, since=since)  # fmt: skip
     for chunk in scan(ctx, _paced(infos, rate), series):
+        to_publish: list[Examined] = []
         for item in chunk:
             report.counts["examined"] += 1
             outcome = item.examined.outcome
@@ -100,9 +101,9 @@ def backfill(
                 report.counts["failed (reported)"] += 1
             else:
                 report.counts[outcome.value] += 1
-            if not dry_run:
-                publish(item.examined, ctx.settings, ctx.publisher)
+            to_publish.append(item.examined)
         if not dry_run:
+            publish_all(to_publish, ctx.settings, ctx.publisher)
             cursor.write(chunk[-1].info.name, report.counts)  # only after the chunk's records were published
         bar.advance(len(chunk), queued=report.counts["queued"])
     bar.finish(queued=report.counts["queued"])

@@ -58,19 +58,19 @@ def test_backfill_queues_what_the_store_lacks_resumes_after_an_interruption_and_
     # WHEN a backfill is interrupted after its first chunks (Ctrl-C while publishing)
     monkeypatch.setattr(scan, "CHUNK", 5)
     published: list[int] = []
-    real_publish = intake.publish
+    real_publish = intake.publish_all
 
     def interrupting(*args: Any, **kwargs: Any) -> None:
-        if len(published) == 12:
+        if len(published) == 2:  # one publish per chunk: two chunks go out, the third is interrupted
             raise KeyboardInterrupt
         published.append(1)
         real_publish(*args, **kwargs)
 
-    monkeypatch.setattr(backfill, "publish", interrupting)
+    monkeypatch.setattr(backfill, "publish_all", interrupting)
     assert app.main(["backfill", f"gs://{pipeline.bucket.name}/archive/"]) == 130
     capsys.readouterr()
     # THEN the same command resumes from its cursor and finishes
-    monkeypatch.setattr(backfill, "publish", real_publish)
+    monkeypatch.setattr(backfill, "publish_all", real_publish)
     code, report = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/archive/")
     assert code == 0 and report["resumed_after"] is not None
     # AND every new instance was queued (some twice across the interruption: harmless, flush dedupes), the

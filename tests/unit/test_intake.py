@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from devstack.synthetic import generate_dataset, make_instance
 from dicomflow.events import ObjectEvent
-from dicomflow.intake import IntakeOutcome, handle_object_event
+from dicomflow.intake import IntakeOutcome, examine, handle_object_event, publish_all
+from dicomflow.ports import Message
 from dicomflow.settings import Settings
 from tests.fakes.services import FakePublisher, FakeStore
 from tests.fileset import write_file_set
@@ -114,3 +116,26 @@ def test_a_ready_marker_is_queued_as_a_marker_never_as_a_file() -> None:
     [body] = publisher.bodies("dicom-pending")
     assert (body["kind"], body["folder"]) == ("ready", "study1/") and publisher.bodies("dicom-failed") == []
     assert store.reads == []  # never sniffed
+
+
+def test_publish_all_sends_one_publish_call_per_topic() -> None:
+    """The backfill publishes a chunk at a time: records and failures each go out in one call of their topic."""
+    names = {f"a/{i}.dcm": make_instance(study_uid="1.2", series_uid="1.2.3", sop_uid=f"1.2.3.{i}") for i in range(5)}
+    names["a/bad.dcm"] = b"not dicom at all"
+    store = FakeStore({("incoming", name): data for name, data in names.items()})
+    examined = [
+        examine(ObjectEvent("incoming", name, "1", len(data), None, "2026-11-28T10:00:00Z"), SETTINGS, store=store)
+        for name, data in names.items()
+    ]
+    calls: list[tuple[str, int]] = []
+    publisher = FakePublisher()
+    original = publisher.publish
+
+    def counting(topic: str, messages: Sequence[Message]) -> list[str]:
+        calls.append((topic, len(messages)))
+        return original(topic, messages)
+
+    publisher.publish = counting  # type: ignore[method-assign]
+    publish_all(examined, SETTINGS, publisher)
+    assert sorted(calls) == [("dicom-failed", 1), ("dicom-pending", 5)]
+    assert sorted(r["sop_uid"] for r in publisher.bodies("dicom-pending")) == [f"1.2.3.{i}" for i in range(5)]

@@ -9,7 +9,9 @@ a time) beside one at a time, in one run.
 An archive end to end (``--archive N``): N instances and a few bad files written into the bucket before the
 pipeline exists; the stack then starts on that data directory, its recovery backfills the bucket (the same
 code as ``dicomflow backfill``), the pipeline imports everything; then a second backfill must queue nothing and
-``dicomflow verify`` must find nothing missing. Prints the time of each step.
+``dicomflow verify`` must find nothing missing; then one instance is deleted from the store (verify must see it
+missing), one bad file is fixed and re-driven with ``dicomflow requeue``, and a third backfill must queue exactly
+the deleted instance; verify at the end finds every instance in the store. Prints the time of each step.
 
     python -m bench.backfill --archive 10000
 """
@@ -20,6 +22,8 @@ import argparse
 import platform
 import tempfile
 import time
+import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,10 +32,11 @@ from devstack.client import storage_client
 from devstack.processes import start_fake_gcs
 from devstack.recovery import ENV_FILE
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
-from devstack.synthetic import generate_dataset
+from devstack.synthetic import SyntheticInstance, generate_dataset
 from dicomflow import staging
 from dicomflow.cli.backfill import backfill
-from dicomflow.cli.context import load
+from dicomflow.cli.context import Context, load
+from dicomflow.cli.requeue import requeue
 from dicomflow.cli.source import GcsPrefix
 from dicomflow.cli.verify import verify
 
@@ -75,12 +80,41 @@ def archive(count: int) -> int:
             again = backfill(ctx, where, progress=False)
             print(f"second backfill: queued {again.counts['queued']}, in store {again.counts['in store']}, "
                   f"failed (reported) {again.counts['failed (reported)']}, {again.seconds:.0f}s")  # fmt: skip
-            objects = verify(ctx, where)
-            states = {state: sum(1 for o in objects if o["state"] == state) for state in {o["state"] for o in objects}}
+            states = _verified(ctx, where)
             print(f"verify: {states}")
-            return 0 if again.counts["queued"] == 0 and "missing" not in states else 1
+            victim = instances[0]
+            _delete_instance(endpoints.healthcare_url, endpoints.store_name, victim)
+            after_delete = _verified(ctx, where)
+            print(f"verify after deleting one instance from the store: {after_delete}")
+            fixed = generate_dataset(1, 1, 1, seed=7)[0]
+            bucket = storage_client(endpoints.storage_host).bucket(INCOMING_BUCKET)
+            bucket.blob("archive/bad/0.dcm").upload_from_string(fixed.data)
+            redriven = requeue(ctx, "dicom-failed-sub", stage="intake")
+            print(f"requeue after fixing archive/bad/0.dcm: {Counter(o.result for o in redriven.chosen)}")
+            healed = backfill(ctx, where, progress=False)
+            print(f"third backfill (heals the deleted instance): queued {healed.counts['queued']}")
+            deadline = time.monotonic() + 600
+            while (final := _verified(ctx, where)).get("in store", 0) <= len(instances) and time.monotonic() < deadline:
+                time.sleep(5)
+            print(f"verify at the end: {final}")
+            return 0 if (
+                again.counts["queued"] == 0 and set(states) == {"in store", "reported failed"}
+                and after_delete.get("missing") == 1 and healed.counts["queued"] == 1
+                and final == {"in store": len(instances) + 1, "reported failed": len(bad) - 1}
+            ) else 1  # fmt: skip
         finally:
             stack.stop()
+
+
+def _verified(ctx: Context, where: GcsPrefix) -> dict[str, int]:
+    """``dicomflow verify``'s objects counted by state (the command exits 1 when any is "missing")."""
+    return dict(Counter(str(o["state"]) for o in verify(ctx, where, progress=False)))
+
+
+def _delete_instance(healthcare_url: str, store_name: str, instance: SyntheticInstance) -> None:
+    path = f"studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}"
+    request = urllib.request.Request(f"{healthcare_url}/v1/{store_name}/dicomWeb/{path}", method="DELETE")
+    urllib.request.urlopen(request, timeout=30).close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,11 +39,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if counts[MISSING] else 0
 
 
-def verify(ctx: Context, where: GcsPrefix) -> list[dict[str, Any]]:
+def verify(ctx: Context, where: GcsPrefix, *, progress: bool = True) -> list[dict[str, Any]]:
     """One entry per selected object: name, generation, state, reason, UIDs."""
     reported = ctx.ledger.failures()
     infos = list(candidates(ctx, ctx.store.iterate(where.bucket, where.prefix)))
-    progress = Progress(f"verify {where}", len(infos))
+    bar = Progress(f"verify {where}", len(infos), quiet=not progress)
     objects: list[dict[str, Any]] = []
     for chunk in scan(ctx, infos, SeriesCache(ctx)):
         for item in chunk:
@@ -62,6 +62,6 @@ def verify(ctx: Context, where: GcsPrefix) -> list[dict[str, Any]]:
             else:
                 entry["state"] = MISSING
             objects.append(entry)
-        progress.advance(len(chunk))
-    progress.finish()
+        bar.advance(len(chunk))
+    bar.finish()
     return objects

@@ -141,6 +141,7 @@ class RunFigures:
     upload_to_queued: list[float] = field(default_factory=list)  # per file: intake's record on dicom-pending
     upload_to_import_start: list[float] = field(default_factory=list)
     upload_to_result: list[float] = field(default_factory=list)
+    import_start: dict[str, float] = field(default_factory=dict)  # per file: its import's createTime, epoch s
 
     @property
     def total(self) -> float:
@@ -202,6 +203,7 @@ def collect(
         upload_to_queued=[queued[n] - uploaded[n][1] for n in uploaded if n in queued],
         upload_to_import_start=[import_start[n] - uploaded[n][1] for n in uploaded if n in import_start],
         upload_to_result=[result_time[n] - uploaded[n][1] for n in uploaded if n in result_time],
+        import_start=import_start,
     )  # fmt: skip
 
 

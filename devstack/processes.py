@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -27,10 +28,32 @@ class StackError(RuntimeError):
     """A local service could not be started; the message says what is missing or what failed."""
 
 
+# Below Linux's default ephemeral range (32768-60999), so that no client connection of a busy machine takes a
+# chosen port between choosing and binding (a clean-clone CI run lost one that way).
+_PORTS_FROM, _PORTS_TO = 20000, 32000
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """``count`` consecutive ports, free now, below the ephemeral range (tests, benchmarks, the stack)."""
+    rng = random.SystemRandom()
+    while True:
+        base = rng.randrange(_PORTS_FROM, _PORTS_TO - count)
+        ports = list(range(base, base + count))
+        if all(_bindable(port) for port in ports):
+            return ports
+
+
 def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def port_in_use(port: int) -> bool:

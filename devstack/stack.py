@@ -16,8 +16,6 @@ import json
 import logging
 import math
 import os
-import random
-import socket
 import tempfile
 import threading
 import time
@@ -35,6 +33,7 @@ from devstack import wiring
 from devstack.processes import (
     ManagedProcess,
     StackError,
+    free_ports,
     port_in_use,
     start_fake_gcs,
     start_function,
@@ -86,13 +85,9 @@ class StackConfig:
     def on_free_ports(cls, **settings: Any) -> StackConfig:
         """A config on free ports (tests, benchmarks), below the kernel's ephemeral range so that no client
         connection of a busy machine takes one between choosing and binding; the function ports consecutive."""
-        rng = random.SystemRandom()
-        while True:
-            base = rng.randrange(_PORTS_FROM, _PORTS_TO, 8)
-            ports = list(range(base, base + 6))
-            if all(_bindable(port) for port in ports):
-                return cls(gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2],
-                           functions_port=ports[3], **settings)  # fmt: skip
+        ports = free_ports(3 + len(FUNCTIONS))
+        return cls(gcs_port=ports[0], pubsub_port=ports[1], healthcare_port=ports[2],
+                   functions_port=ports[3], **settings)  # fmt: skip
 
     def ports(self) -> dict[str, int]:
         return {
@@ -100,18 +95,6 @@ class StackConfig:
             "healthcare_emulator": self.healthcare_port,
             **{name: self.functions_port + index for index, name in enumerate(FUNCTIONS)},
         }  # fmt: skip
-
-
-_PORTS_FROM, _PORTS_TO = 20000, 32000  # below Linux's default ephemeral range (32768-60999)
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass(frozen=True)

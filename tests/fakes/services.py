@@ -145,7 +145,7 @@ class FakeHealthcare:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     stored: set[tuple[str, str, str]] = field(default_factory=set)
     contents: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # what WADO-RS returns
-    deleted: list[tuple[str, str, str]] = field(default_factory=list)  # DICOMweb DELETEs that removed an instance
+    delete_calls: list[tuple[str, str, str]] = field(default_factory=list)  # every DICOMweb DELETE of an instance
     refuse_deletes: Exception | None = None  # what delete_instance raises, where a test sets it
 
     def start_import(self, uri: str, storage_class: str | None) -> str:
@@ -173,12 +173,12 @@ class FakeHealthcare:
         return {sop for study, series, sop in self.stored if (study, series) == (study_uid, series_uid)}
 
     def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        key = (study_uid, series_uid, sop_uid)
+        self.delete_calls.append(key)
         if self.refuse_deletes is not None:
             raise self.refuse_deletes
-        key = (study_uid, series_uid, sop_uid)
         if key not in self.stored:
             return False
         self.stored.discard(key)
         self.contents.pop(key, None)
-        self.deleted.append(key)
         return True

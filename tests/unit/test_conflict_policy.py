@@ -50,7 +50,7 @@ def test_report_is_the_default_and_leaves_the_stored_instance() -> None:
     [failed] = world.publisher.bodies("dicom-failed")
     assert (failed["name"], failed["stage"], failed["attempt"]) == ("up/1.1.1.2.dcm", "conflict", 1)
     assert "not replaced" not in failed["reason"]
-    assert world.healthcare.deleted == [] and world.healthcare.contents[KEY] == b"old bytes"
+    assert world.healthcare.delete_calls == [] and world.healthcare.contents[KEY] == b"old bytes"
     assert world.publisher.bodies("dicom-pending") == []
 
 
@@ -60,7 +60,7 @@ def test_replace_deletes_the_stored_instance_and_redrives_the_file(caplog: pytes
     with caplog.at_level(logging.INFO, logger="dicomflow.conflicts"):
         result = world.follow(world.watch())
     # THEN the stored instance is deleted once and the file re-driven (attempt 2, marked replaced), not reported
-    assert world.healthcare.deleted == [KEY]
+    assert world.healthcare.delete_calls == [KEY]
     assert (result.redriven, result.failed) == (1, 0)
     [redriven] = world.publisher.bodies("dicom-pending")
     assert (redriven["name"], redriven["attempt"], redriven["replaced"]) == ("up/1.1.1.2.dcm", 2, True)
@@ -76,7 +76,7 @@ def test_replace_deletes_the_stored_instance_and_redrives_the_file(caplog: pytes
     assert (logged["object"], logged["already_gone"]) == ("up/1.1.1.2.dcm", False)
     # AND a redelivered watch neither deletes nor re-drives again
     world.follow(world.watch())
-    assert world.healthcare.deleted == [KEY] and len(world.publisher.bodies("dicom-pending")) == 1
+    assert world.healthcare.delete_calls == [KEY] and len(world.publisher.bodies("dicom-pending")) == 1
 
 
 def test_a_replaced_file_that_conflicts_again_is_reported_not_replaced_again() -> None:
@@ -90,7 +90,7 @@ def test_a_replaced_file_that_conflicts_again_is_reported_not_replaced_again() -
     [failed] = world.publisher.bodies("dicom-failed")
     assert (failed["name"], failed["stage"], failed["attempt"]) == ("up/1.1.1.2.dcm", "conflict", 2)
     assert "not replaced: it conflicted again after the stored instance was replaced" in failed["reason"]
-    assert world.healthcare.deleted == [] and world.healthcare.contents[KEY] == b"old bytes"
+    assert world.healthcare.delete_calls == [] and world.healthcare.contents[KEY] == b"old bytes"
     assert world.publisher.bodies("dicom-pending") == []
 
 
@@ -119,7 +119,7 @@ def test_a_transient_delete_failure_redelivers_the_watch_and_publishes_nothing_y
     # WHEN redelivered once the API answers THEN the instance is replaced
     world.healthcare.refuse_deletes = None
     assert world.follow(world.watch()).redriven == 1
-    assert world.healthcare.deleted == [KEY]
+    assert world.healthcare.delete_calls == [KEY, KEY]  # refused once, then deleted
 
 
 class _AlreadyGone(FakeHealthcare):
@@ -145,7 +145,7 @@ def test_two_files_of_a_batch_conflicting_with_one_instance_delete_it_once_and_b
     # WHEN followed up THEN the instance is deleted once and both are re-driven (the next import keeps one; the
     # other then conflicts as a replaced file and is reported)
     result = world.follow(world.watch())
-    assert world.healthcare.deleted == [KEY]
+    assert world.healthcare.delete_calls == [KEY]
     assert (result.redriven, result.failed) == (2, 0)
     assert sorted(r["name"] for r in world.publisher.bodies("dicom-pending")) == ["up/1.1.1.2.dcm", "up/twin.dcm"]
 
@@ -161,7 +161,7 @@ def test_an_instance_stored_from_the_same_batch_is_not_replaced() -> None:
     [failed] = world.publisher.bodies("dicom-failed")
     assert failed["name"] == "up/1.1.1.2.dcm"
     assert "not replaced: the stored instance is another file of the same batch" in failed["reason"]
-    assert world.healthcare.deleted == []
+    assert world.healthcare.delete_calls == []
     [summary] = world.publisher.bodies("dicom-results")
     assert (summary["imported"], summary["failed"]) == (2, 1) and _adds_up(summary)
 

@@ -83,7 +83,7 @@ def _counts(result: dict[str, Any]) -> tuple[int, int, int, int]:
 
 
 def test_replace_stores_the_new_content_and_an_identical_reupload_stays_a_duplicate(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN CONFLICT_POLICY=replace and an instance in the store
     _replace_policy(monkeypatch)
@@ -94,6 +94,15 @@ def test_replace_stores_the_new_content_and_an_identical_reupload_stays_a_duplic
     [result] = _batch(pipeline, {"day2/a.dcm": changed})
     # THEN its batch re-drives it after deleting the stored instance (counted re-driven, not failed)
     assert _counts(result) == (1, 0, 0, 1)
+    # AND one JSON log line names the replaced instance by its UIDs and the file, never a tag value
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    [replaced] = [line for line in lines if line["message"].startswith("conflicting instance deleted to replace")]
+    assert (replaced["study_uid"], replaced["series_uid"], replaced["sop_uid"]) == (
+        "2.25.8001",
+        "2.25.8002",
+        "2.25.8003",
+    )
+    assert replaced["object"] == "day2/a.dcm" and not any("SYNTH^" in json.dumps(line) for line in lines)
     # AND the next batch imports it: the store holds the NEW content, nothing went to dicom-failed
     [result] = _flush_and_follow(pipeline)
     assert _counts(result) == (1, 1, 0, 0)

@@ -1,7 +1,8 @@
 """Follow-up of long-running operations: one watch message in, the batch moved one step on.
 
     import not done      -> OperationPendingError (Pub/Sub redelivers with backoff), or reported stuck
-    import done          -> reconcile its files (``reconcile``), delete its staged copies, record it once
+    import done          -> reconcile its files (``reconcile``), settle its conflicts (``conflicts``: report, or
+                            replace the stored instance), delete its staged copies, record it once
     every import done    -> write the filter file, claim and start each export target once, watch it
     export done          -> record its outcome
     everything done      -> publish the batch result once (``results``)
@@ -20,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from dicomflow import lro
+from dicomflow.conflicts import settle_conflicts
 from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
 from dicomflow.exports import ExportTarget
 from dicomflow.ledger import (
@@ -121,18 +123,20 @@ class Follower:
             outcome = reconcile_import(
                 manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
             )
-            if outcome.redrive:
+            settled = settle_conflicts(
+                outcome.conflicts, self.settings.conflict_policy, self.healthcare, manifest.batch_id
+            )
+            redrive, failed = [*outcome.redrive, *settled.redrive], [*outcome.failed, *settled.failed]
+            if redrive:
                 self.publisher.publish(self.settings.pending_topic, [
-                    (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in outcome.redrive
+                    (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in redrive
                 ])  # fmt: skip
-            if outcome.failed:
-                self.publisher.publish(
-                    self.settings.failed_topic, [(f.to_json(), f.attributes()) for f in outcome.failed]
-                )
-            result.redriven, result.failed = len(outcome.redrive), len(outcome.failed)
+            if failed:
+                self.publisher.publish(self.settings.failed_topic, [(f.to_json(), f.attributes()) for f in failed])
+            result.redriven, result.failed = len(redrive), len(failed)
             marker = ImportMarker(
                 watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
-                bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in outcome.failed),
+                bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in failed),
             )  # fmt: skip
             entry = manifest.import_of(watch.operation)
             copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []
@@ -140,7 +144,8 @@ class Follower:
             self.ledger.record_import(manifest, marker)
             log.info("import reconciled", extra=fields(
                 batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
-                redriven=result.redriven, failed=result.failed,
+                redriven=result.redriven, failed=result.failed, conflicts=len(outcome.conflicts),
+                replaced=len(settled.redrive),
             ))  # fmt: skip
         if self._import_markers(manifest) is not None:
             self._start_exports(manifest, result)

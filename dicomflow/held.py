@@ -51,6 +51,8 @@ class Held:
                 continue
             if record.key in held.records:
                 held.redelivered += 1
+                if record.replaced:  # keep the loop guard of a replaced file's re-drive over a plain delivery
+                    held.records[record.key] = record
             else:
                 held.records[record.key] = record
             held.ack_ids[record.key].append(message.ack_id)

@@ -124,3 +124,6 @@ class HealthcareApi(Protocol):
 
     def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
         """The stored instance as a Part-10 file, in its stored transfer syntax (NotFoundError when absent)."""
+
+    def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        """Delete one stored instance (DICOMweb DELETE, synchronous for an instance); False when it was not there."""

@@ -1,6 +1,7 @@
 """Reconcile one finished import: every file of it checked against the store by its UIDs; what is missing is
 settled as deleted when its source generation is gone, else re-driven (attempt + 1) or, after the last
-attempt, reported failed with the operation's reason. Messages always name the source object."""
+attempt, reported failed with the operation's reason; a file refused for other content is a conflict (what
+becomes of it is ``conflicts``' job). Messages always name the source object."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dicomflow import lro
+from dicomflow.conflicts import Conflict
 from dicomflow.content import same_content
+from dicomflow.errors import ObjectGoneError
 from dicomflow.ledger import Manifest, ManifestFile
 from dicomflow.ports import HealthcareApi
 from dicomflow.records import FailedFile, PendingRecord, Stage
@@ -20,11 +23,12 @@ InstanceKey = tuple[str, str, str]
 
 @dataclass
 class Reconciled:
-    """The files of one import: how many are present, which to re-drive, which failed for good."""
+    """The files of one import: how many are present, which to re-drive, which failed for good, which conflict."""
 
     present: int = 0
     redrive: list[PendingRecord] = field(default_factory=list)
     failed: list[FailedFile] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
 
 
 def present_instances(healthcare: HealthcareApi, records: Iterable[PendingRecord]) -> set[InstanceKey]:
@@ -57,8 +61,8 @@ def reconcile_import(
 ) -> Reconciled:
     """What became of each file that ``operation_name`` was to import. A missing file whose source generation
     is gone is settled at once (stage ``deleted``); the other missing ones are re-driven or reported. A file
-    whose UIDs are in the store although the import failed it holds other content than the stored instance:
-    reported at once (stage ``conflict``), never counted as imported."""
+    whose UIDs are in the store although the import failed it holds other content than the stored instance: a
+    conflict (``outcome.conflicts``), never counted as imported."""
     entry = manifest.import_of(operation_name)
     files = manifest.files_via(entry.uri) if entry else []
     present = present_instances(healthcare, (f.record for f in files))
@@ -69,13 +73,9 @@ def reconcile_import(
     for file in files:
         record = file.record
         if file in conflicts:
-            outcome.failed.append(FailedFile(
-                record.bucket, record.name, record.generation,
-                "content conflict: the store already holds an instance with these Study/Series/SOP Instance UIDs "
-                f"({record.sop_uid}) and other content; this file was not stored "
-                f"({reasons.get(file.imported_from) or 'the import failed it'})",
-                Stage.CONFLICT, record.attempt, manifest.batch_id,
-            ))  # fmt: skip
+            why = reasons.get(file.imported_from) or "the import failed it"
+            sibling = _sibling_stored(file, conflicts[file], manifest.files, sources)
+            outcome.conflicts.append(Conflict(file, why, sibling))
         elif _uids(record) in present:
             outcome.present += 1
         elif not sources.exists(record):
@@ -103,8 +103,8 @@ def _conflicts(
     reasons: Mapping[str, str],
     healthcare: HealthcareApi,
     sources: Sources,
-) -> set[ManifestFile]:
-    """Files whose UIDs are in the store but whose content is not the stored instance's.
+) -> dict[ManifestFile, bytes]:
+    """Files whose UIDs are in the store but whose content is not the stored instance's (with those bytes).
 
     The import counts a file it refused as a failure; a refused file whose UIDs are in the store was refused
     for other content (the API ignores an identical duplicate, counting it a success). So only when the
@@ -113,17 +113,30 @@ def _conflicts(
     found. An import without failures costs nothing here."""
     surplus = _failures(operation) - missing
     if surplus <= 0:
-        return set()
+        return {}
     ordered = sorted(in_store, key=lambda f: f.imported_from not in reasons)
-    found: set[ManifestFile] = set()
+    found: dict[ManifestFile, bytes] = {}
     for file in ordered:
         record = file.record
         stored = healthcare.retrieve_instance(record.study_uid, record.series_uid, record.sop_uid)
         if not same_content(stored, sources.read(record)):
-            found.add(file)
+            found[file] = stored
             if len(found) >= surplus:
                 break
     return found
+
+
+def _sibling_stored(file: ManifestFile, stored: bytes, batch: Iterable[ManifestFile], sources: Sources) -> bool:
+    """Whether the stored instance is another file of the batch with the same UIDs (read only when there is one)."""
+    for other in batch:
+        if other.record.key == file.record.key or _uids(other.record) != _uids(file.record):
+            continue
+        try:
+            if same_content(stored, sources.read(other.record)):
+                return True
+        except ObjectGoneError:
+            continue
+    return False
 
 
 def _failures(operation: Mapping[str, Any]) -> int:

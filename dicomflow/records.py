@@ -45,6 +45,7 @@ class PendingRecord:
     modality: str | None
     event_time: str
     attempt: int = 1
+    replaced: bool = False  # CONFLICT_POLICY=replace deleted the stored instance for it once: never again
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -83,6 +84,7 @@ class PendingRecord:
                 modality=body.get("modality"),
                 event_time=str(body["event_time"]),
                 attempt=int(body.get("attempt", 1)),
+                replaced=body.get("replaced") is True,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedEventError(f"pending record lacks a valid field: {exc.__class__.__name__} {exc}") from exc

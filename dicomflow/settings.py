@@ -251,6 +251,13 @@ class Settings:
     max_attempts: int = setting(
         "3", _number(int, minimum=1, maximum=100), "Imports tried per file before it goes to dicom-failed."
     )
+    conflict_policy: str = setting(
+        "report", _choice("report", "replace"),
+        "What becomes of a file whose UIDs the store already holds with other content. report: it goes to "
+        "dicom-failed (stage conflict), the stored instance stays; replace: the stored instance is deleted through "
+        "DICOMweb and the file re-driven, so the next flush imports it (once per file: conflicting again, it is "
+        "reported). replace needs healthcare.dicomStores.dicomWebDelete (roles/healthcare.dicomEditor).",
+    )  # fmt: skip
     operation_max_age_seconds: float = setting(
         "21600", _number(float, minimum=0), "An operation still running after this long is reported stuck."
     )

@@ -12,6 +12,8 @@
 #                        publishes watches / failures                -> publisher on operations, failed
 #   on_operation         operations.get                              -> datasetViewer on the dataset
 #                        QIDO-RS, dicomStores.export                 -> dicomViewer on the store (has export)
+#                        with conflict_policy "replace": DICOMweb
+#                        DELETE of a conflicting instance            -> dicomEditor on the store instead (dicomWebDelete)
 #                        state objects, filter files, staged copies  -> objectUser on the state bucket
 #                        checks a missing file's source still exists -> objectViewer on source buckets
 #                        re-drives, failures, results, export watches-> publisher on pending, failed, results, operations
@@ -39,8 +41,9 @@ locals {
   )
 
   function_store_roles = {
-    on_flush     = "roles/healthcare.dicomEditor" # dicomStores.import
-    on_operation = "roles/healthcare.dicomViewer" # QIDO-RS (dicomWebRead) + export
+    on_flush = "roles/healthcare.dicomEditor" # dicomStores.import
+    # QIDO-RS (dicomWebRead) + export; replacing conflicts also needs dicomWebDelete, which dicomEditor has
+    on_operation = var.settings.conflict_policy == "replace" ? "roles/healthcare.dicomEditor" : "roles/healthcare.dicomViewer"
   }
   function_dataset_roles = {
     on_operation = "roles/healthcare.datasetViewer" # operations.get (flush counts imports in flight from its own ledger)

@@ -170,6 +170,7 @@ locals {
     EXPORT_TARGETS            = length(local.export_targets) == 0 ? "" : jsonencode(local.export_targets)
     ROUTES                    = length(local.routes) == 0 ? "" : jsonencode(local.routes)
     MAX_ATTEMPTS              = tostring(var.settings.max_attempts)
+    CONFLICT_POLICY           = var.settings.conflict_policy
     OPERATION_MAX_AGE_SECONDS = tostring(var.settings.operation_max_age_seconds)
     LOG_LEVEL                 = upper(var.settings.log_level)
     LOG_OBJECT_NAMES          = var.settings.log_object_names

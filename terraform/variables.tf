@@ -259,6 +259,10 @@ variable "settings" {
         The functions get their roles on every route's store and dataset, and each route project's Healthcare
         service agent read access to the source and state buckets. Passed as JSON.
       max_attempts (MAX_ATTEMPTS, 3, 1..100): imports tried per file before it goes to dicom-failed.
+      conflict_policy (CONFLICT_POLICY, "report"): what becomes of a file whose UIDs the store holds with other
+        content: report puts it on dicom-failed (stage conflict); replace deletes the stored instance through
+        DICOMweb and re-drives the file once (on_operation then gets roles/healthcare.dicomEditor on every store
+        instead of dicomViewer, for dicomWebDelete).
       operation_max_age_seconds (OPERATION_MAX_AGE_SECONDS, 21600, >= 0): an operation still running after this long is reported stuck.
       log_level (LOG_LEVEL, "INFO"): DEBUG, INFO, WARNING or ERROR.
       log_object_names (LOG_OBJECT_NAMES, "full"): full, or hashed (every object name in a log line is a keyed
@@ -309,6 +313,7 @@ variable "settings" {
       storage_class = optional(string)
     })), [])
     max_attempts              = optional(number, 3)
+    conflict_policy           = optional(string, "report")
     operation_max_age_seconds = optional(number, 21600)
     log_level                 = optional(string, "INFO")
     log_object_names          = optional(string, "full")
@@ -450,6 +455,10 @@ variable "settings" {
       && can(regex("^gs://[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9]/", r.prefix))
     && can(regex("^projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+$", r.store))])
     error_message = "Each of settings.routes needs a name (lowercase, digits, '-', not 'default'), a prefix gs://BUCKET/PREFIX/ and a store projects/P/locations/L/datasets/D/dicomStores/S."
+  }
+  validation {
+    condition     = contains(["report", "replace"], var.settings.conflict_policy)
+    error_message = "The settings.conflict_policy must be report or replace."
   }
   validation {
     condition     = contains(["full", "hashed"], var.settings.log_object_names)

@@ -119,6 +119,24 @@ class GoogleHealthcareApi:
 
         return call_with_retry("WADO-RS", once, self._retry)
 
+    def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        """DICOMweb DELETE of one instance: synchronous (an empty answer, no operation); 404: it was not there."""
+        url = (f"{self._base_url}/v1/{self._store}/dicomWeb/studies/{study_uid}/series/{series_uid}"
+               f"/instances/{sop_uid}")  # fmt: skip
+
+        def once() -> bool:
+            try:
+                response = self._session.delete(url, timeout=_TIMEOUT)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise RetryableError(f"DICOMweb DELETE: {type(exc).__name__}") from exc
+            if response.status_code == 404:
+                return False
+            if response.status_code >= 400:
+                raise from_status("DICOMweb DELETE", response.status_code, _response_message(response), hint=_HINT)
+            return True
+
+        return call_with_retry("DICOMweb DELETE", once, self._retry)
+
     def _qido(self, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
         def once() -> list[dict[str, Any]]:
             try:
@@ -144,5 +162,13 @@ class GoogleHealthcareApi:
 def _error_message(exc: HttpError) -> str:
     try:
         return str(json.loads(exc.content)["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def _response_message(response: requests.Response) -> str:
+    """The API's error message of a DICOMweb answer (never the request, never tag values)."""
+    try:
+        return str(response.json()["error"]["message"])[:300]
     except (ValueError, KeyError, TypeError):
         return ""

@@ -145,6 +145,8 @@ class FakeHealthcare:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     stored: set[tuple[str, str, str]] = field(default_factory=set)
     contents: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # what WADO-RS returns
+    delete_calls: list[tuple[str, str, str]] = field(default_factory=list)  # every DICOMweb DELETE of an instance
+    refuse_deletes: Exception | None = None  # what delete_instance raises, where a test sets it
 
     def start_import(self, uri: str, storage_class: str | None) -> str:
         if self.fail_imports:
@@ -169,3 +171,14 @@ class FakeHealthcare:
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         return {sop for study, series, sop in self.stored if (study, series) == (study_uid, series_uid)}
+
+    def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        key = (study_uid, series_uid, sop_uid)
+        self.delete_calls.append(key)
+        if self.refuse_deletes is not None:
+            raise self.refuse_deletes
+        if key not in self.stored:
+            return False
+        self.stored.discard(key)
+        self.contents.pop(key, None)
+        return True

@@ -188,6 +188,30 @@ def test_delete_instance_series_and_study(web: DICOMwebClient, stored: list[Synt
     _wait_until(lambda: len(web.search_for_instances()) == 2)
 
 
+def test_deleting_an_instance_is_synchronous_and_frees_its_uids(services: Any, store: StoreRef) -> None:
+    # GIVEN a stored instance (as the API documents: instances.delete answers an empty JSON object, no operation;
+    # studies.delete and series.delete answer a long-running operation)
+    base = f"{services.healthcare_url}/v1/{store.name}/dicomWeb"
+    first = make_instance(study_uid="2.25.9101", series_uid="2.25.9102", sop_uid="2.25.9103", patient_name="A^B")
+    headers = {"Content-Type": "application/dicom"}
+    assert requests.post(f"{base}/studies", data=first, headers=headers, timeout=30).status_code == 200
+    path = f"{base}/studies/2.25.9101/series/2.25.9102/instances/2.25.9103"
+    # WHEN it is deleted THEN the answer is an empty object and the instance is gone at once
+    deleted = requests.delete(path, timeout=30)
+    assert (deleted.status_code, deleted.json()) == (200, {})
+    assert requests.get(path, headers={"Accept": "application/dicom; transfer-syntax=*"}, timeout=30).status_code == 404
+    # AND deleting it again is a 404 (nothing there)
+    assert requests.delete(path, timeout=30).status_code == 404
+    # AND the same UIDs now take other content, which is what is retrieved
+    other = make_instance(study_uid="2.25.9101", series_uid="2.25.9102", sop_uid="2.25.9103", patient_name="C^D")
+    assert requests.post(f"{base}/studies", data=other, headers=headers, timeout=30).status_code == 200
+    retrieved = requests.get(path, headers={"Accept": "application/dicom; transfer-syntax=*"}, timeout=30)
+    assert retrieved.status_code == 200 and retrieved.content == other
+    # AND a series delete is an operation
+    series = requests.delete(f"{base}/studies/2.25.9101/series/2.25.9102", timeout=30).json()
+    assert series["name"].startswith(f"{store.dataset_name}/operations/")
+
+
 def _wait_until(condition: Any, timeout: float = 10.0) -> None:
     import time
 

@@ -576,3 +576,19 @@ def test_checkov_skips_are_justified_inline():
             assert len(match.group(2).strip()) >= 30, f"{path}: {match.group(1)} needs a real reason"
             skips += 1
     assert skips >= 1
+
+
+# Which Healthcare roles carry dicomWebDelete (the Cloud IAM roles reference): deleting a conflicting instance.
+_DICOM_WEB_DELETE = {"roles/healthcare.dicomEditor": True, "roles/healthcare.dicomViewer": False}
+
+
+def test_follow_up_may_delete_instances_only_when_conflicts_are_replaced():
+    # GIVEN on_operation's store role, a conditional on settings.conflict_policy
+    role = _locals()["function_store_roles"]["on_operation"]
+    match = re.fullmatch(r'\$\{var\.settings\.conflict_policy == "replace" \? "([^"]+)" : "([^"]+)"\}', role)
+    assert match, f"on_operation's store role should depend on settings.conflict_policy: {role}"
+    with_replace, with_report = match.groups()
+    # THEN replace grants dicomWebDelete, report keeps the read-only role (least privilege)
+    assert _DICOM_WEB_DELETE[with_replace] and not _DICOM_WEB_DELETE[with_report]
+    # AND the routes' stores get the same role as the default store
+    assert "local.function_store_roles[each.value.function]" in (TERRAFORM / "iam.tf").read_text()

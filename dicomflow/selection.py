@@ -7,11 +7,13 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from dicomflow.held import Key
 from dicomflow.planner import ImportUri, Plan
-from dicomflow.records import PendingRecord, ReadyMarker, instant
+from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile, instant
+
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 def ready_keys(
@@ -44,6 +46,28 @@ def seconds_until_ready(
     waits = [_ready_in(m, settle_seconds, max_wait_seconds, now) for m in _folders(records)]
     pending = [w for w in waits if w > 0]
     return min(pending) if pending else None
+
+
+def skipped_to_retire(
+    skipped: Iterable[SkippedFile],
+    records: Sequence[PendingRecord],
+    *,
+    settle_seconds: float,
+    max_wait_seconds: float,
+    now: datetime,
+    batch_full: bool,
+) -> list[SkippedFile]:
+    """Skipped DICOMDIRs that no batch will count: no file of their file-set was pulled with them, and their
+    folder settled (``settle_seconds`` since they arrived; ``max_wait_seconds`` when the pull was full, as the
+    files may be waiting unseen). One that has files pending waits for the batch that takes them."""
+    retire = []
+    for entry in skipped:
+        if any(entry.covers(r) for r in records):
+            continue
+        age = (now - instant(entry.event_time, _LONG_AGO)).total_seconds()  # an unreadable time: retired
+        if age >= max_wait_seconds or (age >= settle_seconds and not batch_full):
+            retire.append(entry)
+    return retire
 
 
 def _folders(records: Iterable[PendingRecord]) -> list[list[PendingRecord]]:

@@ -102,7 +102,7 @@ def run_flush(
                     batch.run(records)
                 except PermanentError as exc:  # this route's store refused; the other routes go on
                     problems.append(exc)
-            _retire_skipped(settings, held, report, started)
+            _retire_skipped(settings, held, started)
             if problems:
                 raise problems[0]
     finally:  # every record not settled explicitly comes back, whatever happened
@@ -207,13 +207,11 @@ def _ready_by_route(
     return by_route
 
 
-def _retire_skipped(settings: Settings, held: Held, report: FlushReport, now: datetime) -> None:
-    """Acknowledge the skipped DICOMDIRs no batch will count (no file of their file-set pending); the others
-    wait for the batch that takes their files."""
-    retire = skipped_to_retire(
-        list(held.skipped), list(held.records.values()), settle_seconds=settings.settle_seconds,
-        max_wait_seconds=settings.max_wait_seconds, now=now, batch_full=report.pulled >= settings.max_batch_files,
-    )  # fmt: skip
+def _retire_skipped(settings: Settings, held: Held, now: datetime) -> None:
+    """Acknowledge the skipped DICOMDIRs no batch will count (no file of their file-set pending after
+    MAX_WAIT_SECONDS); the others wait for the batch that takes their files."""
+    retire = skipped_to_retire(held.skipped, list(held.records.values()), max_wait_seconds=settings.max_wait_seconds,
+                               now=now)  # fmt: skip
     for entry in retire:
         where = fields(bucket=entry.bucket, object=entry.name, generation=entry.generation)
         log.debug("DICOMDIR counted in no batch result: no file of its file-set is pending", extra=where)

@@ -49,23 +49,15 @@ def seconds_until_ready(
 
 
 def skipped_to_retire(
-    skipped: Iterable[SkippedFile],
-    records: Sequence[PendingRecord],
-    *,
-    settle_seconds: float,
-    max_wait_seconds: float,
-    now: datetime,
-    batch_full: bool,
+    skipped: Iterable[SkippedFile], records: Sequence[PendingRecord], *, max_wait_seconds: float, now: datetime
 ) -> list[SkippedFile]:
-    """Skipped DICOMDIRs that no batch will count: no file of their file-set was pulled with them, and their
-    folder settled (``settle_seconds`` since they arrived; ``max_wait_seconds`` when the pull was full, as the
-    files may be waiting unseen). One that has files pending waits for the batch that takes them."""
+    """Skipped DICOMDIRs no batch will count: no file of their file-set was pulled with them, and they waited
+    ``max_wait_seconds`` -- the time a folder is given to produce its files (a DICOMDIR is often uploaded before
+    its files, or they reach intake late). One whose files are pending waits for the batch that takes them."""
     retire = []
     for entry in skipped:
-        if any(entry.covers(r) for r in records):
-            continue
         age = (now - instant(entry.event_time, _LONG_AGO)).total_seconds()  # an unreadable time: retired
-        if age >= max_wait_seconds or (age >= settle_seconds and not batch_full):
+        if age >= max_wait_seconds and not any(entry.covers(r) for r in records):
             retire.append(entry)
     return retire
 

@@ -24,7 +24,15 @@ from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
 from dicomflow.retry import RetryPolicy
 from dicomflow.routes import Route
-from dicomflow.selection import Newest, allocate, batch_id_for, newest_generations, ready_keys, seconds_until_ready
+from dicomflow.selection import (
+    Newest,
+    allocate,
+    batch_id_for,
+    newest_generations,
+    ready_keys,
+    seconds_until_ready,
+    skipped_to_retire,
+)
 from dicomflow.settings import Settings
 from dicomflow.staging import StagingArea, delete_copies, stage
 
@@ -47,6 +55,7 @@ class FlushReport:
     imported_files: int = 0
     copies: int = 0
     failed: int = 0
+    skipped: int = 0  # DICOMDIRs counted in this pass's batches
     listing_calls: int = 0
     overshoot: int = 0
     plan_seconds: float = 0.0
@@ -93,6 +102,7 @@ def run_flush(
                     batch.run(records)
                 except PermanentError as exc:  # this route's store refused; the other routes go on
                     problems.append(exc)
+            _retire_skipped(settings, held, started)
             if problems:
                 raise problems[0]
     finally:  # every record not settled explicitly comes back, whatever happened
@@ -195,6 +205,17 @@ def _ready_by_route(
         record = held.records[key]
         by_route.setdefault(settings.route_for(record.bucket, record.name), []).append(record)
     return by_route
+
+
+def _retire_skipped(settings: Settings, held: Held, now: datetime) -> None:
+    """Acknowledge the skipped DICOMDIRs no batch will count (no file of their file-set pending after
+    MAX_WAIT_SECONDS); the others wait for the batch that takes their files."""
+    retire = skipped_to_retire(held.skipped, list(held.records.values()), max_wait_seconds=settings.max_wait_seconds,
+                               now=now)  # fmt: skip
+    for entry in retire:
+        where = fields(bucket=entry.bucket, object=entry.name, generation=entry.generation)
+        log.debug("DICOMDIR counted in no batch result: no file of its file-set is pending", extra=where)
+    held.skipped_done(retire)
 
 
 @dataclass
@@ -327,12 +348,15 @@ class _Batch:
         """Write the batch to the ledger, publish one watch per import, then settle the batch's records."""
         assert self.report.batch_id is not None
         self.report.duplicates = len(newest.superseded)
+        skipped = [s for s in self.held.skipped if any(s.covers(f.record) for f in files)]  # counted once: acked
+        self.report.skipped += len({(s.bucket, s.name) for s in skipped})
         manifest = Manifest(
             batch_id=self.report.batch_id, created=self.now.isoformat(), store=self.healthcare.store_name,
             route=self.route.name,
             imports=tuple(ImportEntry(item.uri, operation, len(item.files)) for item, operation in started),
             files=tuple(files), failures=tuple(self.failures), duplicates=self.report.duplicates,
             listing_calls=self.report.listing_calls, overshoot=self.report.overshoot,
+            skipped=tuple(sorted({f"gs://{s.bucket}/{s.name}" for s in skipped})),
         )  # fmt: skip
         self.report.manifest_uri = self.ledger.create(manifest)
         watches = [
@@ -345,6 +369,7 @@ class _Batch:
         self.held.done(newest.superseded)
         used = [m for m in self.held.markers if any(m.covers(f.record) for f in files)]
         self.held.markers_done(used)  # the marked folder's files are in this batch: the marker did its work
+        self.held.skipped_done(skipped)
 
     def _wait(self, keys: list[Key]) -> None:
         """These records go back for a later flush."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dicomflow.errors import MalformedEventError, RetryableError
 from dicomflow.logs import fields
 from dicomflow.ports import ReceivedMessage, Subscriber
-from dicomflow.records import PendingRecord, ReadyMarker, parse_pending
+from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile, parse_pending
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class Held:
     to_ack: list[str] = field(default_factory=list)
     to_nack: list[str] = field(default_factory=list)
     markers: dict[ReadyMarker, list[str]] = field(default_factory=lambda: defaultdict(list))  # marker -> ack ids
+    skipped: dict[SkippedFile, list[str]] = field(default_factory=lambda: defaultdict(list))  # DICOMDIR -> ack ids
     malformed: int = 0
     redelivered: int = 0
 
@@ -48,6 +49,9 @@ class Held:
                 continue
             if isinstance(record, ReadyMarker):
                 held.markers[record].append(message.ack_id)
+                continue
+            if isinstance(record, SkippedFile):  # every delivery of it under one key: counted once
+                held.skipped[record].append(message.ack_id)
                 continue
             if record.key in held.records:
                 held.redelivered += 1
@@ -73,12 +77,19 @@ class Held:
         for marker in markers:
             self.to_ack.extend(self.markers.pop(marker, []))
 
+    def skipped_done(self, skipped: Iterable[SkippedFile]) -> None:
+        """These skipped DICOMDIRs were counted in a batch (or retired): acknowledge them."""
+        for entry in skipped:
+            self.to_ack.extend(self.skipped.pop(entry, []))
+
     def settle(self, subscriber: Subscriber, subscription: str) -> None:
-        """Give back whatever is still undecided (records and markers), then send the acks and nacks."""
+        """Give back whatever is still undecided (records, markers, skipped DICOMDIRs), then send the acks and
+        nacks."""
         self.give_back(list(self.ack_ids))
-        for ack_ids in self.markers.values():
+        for ack_ids in [*self.markers.values(), *self.skipped.values()]:
             self.to_nack.extend(ack_ids)
         self.markers.clear()
+        self.skipped.clear()
         if self.to_ack:
             subscriber.ack(subscription, self.to_ack)
             self.to_ack = []

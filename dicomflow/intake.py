@@ -1,4 +1,4 @@
-"""Intake: one finalized object in, one pending record (or one failed file) out.
+"""Intake: one finalized object in, one pending record (or a failed file, a ready marker, a skipped DICOMDIR) out.
 
 ``examine`` decides (selection, header sniffing) and ``publish`` sends; the operator CLI's backfill and
 verify examine objects the same way without (or before) publishing."""
@@ -14,7 +14,7 @@ from dicomflow.errors import NotDicomError, ObjectGoneError
 from dicomflow.events import ObjectEvent
 from dicomflow.logs import fields
 from dicomflow.ports import Message, ObjectStore, Publisher
-from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, Stage
+from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
 from dicomflow.settings import Settings
 from dicomflow.sniff import MediaDirectory, sniff_header
 
@@ -45,12 +45,14 @@ def select(settings: Settings, name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Examined:
-    """What intake decided for one object: its outcome, and the record or the failure it would publish."""
+    """What intake decided for one object: its outcome, and the message (record, failure, marker, skipped
+    DICOMDIR) it would publish."""
 
     outcome: IntakeOutcome
     record: PendingRecord | None = None
     failed: FailedFile | None = None
     marker: ReadyMarker | None = None
+    skipped: SkippedFile | None = None
 
 
 def handle_object_event(
@@ -76,6 +78,8 @@ def publish_all(examined: Sequence[Examined], settings: Settings, publisher: Pub
             topic, message = settings.pending_topic, (item.record.to_json(), {"bucket": item.record.bucket})
         elif item.marker is not None:
             topic, message = settings.pending_topic, (item.marker.to_json(), {"bucket": item.marker.bucket})
+        elif item.skipped is not None:  # counted in its file-set's batch result (the skip line was logged)
+            topic, message = settings.pending_topic, (item.skipped.to_json(), {"bucket": item.skipped.bucket})
         elif item.failed is not None:
             topic, message = settings.failed_topic, (item.failed.to_json(), item.failed.attributes())
         else:
@@ -129,7 +133,8 @@ def examine(event: ObjectEvent, settings: Settings, *, store: ObjectStore) -> Ex
         return Examined(IntakeOutcome.FAILED, failed=failed)
     if isinstance(header, MediaDirectory):
         log.info("DICOMDIR (index of a media file-set, not an instance) skipped", extra=where)
-        return Examined(IntakeOutcome.SKIPPED_MEDIA_DIRECTORY)
+        skipped = SkippedFile(event.bucket, event.name, event.generation, event.event_time)
+        return Examined(IntakeOutcome.SKIPPED_MEDIA_DIRECTORY, skipped=skipped)
     record = PendingRecord(
         bucket=event.bucket,
         name=event.name,

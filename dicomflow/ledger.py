@@ -112,7 +112,8 @@ class ImportEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    """What one flush decided for one batch."""
+    """What one flush decided for one batch. ``skipped``: the DICOMDIRs of its file-sets (gs:// URIs), never
+    imported and not among ``files``."""
 
     batch_id: str
     created: str
@@ -124,6 +125,7 @@ class Manifest:
     route: str = "default"
     listing_calls: int = 0
     overshoot: int = 0
+    skipped: tuple[str, ...] = ()
 
     @property
     def failed(self) -> int:
@@ -154,8 +156,10 @@ class Manifest:
                 "imports": len(self.imports),
                 "copies": self.copies,
                 "failed": self.failed,
+                "skipped": len(self.skipped),
             },
             "duplicates": self.duplicates,
+            "skipped": list(self.skipped),
             "planner": {"listing_calls": self.listing_calls, "overshoot": self.overshoot},
         }
 
@@ -175,6 +179,7 @@ class Manifest:
                 route=str(body.get("route", "default")),
                 listing_calls=int(planner.get("listing_calls", 0)),
                 overshoot=int(planner.get("overshoot", 0)),
+                skipped=tuple(str(s) for s in body.get("skipped", [])),  # absent before skipped were counted
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedEventError(f"manifest lacks a valid field: {type(exc).__name__} {exc}") from exc

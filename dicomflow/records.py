@@ -107,14 +107,42 @@ class ReadyMarker:
         return json.dumps({"version": RECORD_VERSION, "kind": "ready", **asdict(self)}, sort_keys=True).encode()
 
 
-def parse_pending(data: bytes) -> PendingRecord | ReadyMarker:
-    """A message of the pending topic: a file's record, or a folder's ready marker."""
+@dataclass(frozen=True)
+class SkippedFile:
+    """A ``DICOMDIR`` intake skipped (never imported): on the pending topic beside the records, so that flush
+    counts it in the batch result of its file-set -- the files of its folder and below."""
+
+    bucket: str
+    name: str
+    generation: str
+    event_time: str
+
+    @property
+    def folder(self) -> str:
+        """The file-set's root folder ('' at the bucket root), ending with '/'."""
+        head, slash, _ = self.name.rpartition("/")
+        return head + slash
+
+    def covers(self, record: PendingRecord) -> bool:
+        """The record belongs to this DICOMDIR's file-set (its folder or below)."""
+        return record.bucket == self.bucket and record.name.startswith(self.folder)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"version": RECORD_VERSION, "kind": "skipped", **asdict(self)}, sort_keys=True).encode()
+
+
+def parse_pending(data: bytes) -> PendingRecord | ReadyMarker | SkippedFile:
+    """A message of the pending topic: a file's record, a folder's ready marker, or a skipped DICOMDIR."""
     body = _load(data, "pending record")
-    if body.get("kind") == "ready":
-        try:
+    kind = body.get("kind")
+    try:
+        if kind == "ready":
             return ReadyMarker(str(body["bucket"]), str(body["folder"]), str(body["event_time"]))
-        except KeyError as exc:
-            raise MalformedEventError(f"ready marker lacks field {exc}") from exc
+        if kind == "skipped":
+            return SkippedFile(str(body["bucket"]), str(body["name"]), str(body["generation"]),
+                               str(body["event_time"]))  # fmt: skip
+    except KeyError as exc:
+        raise MalformedEventError(f"pending {kind} message lacks field {exc}") from exc
     return PendingRecord.from_dict(body)
 
 

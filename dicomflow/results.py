@@ -1,7 +1,8 @@
 """The batch result published on dicom-results once every import is reconciled and every export is done.
 
 Counts add up: ``files = imported + duplicates + failed + redriven``, where ``duplicates`` are older
-generations of an object that the batch imported at its newest generation.
+generations of an object that the batch imported at its newest generation. ``skipped`` (the DICOMDIRs of the
+batch's file-sets, never imported) is outside that sum: ``files`` counts instances.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def summarize(
         "duplicates": manifest.duplicates,
         "redriven": redriven,
         "failed": failed,
+        "skipped": len(manifest.skipped),
         "imports": [i.to_dict() for i in manifest.imports],
         "exports": [_export(e) for e in exports],
         "timings": _timings(manifest, finished),

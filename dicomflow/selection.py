@@ -7,11 +7,13 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from dicomflow.held import Key
 from dicomflow.planner import ImportUri, Plan
-from dicomflow.records import PendingRecord, ReadyMarker, instant
+from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile, instant
+
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 def ready_keys(
@@ -44,6 +46,20 @@ def seconds_until_ready(
     waits = [_ready_in(m, settle_seconds, max_wait_seconds, now) for m in _folders(records)]
     pending = [w for w in waits if w > 0]
     return min(pending) if pending else None
+
+
+def skipped_to_retire(
+    skipped: Iterable[SkippedFile], records: Sequence[PendingRecord], *, max_wait_seconds: float, now: datetime
+) -> list[SkippedFile]:
+    """Skipped DICOMDIRs no batch will count: no file of their file-set was pulled with them, and they waited
+    ``max_wait_seconds`` -- the time a folder is given to produce its files (a DICOMDIR is often uploaded before
+    its files, or they reach intake late). One whose files are pending waits for the batch that takes them."""
+    retire = []
+    for entry in skipped:
+        age = (now - instant(entry.event_time, _LONG_AGO)).total_seconds()  # an unreadable time: retired
+        if age >= max_wait_seconds and not any(entry.covers(r) for r in records):
+            retire.append(entry)
+    return retire
 
 
 def _folders(records: Iterable[PendingRecord]) -> list[list[PendingRecord]]:

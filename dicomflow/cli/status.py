@@ -1,5 +1,5 @@
-"""Batches from the ledger (outcome, files, imported, failed; imports and exports with their state and
-counters), the imports in flight, failures grouped by reason, and the age of the oldest pending record.
+"""Batches from the ledger (outcome, files, imported, failed, skipped DICOMDIRs; imports and exports with their
+state and counters), the imports in flight, failures grouped by reason, and the age of the oldest pending record.
 
     dicomflow status                  the last 20 batches
     dicomflow status --since 2h       every batch of the last two hours
@@ -16,8 +16,9 @@ from typing import Any
 
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import ago, as_json, duration, table
+from dicomflow.errors import MalformedEventError
 from dicomflow.ledger import ExportMarker, ImportMarker, Manifest
-from dicomflow.records import PendingRecord
+from dicomflow.records import PendingRecord, parse_pending
 
 NAME = "status"
 HELP = "batches, imports in flight, failures by reason, the oldest pending record"
@@ -100,6 +101,7 @@ def _batch(ctx: Context, batch_id: str, *, live: bool) -> dict[str, Any]:
         "imported": summary.get("imported"),
         "failed": len(failures),
         "redriven": sum(m.redriven for m in markers.values() if m),
+        "skipped": len(manifest.skipped),
         "copies": manifest.copies,
         "imports": [
             _import(ctx, manifest, e.operation, e.uri, e.files, markers[e.operation], live) for e in manifest.imports
@@ -132,8 +134,10 @@ def _oldest_pending(ctx: Context, now: datetime) -> dict[str, Any]:
         times = []
         for message in messages:
             try:
-                times.append(datetime.fromisoformat(PendingRecord.from_json(message.data).event_time))
-            except ValueError:
+                record = parse_pending(message.data)  # ready markers and skipped DICOMDIRs are not records
+                if isinstance(record, PendingRecord):
+                    times.append(datetime.fromisoformat(record.event_time))
+            except (MalformedEventError, ValueError):
                 continue
     finally:
         if messages:
@@ -158,13 +162,15 @@ def _reason_kind(reason: str) -> str:
 def render(report: dict[str, Any]) -> str:
     batches = report["batches"]
     rows = [[b["batch_id"], b.get("route", "-"), b["outcome"], b.get("files", "-"), _dash(b.get("imported")),
-             b.get("failed", "-"), b.get("redriven", "-"), b.get("copies", "-"), _imports_cell(b), _exports_cell(b)]
+             b.get("failed", "-"), b.get("redriven", "-"), b.get("skipped", "-"), b.get("copies", "-"),
+             _imports_cell(b), _exports_cell(b)]
             for b in batches]  # fmt: skip
     shown = f"{len(batches)} of {report['batches_total']}" if report["batches_total"] is not None else "1"
     parts = [
         f"Store   {report['store']}\nLedger  {report['ledger']}",
         f"Batches ({shown})\n" + table(
-            ["batch", "route", "outcome", "files", "imported", "failed", "redriven", "copies", "imports", "exports"],
+            ["batch", "route", "outcome", "files", "imported", "failed", "redriven", "skipped", "copies", "imports",
+             "exports"],
             rows),
         "Imports in flight\n" + table(["operation", "age"], [[f["operation"], ago(f["age_seconds"])]
                                                           for f in report["in_flight"]]),

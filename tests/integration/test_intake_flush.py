@@ -89,7 +89,7 @@ def test_flush_imports_a_settled_upload_in_one_operation_and_acks(pipeline: Pipe
     manifests = [b for b in pipeline.bucket.list_blobs(prefix="dicomflow/batches/")]
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].download_as_bytes())
-    assert manifest["counts"] == {"files": 20, "imports": 1, "copies": 0, "failed": 0}
+    assert manifest["counts"] == {"files": 20, "imports": 1, "copies": 0, "failed": 0, "skipped": 0}
     assert manifest["imports"][0]["uri"] == f"gs://{pipeline.bucket.name}/upload-1/**.dcm"
 
 

@@ -11,7 +11,7 @@ import pytest
 from dicomflow.errors import InvalidRequestError, PermissionDeniedError, RetryableError
 from dicomflow.flush import run_flush
 from dicomflow.ledger import BatchLedger, ImportEntry, Manifest
-from dicomflow.records import PendingRecord, ReadyMarker
+from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile
 from dicomflow.settings import Settings
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 
@@ -60,6 +60,15 @@ class World:
     def queue(self, *records: PendingRecord) -> None:
         for record in records:
             self.subscriber.put(record.to_json())
+
+    def skip(self, name: str, age_seconds: float, generation: str = "1") -> SkippedFile:
+        """Intake skipped the DICOMDIR ``name`` ``age_seconds`` ago (one delivery of its message)."""
+        entry = SkippedFile(BUCKET, name, generation, (NOW - timedelta(seconds=age_seconds)).isoformat())
+        self.subscriber.put(entry.to_json())
+        return entry
+
+    def manifest(self, batch_id: str | None) -> Any:
+        return json.loads(self.store.objects[("state-bucket", f"dicomflow/batches/{batch_id}/manifest.json")])
 
     def busy(self, imports: int) -> None:
         """``imports`` imports of this store started by an earlier flush and not reconciled yet."""
@@ -302,3 +311,71 @@ def test_a_ready_marker_without_files_comes_back_until_it_is_too_old() -> None:
     world.subscriber.put(ReadyMarker(BUCKET, "st/", (NOW - timedelta(seconds=700)).isoformat()).to_json())
     world.flush()
     assert world.subscriber.available == {} and len(world.subscriber.acked) == 1  # expired after MAX_WAIT
+
+
+def test_a_skipped_dicomdir_is_counted_once_in_the_batch_of_its_file_set_and_acked_with_it() -> None:
+    # GIVEN a file-set (DICOMDIR at its root, images in nested folders) whose DICOMDIR message came twice
+    images = [f"cd/PT0/ST0/SE{i}/IM{j}" for i in range(2) for j in range(2)]
+    world = World([*images, "other/x.dcm"])
+    world.queue(*[_record(name, 60) for name in images], _record("other/x.dcm", 60))
+    world.skip("cd/DICOMDIR", 61)
+    world.skip("cd/DICOMDIR", 61)  # a redelivery
+    # WHEN the flush runs
+    report = world.flush()
+    # THEN one batch holds the images and counts the DICOMDIR once, outside its files; every message is acked
+    manifest = world.manifest(report.batch_id)
+    assert sorted(f["name"] for f in manifest["files"]) == sorted([*images, "other/x.dcm"])
+    assert manifest["skipped"] == [f"gs://{BUCKET}/cd/DICOMDIR"]
+    assert manifest["counts"]["skipped"] == 1 and manifest["counts"]["files"] == 5
+    assert report.skipped == 1 and report.redelivered == 0
+    assert world.subscriber.available == {} and len(world.subscriber.acked) == 7
+
+
+def test_a_skipped_dicomdir_waits_for_its_files_and_is_counted_by_the_first_batch_that_takes_some() -> None:
+    # GIVEN a file-set whose first series settled while its second still receives uploads
+    world = World(["cd/SE1/IM1", "cd/SE2/IM1", "cd/SE2/IM2"])
+    world.queue(_record("cd/SE1/IM1", 60), _record("cd/SE2/IM1", 5))
+    world.skip("cd/DICOMDIR", 70)
+    # WHEN the flush runs THEN the first series' batch counts the DICOMDIR and acks it
+    first = world.flush()
+    assert world.manifest(first.batch_id)["skipped"] == [f"gs://{BUCKET}/cd/DICOMDIR"]
+    assert [PendingRecord.from_json(d).name for d in world.subscriber.available.values()] == ["cd/SE2/IM1"]
+    # WHEN the second series settles (with a late file) THEN its batch counts nothing: the DICOMDIR was counted once
+    world.subscriber.available.clear()
+    world.queue(_record("cd/SE2/IM1", 60), _record("cd/SE2/IM2", 45))
+    second = world.flush()
+    assert second.batch_id != first.batch_id
+    assert world.manifest(second.batch_id)["skipped"] == [] and second.skipped == 0
+
+
+def test_a_skipped_dicomdir_whose_files_are_not_ready_goes_back_with_them() -> None:
+    world = World(["cd/SE1/IM1"])
+    world.queue(_record("cd/SE1/IM1", 2))
+    world.skip("cd/DICOMDIR", 700)  # older than MAX_WAIT_SECONDS, yet its file is pending
+    report = world.flush()
+    assert report.batch_id is None and world.subscriber.acked == []
+    assert len(world.subscriber.available) == 2
+
+
+def test_a_skipped_dicomdir_of_a_batch_that_could_not_start_goes_back() -> None:
+    world = World(["cd/SE1/IM1", "cd/old"])
+    world.queue(_record("cd/SE1/IM1", 60))
+    world.skip("cd/DICOMDIR", 60)
+    world.busy(5)  # no free operation slot
+    world.flush()
+    assert world.subscriber.acked == [] and len(world.subscriber.available) == 2
+
+
+def test_a_dicomdir_alone_comes_back_until_max_wait_then_is_acked_without_a_batch() -> None:
+    # GIVEN a DICOMDIR whose file-set has no pending file (alone, or its files were imported before it arrived)
+    world = World([])
+    world.skip("cd/DICOMDIR", 590)
+    # WHEN it is younger than MAX_WAIT_SECONDS THEN it comes back: its files may still reach intake
+    world.flush()
+    assert len(world.subscriber.available) == 1 and world.subscriber.acked == []
+    # WHEN it waited MAX_WAIT_SECONDS THEN it is acknowledged: no batch, no result counts it
+    world.subscriber.available.clear()
+    world.skip("cd/DICOMDIR", 600)
+    report = world.flush()
+    assert world.subscriber.available == {} and len(world.subscriber.acked) == 1
+    assert (report.batch_id, report.skipped) == (None, 0)

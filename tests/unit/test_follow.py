@@ -40,12 +40,12 @@ def _file(sop: str, attempt: int = 1, staged: str | None = None) -> ManifestFile
 
 
 class World:
-    def __init__(self, files: list[ManifestFile], settings: Settings) -> None:
+    def __init__(self, files: list[ManifestFile], settings: Settings, skipped: tuple[str, ...] = ()) -> None:
         self.store = FakeStore({(f.record.bucket, f.record.name): b"DICM" for f in files})  # the sources exist
         self.healthcare = FakeHealthcare()
         imports = (ImportEntry(URI, IMPORT_OP, len(files)),)
         manifest = Manifest("B1", (NOW - timedelta(minutes=5)).isoformat(), self.healthcare.store_name, imports,
-                            tuple(files))  # fmt: skip
+                            tuple(files), skipped=skipped)  # fmt: skip
         self.ledger = BatchLedger(self.store, STATE, "dicomflow/", now=lambda: NOW)
         assert self.ledger.create(manifest) == f"gs://{STATE}/{MANIFEST}"
         self.publisher = FakePublisher()
@@ -123,6 +123,17 @@ def test_a_file_deleted_after_intake_is_settled_once_not_redriven() -> None:
     assert (failed["name"], failed["stage"], failed["attempt"]) == ("up/1.1.1.2.dcm", "deleted", 1)
     [summary] = world.publisher.bodies("dicom-results")
     assert summary["files"] == summary["imported"] + summary["duplicates"] + summary["failed"] + summary["redriven"]
+
+
+def test_the_result_counts_the_skipped_dicomdirs_of_the_batch_outside_its_files() -> None:
+    world = World([_file("1.1.1.1"), _file("1.1.1.2")], _settings(), skipped=("gs://src/up/DICOMDIR",))
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1"), ("1.1", "1.1.1", "1.1.1.2")}
+    world.follow(world.watch())
+    [summary] = world.publisher.bodies("dicom-results")
+    assert (summary["outcome"], summary["files"], summary["imported"], summary["skipped"]) == ("success", 2, 2, 1)
+    assert summary["files"] == summary["imported"] + summary["duplicates"] + summary["failed"] + summary["redriven"]
+    written = world.ledger.result("B1")
+    assert written is not None and written.summary is not None and written.summary["skipped"] == 1
 
 
 def test_exports_start_once_and_the_result_waits_for_them() -> None:

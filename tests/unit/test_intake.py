@@ -13,6 +13,7 @@ from devstack.synthetic import generate_dataset, make_instance
 from dicomflow.events import ObjectEvent
 from dicomflow.intake import IntakeOutcome, examine, handle_object_event, publish_all
 from dicomflow.ports import Message
+from dicomflow.records import SkippedFile, parse_pending
 from dicomflow.settings import Settings
 from tests.fakes.services import FakePublisher, FakeStore
 from tests.fileset import write_file_set
@@ -84,9 +85,13 @@ def test_intake_skips_a_dicomdir_with_one_info_line(tmp_path: Path, caplog: pyte
     # WHEN it arrives (by its usual name, or named .dcm)
     with caplog.at_level(logging.DEBUG, logger="dicomflow.intake"):
         outcomes = [_run(name, dicomdir.read_bytes()) for name in ("cd/DICOMDIR", "cd/dicomdir.dcm")]
-    # THEN it is skipped: nothing pending, nothing failed, one INFO line each
+    # THEN it is skipped: no record and nothing failed, only a note for its file-set's batch; one INFO line each
     assert [outcome for outcome, _ in outcomes] == [IntakeOutcome.SKIPPED_MEDIA_DIRECTORY] * 2
-    assert all(publisher.published == [] for _, publisher in outcomes)
+    assert [(topic, parse_pending(data)) for _, publisher in outcomes for topic, data, _ in publisher.published] == [
+        ("dicom-pending", SkippedFile("incoming", "cd/DICOMDIR", "7", "2026-11-28T10:00:00Z")),
+        ("dicom-pending", SkippedFile("incoming", "cd/dicomdir.dcm", "7", "2026-11-28T10:00:00Z")),
+    ]
+    assert outcomes[0][1].bodies("dicom-pending")[0]["kind"] == "skipped"
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert lines == [("INFO", "DICOMDIR (index of a media file-set, not an instance) skipped")] * 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,7 +50,21 @@ def test_manifest_round_trips_through_its_one_json_form() -> None:
     assert uri == "gs://state/dicomflow/batches/B1/manifest.json"
     assert ledger.open(uri) == _manifest()
     body = json.loads(store.objects[("state", "dicomflow/batches/B1/manifest.json")])
-    assert body["counts"] == {"files": 1, "imports": 2, "copies": 0, "failed": 0} and body["version"] == 1
+    assert body["counts"] == {"files": 1, "imports": 2, "copies": 0, "failed": 0, "skipped": 0}
+    assert body["version"] == 1
+
+
+def test_a_manifest_lists_its_skipped_dicomdirs_outside_its_files() -> None:
+    manifest = replace(_manifest(), skipped=("gs://src/up/DICOMDIR",))
+    body = manifest.to_dict()
+    assert body["skipped"] == ["gs://src/up/DICOMDIR"] and body["counts"]["skipped"] == 1
+    assert body["counts"]["files"] == 1 and Manifest.from_dict(body) == manifest
+
+
+def test_a_manifest_written_before_skipped_dicomdirs_were_counted_reads_as_none_skipped() -> None:
+    body = _manifest().to_dict()
+    del body["skipped"], body["counts"]["skipped"]  # the version 1 form written before the field existed
+    assert Manifest.from_dict(body).skipped == () and Manifest.from_dict(body) == _manifest()
 
 
 def test_open_refuses_a_manifest_outside_the_ledger_or_gone() -> None:

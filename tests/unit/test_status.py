@@ -1,0 +1,56 @@
+"""``dicomflow status`` with in-memory fakes: the skipped DICOMDIRs of a batch, the peek at pending messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dicomflow.cli.context import Context
+from dicomflow.cli.status import collect, render
+from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile
+from dicomflow.settings import Settings
+from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+SETTINGS = Settings(project_id="p", location="l", dataset="d", dicom_store="s", source_buckets=("src",),
+                    state_bucket="state")  # fmt: skip
+
+
+def _record(name: str, age_seconds: float) -> PendingRecord:
+    return PendingRecord("src", name, "1", 10, None, "1.1", "1.1.1", f"1.1.1.{len(name)}", "1.2.840.10008.1.2.1",
+                         "CT", (NOW - timedelta(seconds=age_seconds)).isoformat())  # fmt: skip
+
+
+def _context(store: FakeStore, subscriber: FakeSubscriber) -> Context:
+    healthcare = FakeHealthcare()
+    ledger = BatchLedger(store, "state", SETTINGS.state_prefix, now=lambda: NOW)
+    return Context(SETTINGS, store, FakePublisher(), subscriber, healthcare, lambda _store: healthcare, ledger,
+                   lambda: NOW)  # fmt: skip
+
+
+def test_status_shows_the_skipped_dicomdirs_of_a_batch() -> None:
+    store = FakeStore()
+    ctx = _context(store, FakeSubscriber())
+    files = (ManifestFile(_record("cd/SE1/IM1", 60), "gs://src/cd/**"),)
+    ctx.ledger.create(Manifest("20261203T115900Z-abc", NOW.isoformat(), FakeHealthcare().store_name,
+                               (ImportEntry("gs://src/cd/**", "op/1", 1),), files,
+                               skipped=("gs://src/cd/DICOMDIR",)))  # fmt: skip
+    report = collect(ctx, peek=False)
+    [batch] = report["batches"]
+    assert (batch["files"], batch["skipped"]) == (1, 1)
+    header, _, row = render(report).split("Batches (1 of 1)\n")[1].splitlines()[:3]
+    assert header.split()[:9] == ["batch", "route", "outcome", "files", "imported", "failed", "redriven", "skipped",
+                                  "copies"]  # fmt: skip
+    assert row[header.index("skipped") :].split()[0] == "1"  # the cell under the header ("in progress" has a space)
+
+
+def test_status_peeks_at_records_only_and_gives_every_message_back() -> None:
+    # GIVEN a record, a skipped DICOMDIR and a ready marker pending, the two notes older than the record
+    subscriber = FakeSubscriber()
+    subscriber.put(SkippedFile("src", "cd/DICOMDIR", "1", (NOW - timedelta(hours=2)).isoformat()).to_json())
+    subscriber.put(ReadyMarker("src", "st/", (NOW - timedelta(hours=1)).isoformat()).to_json())
+    subscriber.put(_record("cd/SE1/IM1", 90).to_json())
+    # WHEN status peeks THEN the oldest pending record is the record's age; nothing is acknowledged
+    pending = collect(_context(FakeStore(), subscriber))["oldest_pending"]
+    assert (pending["peeked"], pending["age_seconds"]) == (3, 90.0)
+    assert len(subscriber.available) == 3 and subscriber.acked == []

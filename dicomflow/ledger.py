@@ -129,7 +129,13 @@ class Manifest:
 
     @property
     def failed(self) -> int:
+        """Files settled on dicom-failed by flush itself (their source was gone before the copy): not in ``files``."""
         return len(self.failures)
+
+    @property
+    def taken(self) -> int:
+        """Every record the batch took: the files it imports, those settled at flush, the older generations."""
+        return len(self.files) + self.failed + self.duplicates
 
     @property
     def copies(self) -> int:

@@ -26,8 +26,9 @@ def summarize(
 ) -> dict[str, Any]:
     """The result message of a batch (JSON-ready)."""
     redriven = sum(m.redriven for m in imports)
-    failed = sum(m.failed for m in imports) + manifest.failed
-    imported = len(manifest.files) - redriven - failed
+    failed_in_imports = sum(m.failed for m in imports)
+    failed = failed_in_imports + manifest.failed
+    imported = len(manifest.files) - redriven - failed_in_imports
     exports_ok = all(e.outcome in (ExportOutcome.SUCCEEDED, ExportOutcome.SKIPPED) for e in exports)
     if exports_ok and not failed and not redriven:
         outcome = Outcome.SUCCESS
@@ -39,7 +40,7 @@ def summarize(
         "store": manifest.store,
         "route": manifest.route,
         "outcome": outcome,
-        "files": len(manifest.files) + manifest.duplicates,
+        "files": manifest.taken,
         "imported": imported,
         "duplicates": manifest.duplicates,
         "redriven": redriven,

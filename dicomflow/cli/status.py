@@ -97,7 +97,7 @@ def _batch(ctx: Context, batch_id: str, *, live: bool) -> dict[str, Any]:
         "store": manifest.store,
         "created": manifest.created,
         "outcome": summary.get("outcome", "in progress"),
-        "files": len(manifest.files) + manifest.duplicates,
+        "files": manifest.taken,
         "imported": summary.get("imported"),
         "failed": len(failures),
         "redriven": sum(m.redriven for m in markers.values() if m),

@@ -1,0 +1,49 @@
+"""Batch results: the counts add up whatever the batch settled where."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dicomflow.ledger import FailureNote, ImportEntry, ImportMarker, Manifest, ManifestFile
+from dicomflow.records import PendingRecord
+from dicomflow.results import summarize
+
+URI = "gs://src/up/**"
+
+
+def _file(index: int) -> ManifestFile:
+    record = PendingRecord("src", f"up/{index}.dcm", "7", 10, None, "1.1", "1.1.1", f"1.1.1.{index}",
+                           "1.2.840.10008.1.2.1", "CT", "2026-12-02T10:00:00Z")  # fmt: skip
+    return ManifestFile(record, URI)
+
+
+def _manifest(files: int, *, gone: int = 0, duplicates: int = 0) -> Manifest:
+    failures = tuple(FailureNote("src", f"up/gone{i}.dcm", "deleted", "generation 7 was deleted") for i in range(gone))
+    return Manifest("b1", "2026-12-02T10:01:00Z", "projects/p/locations/l/datasets/d/dicomStores/s",
+                    (ImportEntry(URI, "op1", files),), tuple(_file(i) for i in range(files)), failures,
+                    duplicates)  # fmt: skip
+
+
+def _adds_up(result: dict[str, object]) -> bool:
+    parts = ("imported", "duplicates", "failed", "redriven")
+    return result["files"] == sum(int(str(result[p])) for p in parts)
+
+
+def test_a_file_gone_before_its_copy_counts_as_failed_not_as_a_missing_import() -> None:
+    # GIVEN a batch whose flush imported 3 files and settled 1 (its source was deleted before the copy)
+    manifest = _manifest(3, gone=1, duplicates=2)
+    marker = ImportMarker("op1", "2026-12-02T10:02:00Z", {"success": "3"})
+    result = summarize(manifest, [marker], [], datetime(2026, 12, 2, 10, 3, tzinfo=UTC))
+    # THEN every imported file is counted as imported, the gone one as failed, and the counts add up
+    assert (result["files"], result["imported"], result["failed"], result["duplicates"]) == (6, 3, 1, 2)
+    assert result["outcome"] == "partial" and _adds_up(result)
+
+
+def test_failures_and_redrives_at_reconcile_come_out_of_imported() -> None:
+    manifest = _manifest(5)
+    note = FailureNote("src", "up/1.dcm", "reconcile", "not in the store")
+    marker = ImportMarker("op1", "2026-12-02T10:02:00Z", {"success": "3", "failure": "2"}, redriven=1,
+                          failures=(note,))  # fmt: skip
+    result = summarize(manifest, [marker], [], datetime(2026, 12, 2, 10, 3, tzinfo=UTC))
+    assert (result["files"], result["imported"], result["failed"], result["redriven"]) == (5, 3, 1, 1)
+    assert _adds_up(result)

@@ -79,7 +79,8 @@ def archive(count: int) -> int:
             print(f"every instance in the store after {time.monotonic() - started:.0f}s")
             again = backfill(ctx, where, progress=False)
             print(f"second backfill: queued {again.counts['queued']}, in store {again.counts['in store']}, "
-                  f"failed (reported) {again.counts['failed (reported)']}, {again.seconds:.0f}s")  # fmt: skip
+                  f"failed reported before (not again) {again.counts['failed (reported before)']}, "
+                  f"failed reported now {again.counts['failed (reported)']}, {again.seconds:.0f}s")  # fmt: skip
             states = _verified(ctx, where)
             print(f"verify: {states}")
             victim = instances[0]
@@ -98,7 +99,7 @@ def archive(count: int) -> int:
                 time.sleep(5)
             print(f"verify at the end: {final}")
             return 0 if (
-                again.counts["queued"] == 0 and set(states) == {"in store", "reported failed"}
+                again.counts["queued"] == 0 and again.counts["failed (reported)"] == 0 and set(states) == {"in store", "reported failed"}
                 and after_delete.get("missing") == 1 and healed.counts["queued"] == 1
                 and final == {"in store": len(instances) + 1, "reported failed": len(bad) - 1}
             ) else 1  # fmt: skip

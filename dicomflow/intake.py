@@ -12,6 +12,7 @@ from enum import Enum
 
 from dicomflow.errors import NotDicomError, ObjectGoneError
 from dicomflow.events import ObjectEvent
+from dicomflow.ledger import IntakeFailures
 from dicomflow.logs import fields
 from dicomflow.ports import Message, ObjectStore, Publisher
 from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
@@ -60,18 +61,18 @@ def handle_object_event(
 ) -> IntakeOutcome:
     """Select, sniff and publish; raises RetryableError for transient failures (the event is redelivered)."""
     examined = examine(event, settings, store=store)
-    publish(examined, settings, publisher)
+    publish_all([examined], settings, publisher, store)
     return examined.outcome
 
 
-def publish(examined: Examined, settings: Settings, publisher: Publisher) -> None:
-    """Publish the record (pending topic) or the failure (failed topic) an examination produced, if any."""
-    publish_all([examined], settings, publisher)
+def intake_failures(settings: Settings, store: ObjectStore) -> IntakeFailures:
+    return IntakeFailures(store, settings.state_bucket, settings.state_prefix)
 
 
-def publish_all(examined: Sequence[Examined], settings: Settings, publisher: Publisher) -> None:
-    """``publish`` for many examinations: one publish call per topic, so the batching client sends them together
-    (the backfill publishes a chunk at a time; one call per object would wait out the batch window each time)."""
+def publish_all(examined: Sequence[Examined], settings: Settings, publisher: Publisher, store: ObjectStore) -> None:
+    """Publish what examinations produced: records, markers and skipped notes on the pending topic, failures on
+    the failed topic, one publish call per topic (so the batching client sends a backfill's chunk together), then
+    remember each failure in the state bucket (so a backfill does not report the same bad file again)."""
     outgoing: dict[str, list[Message]] = {}
     for item in examined:
         if item.record is not None:
@@ -87,6 +88,10 @@ def publish_all(examined: Sequence[Examined], settings: Settings, publisher: Pub
         outgoing.setdefault(topic, []).append(message)
     for topic, messages in outgoing.items():
         publisher.publish(topic, messages)
+    failures = intake_failures(settings, store)
+    for item in examined:
+        if item.failed is not None:
+            failures.remember(item.failed)
     for item in examined:
         if item.record is not None:
             record = item.record

@@ -14,6 +14,10 @@ and ``{STATE_PREFIX}inflight/{STORE_KEY}/{EPOCH}-{OP}`` marks an import of one s
 yet reconciled, so flush counts the store's running imports from its own records (one small listing) instead
 of listing every operation of the dataset. A marker older than ``max_age`` (the stuck-operation limit) no
 longer counts: a watch that was lost cannot hold a slot for ever.
+
+Files that intake reported failed (not DICOM, unreadable, missing UIDs) belong to no batch: each leaves
+``{STATE_PREFIX}intake-failed/{KEY}.json`` (IntakeFailures; KEY a hash of bucket and name), so a backfill over
+the same objects does not report an unchanged bad file a second time.
 """
 
 from __future__ import annotations
@@ -444,6 +448,33 @@ class BatchLedger:
             return (self._now() - datetime.fromisoformat(str(value))).total_seconds()
         except ValueError:
             return float("inf")
+
+
+class IntakeFailures:
+    """The files intake reported failed, one small object each (the latest generation reported wins)."""
+
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
+        self._store = store
+        self.bucket = bucket
+        self._root = f"{prefix}intake-failed/"
+
+    def _path(self, bucket: str, name: str) -> str:
+        return f"{self._root}{hashlib.sha256(f'{bucket}/{name}'.encode()).hexdigest()[:32]}.json"
+
+    def remember(self, failed: FailedFile) -> None:
+        body = {"version": LEDGER_VERSION, "generation": failed.generation, **FailureNote.of(failed).to_dict()}
+        self._store.write_json(self.bucket, self._path(failed.bucket, failed.name), body)
+
+    def reported(self, failed: FailedFile) -> bool:
+        """Whether this generation of the file was reported failed before (a rewritten file was not)."""
+        found = self._store.read_json(self.bucket, self._path(failed.bucket, failed.name))
+        if found is None:
+            return False
+        body = found[0]
+        _check_version(body, "intake failure note")
+        return (body.get("bucket"), body.get("name"), body.get("generation")) == (
+            failed.bucket, failed.name, failed.generation,
+        )  # fmt: skip
 
 
 def _check_version(body: Mapping[str, Any], what: str) -> None:

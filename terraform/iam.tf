@@ -5,6 +5,7 @@
 # Who does what (see handlers/ and dicomflow/adapters/):
 #   on_object_finalized  reads source objects (ranged reads)         -> objectViewer on source buckets
 #                        publishes pending records / failures        -> publisher on pending, failed
+#                        notes each failure (intake-failed/)         -> objectUser on the state bucket
 #   on_flush             pulls, acks, extends leases                 -> subscriber on the pending subscription
 #                        lists source objects, copies them (rewrite) -> objectViewer on source buckets
 #                        manifests, in-flight marks, staged copies   -> objectUser on the state bucket
@@ -36,6 +37,7 @@ locals {
     { for b in local.source_bucket_names : "on_object_finalized ${b} viewer" => { function = "on_object_finalized", bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.source_bucket_names : "on_flush ${b} viewer" => { function = "on_flush", bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.source_bucket_names : "on_operation ${b} viewer" => { function = "on_operation", bucket = b, role = "roles/storage.objectViewer" } },
+    { "on_object_finalized ${local.state_bucket_name} user" = { function = "on_object_finalized", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
     { "on_flush ${local.state_bucket_name} user" = { function = "on_flush", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
     { "on_operation ${local.state_bucket_name} user" = { function = "on_operation", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
   )

@@ -28,7 +28,7 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, Shard, candidates, scan
 from dicomflow.cli.source import GcsPrefix
-from dicomflow.intake import Examined, IntakeOutcome, publish_all
+from dicomflow.intake import Examined, IntakeOutcome, intake_failures, publish_all
 
 T = TypeVar("T")
 NAME = "backfill"
@@ -84,6 +84,7 @@ def backfill(
     total = sum(1 for _ in candidates(ctx, listing, shard=shard)) if progress else None
     bar = Progress(f"backfill {where} shard {shard}", total, quiet=not progress)
     series = SeriesCache(ctx)
+    failures = intake_failures(ctx.settings, ctx.store)
     started = time.monotonic()
     infos = candidates(ctx, ctx.store.iterate(where.bucket, where.prefix, start_after=report.resumed_after),
                        shard=shard, since=since)  # fmt: skip
@@ -97,13 +98,16 @@ def backfill(
                 continue
             if outcome is IntakeOutcome.PENDING:
                 report.counts["queued"] += 1
+            elif item.examined.failed is not None and failures.reported(item.examined.failed):
+                report.counts["failed (reported before)"] += 1  # unchanged since: not reported again
+                continue
             elif outcome is IntakeOutcome.FAILED:
                 report.counts["failed (reported)"] += 1
             else:
                 report.counts[outcome.value] += 1
             to_publish.append(item.examined)
         if not dry_run:
-            publish_all(to_publish, ctx.settings, ctx.publisher)
+            publish_all(to_publish, ctx.settings, ctx.publisher, ctx.store)
             cursor.write(chunk[-1].info.name, report.counts)  # only after the chunk's records were published
         bar.advance(len(chunk), queued=report.counts["queued"])
     bar.finish(queued=report.counts["queued"])

@@ -99,6 +99,7 @@ def _batch(ctx: Context, batch_id: str, *, live: bool) -> dict[str, Any]:
         "outcome": summary.get("outcome", "in progress"),
         "files": manifest.taken,
         "imported": summary.get("imported"),
+        "duplicates": manifest.duplicates,
         "failed": len(failures),
         "redriven": sum(m.redriven for m in markers.values() if m),
         "skipped": len(manifest.skipped),
@@ -161,16 +162,16 @@ def _reason_kind(reason: str) -> str:
 
 def render(report: dict[str, Any]) -> str:
     batches = report["batches"]
-    rows = [[b["batch_id"], b.get("route", "-"), b["outcome"], b.get("files", "-"), _dash(b.get("imported")),
-             b.get("failed", "-"), b.get("redriven", "-"), b.get("skipped", "-"), b.get("copies", "-"),
+    counts = ("files", "imported", "duplicates", "failed", "redriven", "skipped", "copies")
+    rows = [[b["batch_id"], b.get("route", "-"), b["outcome"], *(_dash(b.get(c)) for c in counts),
              _imports_cell(b), _exports_cell(b)]
             for b in batches]  # fmt: skip
     shown = f"{len(batches)} of {report['batches_total']}" if report["batches_total"] is not None else "1"
     parts = [
         f"Store   {report['store']}\nLedger  {report['ledger']}",
         f"Batches ({shown})\n" + table(
-            ["batch", "route", "outcome", "files", "imported", "failed", "redriven", "skipped", "copies", "imports",
-             "exports"],
+            ["batch", "route", "outcome", "files", "imported", "duplicates", "failed", "redriven", "skipped", "copies",
+             "imports", "exports"],
             rows),
         "Imports in flight\n" + table(["operation", "age"], [[f["operation"], ago(f["age_seconds"])]
                                                           for f in report["in_flight"]]),

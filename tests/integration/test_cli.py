@@ -87,6 +87,12 @@ def test_backfill_queues_what_the_store_lacks_resumes_after_an_interruption_and_
     assert code == 0 and again["counts"].get("queued", 0) == 0
     assert again["counts"]["in store"] == len(imported) + len(new)
     assert _pending(pipeline) == []
+    # AND does not report the unchanged bad file again; once the sender rewrites it (still bad), it is reported
+    assert again["counts"]["failed (reported before)"] == 1 and pipeline.pull("failed") == []
+    upload(pipeline.bucket, {"archive/bad.dcm": b"still not dicom"})
+    code, third = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/archive/")
+    assert code == 0 and third["counts"]["failed (reported)"] == 1
+    assert [json.loads(m.message.data)["name"] for m in pipeline.pull("failed")] == ["archive/bad.dcm"]
 
 
 def test_backfill_shards_split_the_work_without_overlap(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,14 +170,18 @@ def test_status_reports_batches_failures_and_what_is_in_flight(
     pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     instances = generate_dataset(1, 1, 3, seed=756)
-    _intake_all(pipeline, _upload(pipeline, instances, "status"))
+    names = _upload(pipeline, instances, "status")
+    _intake_all(pipeline, names)
+    upload(pipeline.bucket, {names[0]: instances[0].data})  # the sender writes one file again: a new generation
+    _intake_all(pipeline, names[:1])
     assert _flush().status_code == 200
     code, running = _cli(capsys, "status")
     assert code == 0 and len(running["in_flight"]) == 1 and running["batches"][0]["outcome"] == "in progress"
     drain_operations(pipeline)
     code, done = _cli(capsys, "status", "--since", "1h")
     [batch] = done["batches"]
-    assert (batch["outcome"], batch["files"], batch["imported"], batch["failed"]) == ("success", 3, 3, 0)
+    counts = ("files", "imported", "duplicates", "failed", "redriven")
+    assert (batch["outcome"], *(batch[c] for c in counts)) == ("success", 4, 3, 1, 0, 0)  # files add up
     assert done["in_flight"] == [] and done["oldest_pending"]["peeked"] == 0
     code, detail = _cli(capsys, "status", "--batch", batch["batch_id"])
     assert detail["batches"][0]["imports"][0]["counter"] == {"success": "3"}

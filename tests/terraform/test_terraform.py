@@ -446,6 +446,15 @@ def test_healthcare_agent_reads_sources_and_state_and_writes_exports():
     assert resources["google_bigquery_dataset_iam_member"]["healthcare_agent"]["role"] == "roles/bigquery.dataEditor"
 
 
+def test_every_function_writes_the_state_bucket():
+    """Intake notes its failures there (so a backfill does not report them twice); flush and follow-up keep
+    the batch ledger there."""
+    grants = _locals()["function_bucket_grants"]
+    for function in ("on_object_finalized", "on_flush", "on_operation"):
+        assert f'"{function} ${{local.state_bucket_name}} user"' in grants, function
+    assert grants.count("roles/storage.objectUser") == 3
+
+
 def test_gcs_service_agent_can_publish_for_eventarc():
     grant = _resources()["google_project_iam_member"]["gcs_agent_publisher"]
     assert grant["role"] == "roles/pubsub.publisher"

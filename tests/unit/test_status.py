@@ -39,9 +39,24 @@ def test_status_shows_the_skipped_dicomdirs_of_a_batch() -> None:
     [batch] = report["batches"]
     assert (batch["files"], batch["skipped"]) == (1, 1)
     header, _, row = render(report).split("Batches (1 of 1)\n")[1].splitlines()[:3]
-    assert header.split()[:9] == ["batch", "route", "outcome", "files", "imported", "failed", "redriven", "skipped",
-                                  "copies"]  # fmt: skip
+    assert header.split()[:10] == ["batch", "route", "outcome", "files", "imported", "duplicates", "failed",
+                                   "redriven", "skipped", "copies"]  # fmt: skip
     assert row[header.index("skipped") :].split()[0] == "1"  # the cell under the header ("in progress" has a space)
+
+
+def test_status_counts_the_older_generations_a_batch_took_as_duplicates() -> None:
+    # GIVEN a batch that imported one file and took an older generation of it (the overwrite came first)
+    store = FakeStore()
+    ctx = _context(store, FakeSubscriber())
+    files = (ManifestFile(_record("st/IM1", 60), "gs://src/st/**"),)
+    ctx.ledger.create(Manifest("20261203T115900Z-dup", NOW.isoformat(), FakeHealthcare().store_name,
+                               (ImportEntry("gs://src/st/**", "op/1", 1),), files, duplicates=1))  # fmt: skip
+    # WHEN status reports it THEN files = imported + duplicates + failed + redriven can be read off the row
+    report = collect(ctx, peek=False)
+    [batch] = report["batches"]
+    assert (batch["files"], batch["duplicates"], batch["failed"], batch["redriven"]) == (2, 1, 0, 0)
+    header, _, row = render(report).split("Batches (1 of 1)\n")[1].splitlines()[:3]
+    assert row[header.index("duplicates") :].split()[0] == "1"
 
 
 def test_status_peeks_at_records_only_and_gives_every_message_back() -> None:

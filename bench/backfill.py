@@ -99,7 +99,8 @@ def archive(count: int) -> int:
                 time.sleep(5)
             print(f"verify at the end: {final}")
             return 0 if (
-                again.counts["queued"] == 0 and again.counts["failed (reported)"] == 0 and set(states) == {"in store", "reported failed"}
+                again.counts["queued"] == 0 and again.counts["failed (reported)"] == 0
+                and set(states) == {"in store", "reported failed"}
                 and after_delete.get("missing") == 1 and healed.counts["queued"] == 1
                 and final == {"in store": len(instances) + 1, "reported failed": len(bad) - 1}
             ) else 1  # fmt: skip

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
+from dicomflow.failures import report_failed
 from dicomflow.held import Held, Key, leased
 from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
@@ -340,7 +341,7 @@ class _Batch:
     def _fail(self, record: PendingRecord, reason: str) -> None:
         failed = FailedFile(record.bucket, record.name, record.generation, reason, Stage.DELETED, record.attempt,
                             self.report.batch_id)  # fmt: skip
-        self.publisher.publish(self.settings.failed_topic, [(failed.to_json(), failed.attributes())])
+        report_failed([failed], self.settings, self.publisher, self.store)
         self.failures.append(FailureNote.of(failed))
         self.report.failed += 1
 

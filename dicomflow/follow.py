@@ -24,6 +24,7 @@ from dicomflow import lro
 from dicomflow.conflicts import settle_conflicts
 from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
 from dicomflow.exports import ExportTarget
+from dicomflow.failures import report_failed
 from dicomflow.ledger import (
     BatchLedger,
     Claim,
@@ -111,7 +112,7 @@ class Follower:
         reason = f"operation {watch.operation} still not done after {age:.0f}s; reported stuck, not waited for"
         stuck = FailedFile(self.ledger.bucket, watch.manifest_uri, None, reason, Stage.OPERATION,
                            batch_id=manifest.batch_id, operation=watch.operation)  # fmt: skip
-        self.publisher.publish(self.settings.failed_topic, [(stuck.to_json(), stuck.attributes())])
+        report_failed([stuck], self.settings, self.publisher, self.store)
         log.error("operation stuck", extra=fields(batch_id=manifest.batch_id, operation=watch.operation))
 
     # ----- imports -----
@@ -131,8 +132,7 @@ class Follower:
                 self.publisher.publish(self.settings.pending_topic, [
                     (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in redrive
                 ])  # fmt: skip
-            if failed:
-                self.publisher.publish(self.settings.failed_topic, [(f.to_json(), f.attributes()) for f in failed])
+            report_failed(failed, self.settings, self.publisher, self.store)
             result.redriven, result.failed = len(redrive), len(failed)
             marker = ImportMarker(
                 watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),

@@ -12,7 +12,7 @@ from enum import Enum
 
 from dicomflow.errors import NotDicomError, ObjectGoneError
 from dicomflow.events import ObjectEvent
-from dicomflow.ledger import IntakeFailures
+from dicomflow.failures import report_failed
 from dicomflow.logs import fields
 from dicomflow.ports import Message, ObjectStore, Publisher
 from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
@@ -65,14 +65,10 @@ def handle_object_event(
     return examined.outcome
 
 
-def intake_failures(settings: Settings, store: ObjectStore) -> IntakeFailures:
-    return IntakeFailures(store, settings.state_bucket, settings.state_prefix)
-
-
 def publish_all(examined: Sequence[Examined], settings: Settings, publisher: Publisher, store: ObjectStore) -> None:
     """Publish what examinations produced: records, markers and skipped notes on the pending topic, failures on
-    the failed topic, one publish call per topic (so the batching client sends a backfill's chunk together), then
-    remember each failure in the state bucket (so a backfill does not report the same bad file again)."""
+    the failed topic (with their notes), one publish call per topic, so the batching client sends a backfill's
+    chunk together."""
     outgoing: dict[str, list[Message]] = {}
     for item in examined:
         if item.record is not None:
@@ -81,17 +77,12 @@ def publish_all(examined: Sequence[Examined], settings: Settings, publisher: Pub
             topic, message = settings.pending_topic, (item.marker.to_json(), {"bucket": item.marker.bucket})
         elif item.skipped is not None:  # counted in its file-set's batch result (the skip line was logged)
             topic, message = settings.pending_topic, (item.skipped.to_json(), {"bucket": item.skipped.bucket})
-        elif item.failed is not None:
-            topic, message = settings.failed_topic, (item.failed.to_json(), item.failed.attributes())
         else:
             continue
         outgoing.setdefault(topic, []).append(message)
     for topic, messages in outgoing.items():
         publisher.publish(topic, messages)
-    failures = intake_failures(settings, store)
-    for item in examined:
-        if item.failed is not None:
-            failures.remember(item.failed)
+    report_failed([item.failed for item in examined if item.failed is not None], settings, publisher, store)
     for item in examined:
         if item.record is not None:
             record = item.record

@@ -15,9 +15,10 @@ yet reconciled, so flush counts the store's running imports from its own records
 of listing every operation of the dataset. A marker older than ``max_age`` (the stuck-operation limit) no
 longer counts: a watch that was lost cannot hold a slot for ever.
 
-Files that intake reported failed (not DICOM, unreadable, missing UIDs) belong to no batch: each leaves
-``{STATE_PREFIX}intake-failed/{KEY}.json`` (IntakeFailures; KEY a hash of bucket and name), so a backfill over
-the same objects does not report an unchanged bad file a second time.
+Every file reported on dicom-failed, at any stage, also leaves ``{STATE_PREFIX}failed/{KEY}/{GENERATION}.json``
+(FailureNotes; KEY a hash of bucket and name): one listing of ``failed/`` tells a backfill which files were
+reported at which generation (so it reports no unchanged bad file twice) and lets verify find the reason of a
+file that is not in the store without reading every batch.
 """
 
 from __future__ import annotations
@@ -450,31 +451,52 @@ class BatchLedger:
             return float("inf")
 
 
-class IntakeFailures:
-    """The files intake reported failed, one small object each (the latest generation reported wins)."""
+class FailureNotes:
+    """The files reported on dicom-failed, one small object per file and generation."""
 
     def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
         self._store = store
         self.bucket = bucket
-        self._root = f"{prefix}intake-failed/"
+        self._root = f"{prefix}failed/"
 
-    def _path(self, bucket: str, name: str) -> str:
-        return f"{self._root}{hashlib.sha256(f'{bucket}/{name}'.encode()).hexdigest()[:32]}.json"
+    @staticmethod
+    def key(bucket: str, name: str) -> str:
+        return hashlib.sha256(f"{bucket}/{name}".encode()).hexdigest()[:32]
+
+    def _path(self, bucket: str, name: str, generation: str | None) -> str:
+        return f"{self._root}{self.key(bucket, name)}/{generation or 'none'}.json"
 
     def remember(self, failed: FailedFile) -> None:
         body = {"version": LEDGER_VERSION, "generation": failed.generation, **FailureNote.of(failed).to_dict()}
-        self._store.write_json(self.bucket, self._path(failed.bucket, failed.name), body)
+        self._store.write_json(self.bucket, self._path(failed.bucket, failed.name, failed.generation), body)
 
-    def reported(self, failed: FailedFile) -> bool:
-        """Whether this generation of the file was reported failed before (a rewritten file was not)."""
-        found = self._store.read_json(self.bucket, self._path(failed.bucket, failed.name))
+    def reported(self) -> ReportedFiles:
+        """Which files were reported at which generations: one listing, no reads."""
+        found: dict[str, set[str]] = {}
+        for info in self._store.iterate(self.bucket, self._root):
+            key, _, generation = info.name[len(self._root) :].removesuffix(".json").partition("/")
+            found.setdefault(key, set()).add(generation)
+        return ReportedFiles(found)
+
+    def read(self, bucket: str, name: str, generation: str | None) -> FailureNote | None:
+        found = self._store.read_json(self.bucket, self._path(bucket, name, generation))
         if found is None:
-            return False
-        body = found[0]
-        _check_version(body, "intake failure note")
-        return (body.get("bucket"), body.get("name"), body.get("generation")) == (
-            failed.bucket, failed.name, failed.generation,
-        )  # fmt: skip
+            return None
+        _check_version(found[0], "failure note")
+        return FailureNote.from_dict(found[0])
+
+
+@dataclass(frozen=True)
+class ReportedFiles:
+    """Generations reported failed, per file key (FailureNotes.key)."""
+
+    generations: Mapping[str, set[str]]
+
+    def of(self, bucket: str, name: str) -> set[str]:
+        return self.generations.get(FailureNotes.key(bucket, name), set())
+
+    def holds(self, bucket: str, name: str, generation: str | None) -> bool:
+        return (generation or "none") in self.of(bucket, name)
 
 
 def _check_version(body: Mapping[str, Any], what: str) -> None:

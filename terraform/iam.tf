@@ -5,7 +5,7 @@
 # Who does what (see handlers/ and dicomflow/adapters/):
 #   on_object_finalized  reads source objects (ranged reads)         -> objectViewer on source buckets
 #                        publishes pending records / failures        -> publisher on pending, failed
-#                        notes each failure (intake-failed/)         -> objectUser on the state bucket
+#                        notes each failure (failed/)                -> objectUser on the state bucket
 #   on_flush             pulls, acks, extends leases                 -> subscriber on the pending subscription
 #                        lists source objects, copies them (rewrite) -> objectViewer on source buckets
 #                        manifests, in-flight marks, staged copies   -> objectUser on the state bucket

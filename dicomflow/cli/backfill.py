@@ -28,7 +28,8 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, Shard, candidates, scan
 from dicomflow.cli.source import GcsPrefix
-from dicomflow.intake import Examined, IntakeOutcome, intake_failures, publish_all
+from dicomflow.failures import failure_notes
+from dicomflow.intake import Examined, IntakeOutcome, publish_all
 
 T = TypeVar("T")
 NAME = "backfill"
@@ -84,7 +85,7 @@ def backfill(
     total = sum(1 for _ in candidates(ctx, listing, shard=shard)) if progress else None
     bar = Progress(f"backfill {where} shard {shard}", total, quiet=not progress)
     series = SeriesCache(ctx)
-    failures = intake_failures(ctx.settings, ctx.store)
+    reported = failure_notes(ctx.settings, ctx.store).reported()
     started = time.monotonic()
     infos = candidates(ctx, ctx.store.iterate(where.bucket, where.prefix, start_after=report.resumed_after),
                        shard=shard, since=since)  # fmt: skip
@@ -96,11 +97,11 @@ def backfill(
             if item.in_store:
                 report.counts["in store"] += 1
                 continue
+            if reported.holds(item.info.bucket, item.info.name, item.info.generation):
+                report.counts["failed (reported before)"] += 1  # unchanged since: requeue re-drives it, not we
+                continue
             if outcome is IntakeOutcome.PENDING:
                 report.counts["queued"] += 1
-            elif item.examined.failed is not None and failures.reported(item.examined.failed):
-                report.counts["failed (reported before)"] += 1  # unchanged since: not reported again
-                continue
             elif outcome is IntakeOutcome.FAILED:
                 report.counts["failed (reported)"] += 1
             else:

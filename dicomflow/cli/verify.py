@@ -1,5 +1,5 @@
 """Proof of completeness: every DICOM object under a prefix is in the store (by its UIDs), reported failed
-(with the reason the pipeline recorded, or why its header cannot be read), or missing. Exit status 1 when
+(with the reason the pipeline noted, or why its header cannot be read), or missing. Exit status 1 when
 something is missing.
 
     dicomflow verify gs://BUCKET/PREFIX
@@ -16,6 +16,8 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, candidates, scan
 from dicomflow.cli.source import GcsPrefix
+from dicomflow.failures import failure_notes
+from dicomflow.ledger import FailureNote, FailureNotes, ReportedFiles
 
 NAME = "verify"
 HELP = "is every DICOM object under a prefix in the store? (exit 1 when something is missing)"
@@ -41,7 +43,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 def verify(ctx: Context, where: GcsPrefix, *, progress: bool = True) -> list[dict[str, Any]]:
     """One entry per selected object: name, generation, state, reason, UIDs."""
-    reported = ctx.ledger.failures()
+    notes = failure_notes(ctx.settings, ctx.store)
+    reported = notes.reported()
     infos = list(candidates(ctx, ctx.store.iterate(where.bucket, where.prefix)))
     bar = Progress(f"verify {where}", len(infos), quiet=not progress)
     objects: list[dict[str, Any]] = []
@@ -57,11 +60,29 @@ def verify(ctx: Context, where: GcsPrefix, *, progress: bool = True) -> list[dic
                 entry["state"], entry["reason"] = FAILED, failed.reason
             elif record is None:
                 entry["state"], entry["reason"] = NOT_INSTANCE, item.examined.outcome.value
-            elif (note := reported.get((where.bucket, item.info.name))) is not None:
+            elif (note := _note(notes, reported, where.bucket, item.info.name)) is not None:
                 entry["state"], entry["reason"] = FAILED, f"{note.stage}: {note.reason}"
             else:
                 entry["state"] = MISSING
             objects.append(entry)
         bar.advance(len(chunk))
     bar.finish()
+    _older_reports(ctx, where, [o for o in objects if o["state"] == MISSING])
     return objects
+
+
+def _note(notes: FailureNotes, reported: ReportedFiles, bucket: str, name: str) -> FailureNote | None:
+    """The latest report of this file, whatever its generation (a file re-uploaded since is still the file)."""
+    generations = sorted(reported.of(bucket, name), key=lambda g: int(g) if g.isdigit() else -1)
+    return notes.read(bucket, name, generations[-1]) if generations else None
+
+
+def _older_reports(ctx: Context, where: GcsPrefix, missing: list[dict[str, Any]]) -> None:
+    """Files reported before failure notes existed are only in their batches: read the ledger for them, and
+    only when something is missing (the ledger is read whole)."""
+    if not missing:
+        return
+    reported = ctx.ledger.failures()
+    for entry in missing:
+        if (note := reported.get((where.bucket, entry["name"]))) is not None:
+            entry["state"], entry["reason"] = FAILED, f"{note.stage}: {note.reason}"

@@ -12,6 +12,8 @@ import requests
 from google.cloud import storage
 
 from devstack.synthetic import generate_dataset
+from dicomflow.cli import app
+from dicomflow.ledger import BatchLedger
 from handlers import runtime as runtime_module
 from tests.integration.pipeline_helpers import (
     Pipeline,
@@ -85,7 +87,7 @@ def test_a_batch_is_imported_reconciled_exported_and_reported_once(
 
 
 def test_a_file_the_import_fails_is_redriven_then_reported_with_the_apis_reason(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _targets(monkeypatch, MAX_ATTEMPTS="2")
     instances = generate_dataset(1, 1, 3, seed=611)
@@ -110,6 +112,13 @@ def test_a_file_the_import_fails_is_redriven_then_reported_with_the_apis_reason(
     assert [(f["name"], f["attempt"], f["stage"]) for f in failed] == [(bad, 2, "reconcile")]
     assert "injected import failure" in failed[0]["reason"]
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for j, i in enumerate(instances) if j != 1)
+    # AND verify finds the reason in the file's failure note, without reading every batch of the ledger
+    monkeypatch.setattr(BatchLedger, "failures", lambda _self: pytest.fail("verify read the whole ledger"))
+    capsys.readouterr()
+    assert app.main(["verify", "--json", f"gs://{pipeline.bucket.name}/partly/"]) == 0
+    objects = {o["name"]: o for o in json.loads(capsys.readouterr().out)["objects"]}
+    assert objects[bad]["state"] == "reported failed"
+    assert objects[bad]["reason"].startswith("reconcile: ") and "injected import failure" in objects[bad]["reason"]
 
 
 def test_an_export_to_a_missing_bucket_is_reported_in_the_result(

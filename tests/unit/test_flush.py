@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dicomflow.errors import InvalidRequestError, PermissionDeniedError, RetryableError
+from dicomflow.failures import failure_notes
 from dicomflow.flush import run_flush
 from dicomflow.ledger import BatchLedger, ImportEntry, Manifest
 from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile
@@ -210,6 +211,7 @@ def test_flush_settles_a_file_deleted_before_its_copy_once() -> None:
     # THEN it is reported once, as deleted, and acknowledged; the other is imported
     [failed] = world.publisher.bodies("dicom-failed")
     assert (failed["name"], failed["stage"]) == ("d/b.dcm", "deleted")
+    assert failure_notes(_settings(), world.store).reported().holds(BUCKET, "d/b.dcm", failed["generation"])
     assert (report.copies, report.failed, len(world.subscriber.acked)) == (1, 1, 2)
     manifest = json.loads(world.store.objects[("state-bucket", f"dicomflow/batches/{report.batch_id}/manifest.json")])
     assert [f["name"] for f in manifest["files"]] == ["d/a.dcm"] and manifest["counts"]["failed"] == 1

@@ -10,6 +10,7 @@ import pytest
 
 from dicomflow.errors import OperationPendingError
 from dicomflow.exports import ExportTarget, parse_export_targets
+from dicomflow.failures import failure_notes
 from dicomflow.follow import Follower
 from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
 from dicomflow.records import PendingRecord, WatchKind, WatchMessage
@@ -121,6 +122,8 @@ def test_a_file_deleted_after_intake_is_settled_once_not_redriven() -> None:
     assert (result.redriven, result.failed) == (0, 1)
     [failed] = world.publisher.bodies("dicom-failed")
     assert (failed["name"], failed["stage"], failed["attempt"]) == ("up/1.1.1.2.dcm", "deleted", 1)
+    note = failure_notes(world.settings, world.store).read("src", "up/1.1.1.2.dcm", failed["generation"])
+    assert note is not None and note.stage == "deleted"  # what verify reads instead of every batch
     [summary] = world.publisher.bodies("dicom-results")
     assert summary["files"] == summary["imported"] + summary["duplicates"] + summary["failed"] + summary["redriven"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from devstack.synthetic import generate_dataset, make_instance
 from dicomflow.events import ObjectEvent
-from dicomflow.intake import IntakeOutcome, examine, handle_object_event, intake_failures, publish_all
+from dicomflow.failures import failure_notes
+from dicomflow.intake import IntakeOutcome, examine, handle_object_event, publish_all
 from dicomflow.ports import Message
 from dicomflow.records import SkippedFile, parse_pending
 from dicomflow.settings import Settings
@@ -48,16 +48,17 @@ def test_intake_reports_a_non_dicom_dcm_file_as_failed() -> None:
     assert failed["stage"] == "intake" and "DICM" in failed["reason"]
 
 
-def test_intake_remembers_a_failure_by_generation_in_the_state_bucket() -> None:
+def test_intake_notes_a_failure_by_generation_in_the_state_bucket() -> None:
     store = FakeStore({("incoming", "a/bad.dcm"): b"not dicom"})
     event = ObjectEvent("incoming", "a/bad.dcm", "7", 9, None, "2026-11-28T10:00:00Z")
     assert handle_object_event(event, SETTINGS, store=store, publisher=FakePublisher()) is IntakeOutcome.FAILED
-    failed = examine(event, SETTINGS, store=store).failed
-    assert failed is not None
-    failures = intake_failures(SETTINGS, store)
-    assert failures.reported(failed)
-    assert not failures.reported(replace(failed, generation="8"))  # a rewritten file was not reported yet
-    assert not failures.reported(replace(failed, name="a/other.dcm"))
+    notes = failure_notes(SETTINGS, store)
+    reported = notes.reported()
+    assert reported.holds("incoming", "a/bad.dcm", "7")
+    assert not reported.holds("incoming", "a/bad.dcm", "8")  # a rewritten file was not reported yet
+    assert not reported.holds("incoming", "a/other.dcm", "7")
+    note = notes.read("incoming", "a/bad.dcm", "7")
+    assert note is not None and (note.stage, note.name) == ("intake", "a/bad.dcm") and "DICM" in note.reason
 
 
 def test_intake_ignores_what_is_not_ours() -> None:

@@ -68,7 +68,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     rate = report.counts["examined"] / max(report.seconds, 1e-9)
     verb = "would queue" if args.dry_run else "queued"
     print(f"\n{verb} {report.counts['queued']} of {report.counts['examined']} DICOM objects in {report.seconds:.0f}s "
-          f"({rate:.0f} objects/s{resumed}); {report.counts['in store']} already in the store")  # fmt: skip
+          f"({rate:.0f} objects/s{resumed}); {report.counts['in store']} already in the store"
+          + (f", {before} reported failed before (re-drive them with `dicomflow requeue` once fixed)"
+             if (before := report.counts["failed (reported before)"]) else ""))  # fmt: skip
     return 0
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from dicomflow.errors import MalformedEventError, PermanentError
 from dicomflow.ports import ObjectStore
-from dicomflow.records import FailedFile, PendingRecord
+from dicomflow.records import BATCH_TIME_FORMAT, FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
 
@@ -332,10 +332,16 @@ class BatchLedger:
             raise PermanentError(f"manifest {manifest_uri} does not exist")
         return manifest
 
-    def list_batches(self, limit: int = 100_000) -> list[str]:
-        """Batch ids, oldest first (ids start with their UTC creation time)."""
-        listing = self._store.list_objects(self.bucket, self._root, recursive=True, limit=limit)
-        return sorted({n[len(self._root) :].split("/")[0] for n in listing.names if n.endswith("/manifest.json")})
+    def list_batches(self, since: datetime | None = None) -> list[str]:
+        """Batch ids, oldest first (ids start with their UTC creation time), all of them: the listing pages
+        through the whole ledger, or starts at ``since`` when given (then it reads only the batches since)."""
+        start = f"{self._root}{since.astimezone(UTC).strftime(BATCH_TIME_FORMAT)}" if since else None
+        ids = {
+            info.name[len(self._root) :].split("/")[0]
+            for info in self._store.iterate(self.bucket, self._root, start_after=start)
+            if info.name.endswith("/manifest.json")
+        }
+        return sorted(ids)
 
     def failures(self) -> dict[tuple[str, str], FailureNote]:
         """Every file the batches reported failed, by (bucket, name); the latest report wins."""

@@ -12,6 +12,7 @@ from typing import Any
 from dicomflow.errors import MalformedEventError
 
 RECORD_VERSION = 1
+BATCH_TIME_FORMAT = "%Y%m%dT%H%M%SZ"  # batch ids start with their UTC creation time in this form: they sort by it
 
 
 class Stage(StrEnum):

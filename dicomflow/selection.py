@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from dicomflow.held import Key
 from dicomflow.planner import ImportUri, Plan
-from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile, instant
+from dicomflow.records import BATCH_TIME_FORMAT, PendingRecord, ReadyMarker, SkippedFile, instant
 
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
@@ -138,7 +138,7 @@ def allocate(plans: Sequence[Plan], *, slots: int, staging: str) -> Allocation:
 def batch_id_for(now: datetime, keys: Iterable[Key]) -> str:
     """``YYYYmmddTHHMMSSZ-<hash of the keys>``: sorts by time, and the same batch gets the same id."""
     digest = hashlib.sha256("\n".join("\t".join(k) for k in sorted(keys)).encode()).hexdigest()[:10]
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{digest}"
+    return f"{now.strftime(BATCH_TIME_FORMAT)}-{digest}"
 
 
 def _generation(value: str) -> int:

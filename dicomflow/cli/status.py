@@ -11,19 +11,20 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import ago, as_json, duration, table
 from dicomflow.errors import MalformedEventError
 from dicomflow.ledger import ExportMarker, ImportMarker, Manifest
-from dicomflow.records import PendingRecord, parse_pending
+from dicomflow.records import BATCH_TIME_FORMAT, PendingRecord, parse_pending
 
 NAME = "status"
 HELP = "batches, imports in flight, failures by reason, the oldest pending record"
 _LAST = 20
 _PEEK = 1000
+_WINDOWS = (timedelta(days=1), timedelta(days=30), None)
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +44,15 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def collect(ctx: Context, *, batch: str | None = None, since: float | None = None, peek: bool = True) -> dict[str, Any]:
     """Everything ``status`` shows, as one JSON-ready mapping."""
     settings, now = ctx.settings, ctx.now()
-    every = [] if batch else ctx.ledger.list_batches()  # one listing of the ledger, not one per figure
-    ids = [batch] if batch else every
-    if since is not None:
-        ids = [i for i in ids if (now - _batch_time(i, now)).total_seconds() <= since]
-    elif not batch:
-        ids = ids[-_LAST:]
+    listed_since: datetime | None = None
+    if batch:
+        ids, total = [batch], None
+    elif since is not None:
+        listed_since = now - timedelta(seconds=since)
+        ids = [i for i in ctx.ledger.list_batches(listed_since) if (now - _batch_time(i, now)).total_seconds() <= since]
+        total = len(ids)
+    else:
+        ids, total, listed_since = _recent(ctx, now)
     batches = [_batch(ctx, i, live=batch is not None) for i in ids]
     failures: Counter[tuple[str, str]] = Counter()
     for item in batches:
@@ -62,7 +66,8 @@ def collect(ctx: Context, *, batch: str | None = None, since: float | None = Non
         "store": ctx.healthcare.store_name,
         "ledger": f"gs://{settings.state_bucket}/{settings.state_prefix}",
         "batches": batches,
-        "batches_total": None if batch else len(every),
+        "batches_total": total,
+        "listed_since": listed_since.isoformat() if listed_since else None,
         "in_flight": [
             {
                 "operation": op,
@@ -77,6 +82,17 @@ def collect(ctx: Context, *, batch: str | None = None, since: float | None = Non
         ],
         "oldest_pending": _oldest_pending(ctx, now) if peek else None,
     }
+
+
+def _recent(ctx: Context, now: datetime) -> tuple[list[str], int, datetime | None]:
+    """The last batches, listing only as far back as it takes to find them: a day, a month, then everything
+    (a ledger of a long-running deployment holds hundreds of thousands of objects)."""
+    for window in _WINDOWS:
+        start = now - window if window else None
+        listed = ctx.ledger.list_batches(start)
+        if len(listed) >= _LAST or start is None:
+            return listed[-_LAST:], len(listed), start
+    raise AssertionError("the last window lists everything")
 
 
 def _batch(ctx: Context, batch_id: str, *, live: bool) -> dict[str, Any]:
@@ -150,7 +166,7 @@ def _oldest_pending(ctx: Context, now: datetime) -> dict[str, Any]:
 
 def _batch_time(batch_id: str, default: datetime) -> datetime:
     try:
-        return datetime.strptime(batch_id.split("-", maxsplit=1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=default.tzinfo)
+        return datetime.strptime(batch_id.split("-", maxsplit=1)[0], BATCH_TIME_FORMAT).replace(tzinfo=default.tzinfo)
     except ValueError:
         return default
 
@@ -167,6 +183,8 @@ def render(report: dict[str, Any]) -> str:
              _imports_cell(b), _exports_cell(b)]
             for b in batches]  # fmt: skip
     shown = f"{len(batches)} of {report['batches_total']}" if report["batches_total"] is not None else "1"
+    if report.get("listed_since"):
+        shown += f" since {datetime.fromisoformat(report['listed_since']):%Y-%m-%d %H:%M} UTC"
     parts = [
         f"Store   {report['store']}\nLedger  {report['ledger']}",
         f"Batches ({shown})\n" + table(

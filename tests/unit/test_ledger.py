@@ -135,3 +135,13 @@ def test_list_batches_returns_batch_ids_oldest_first() -> None:
         ledger.create(_manifest(batch_id, 1))
     ledger.write_filter("20261202T120000Z-aa", ["/studies/1"])
     assert ledger.list_batches() == ["20261202T120000Z-aa", "20261202T120500Z-bb"]
+
+
+def test_list_batches_since_starts_the_listing_at_that_time() -> None:
+    store = FakeStore()
+    ledger = BatchLedger(store, "state", "dicomflow/", now=Clock())
+    for batch_id in ("20261130T235959Z-old", "20261201T000000Z-edge", "20261202T120000Z-new"):
+        ledger.create(_manifest(batch_id, 1))
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    assert ledger.list_batches(since) == ["20261201T000000Z-edge", "20261202T120000Z-new"]
+    assert ledger.list_batches() == ["20261130T235959Z-old", "20261201T000000Z-edge", "20261202T120000Z-new"]

@@ -69,3 +69,34 @@ def test_status_peeks_at_records_only_and_gives_every_message_back() -> None:
     pending = collect(_context(FakeStore(), subscriber))["oldest_pending"]
     assert (pending["peeked"], pending["age_seconds"]) == (3, 90.0)
     assert len(subscriber.available) == 3 and subscriber.acked == []
+
+
+def _batches(ctx: Context, ages: list[timedelta]) -> None:
+    for index, age in enumerate(ages):
+        created = NOW - age
+        uri = f"gs://src/b{index}/**"
+        files = (ManifestFile(_record(f"b{index}/IM1", 60), uri),)
+        entries = (ImportEntry(uri, f"op/{index}", 1),)
+        batch_id = f"{created:%Y%m%dT%H%M%SZ}-{index:04d}"
+        ctx.ledger.create(Manifest(batch_id, created.isoformat(), FakeHealthcare().store_name, entries, files))
+
+
+def test_status_shows_the_last_batches_listing_back_only_as_far_as_it_needs() -> None:
+    # GIVEN 25 batches in the last hours and 30 from last week
+    ctx = _context(FakeStore(), FakeSubscriber())
+    _batches(ctx, [timedelta(days=7, minutes=i) for i in range(30)] + [timedelta(minutes=5 * i) for i in range(25)])
+    # WHEN status runs THEN it shows the newest 20 of the 25 the last day holds, and says since when it listed
+    report = collect(ctx, peek=False)
+    assert (len(report["batches"]), report["batches_total"]) == (20, 25)
+    assert report["batches"][-1]["batch_id"] == f"{NOW:%Y%m%dT%H%M%SZ}-0030"  # age 0
+    assert "Batches (20 of 25 since 2026-12-02 12:00 UTC)" in render(report)
+
+
+def test_status_lists_further_back_when_the_last_day_holds_fewer_batches() -> None:
+    ctx = _context(FakeStore(), FakeSubscriber())
+    _batches(ctx, [timedelta(days=60)] + [timedelta(days=7, minutes=i) for i in range(30)] + [timedelta(hours=1)])
+    report = collect(ctx, peek=False)
+    assert (len(report["batches"]), report["batches_total"]) == (20, 31)  # the month; the 60-day-old one unlisted
+    assert report["listed_since"] == (NOW - timedelta(days=30)).isoformat()
+    everything = collect(ctx, since=90 * 86400, peek=False)
+    assert everything["batches_total"] == 32 and len(everything["batches"]) == 32

@@ -1,6 +1,8 @@
 # The operator CLI (`dicomflow`) as a container, for the Terraform's optional backfill job (terraform/backfill.tf)
 # or any scheduler:  gcloud builds submit --tag REGION-docker.pkg.dev/PROJECT/REPO/dicomflow-cli .
-# Not built in this repository's CI (no container engine there): `docker run IMAGE dicomflow --help` is the check.
+# CI has no container engine: tests/integration/test_container_image.py follows the COPY, RUN and CMD lines in a
+# fresh venv instead (the base image itself is not checked). The image holds the CLI only: `healthcare-emulator`
+# in it says to install the emulator extra.
 FROM python:3.11-slim
 WORKDIR /app
 COPY requirements.txt pyproject.toml README.md ./

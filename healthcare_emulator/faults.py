@@ -1,7 +1,8 @@
 """Fault injection (off by default): answer the next N matching requests with an error status.
 
 ``POST /emulator/faults`` with ``{"method": "POST", "path": ":import$", "status": 503, "count": 2}`` adds a
-rule (``path`` is a regex searched in the request path); ``DELETE /emulator/faults`` clears every rule;
+rule (``path`` is a regex searched in the request path; ``status`` 403, 429, 500, 502, 503 or 504);
+``DELETE /emulator/faults`` clears every rule;
 ``GET /emulator/faults`` shows the rules and how many requests each one failed.
 
 With ``"rate": 0.05`` instead of ``count``, a rule fails that fraction of matching requests for as long as it
@@ -27,6 +28,7 @@ from typing import Any
 from healthcare_emulator.errors import ApiError, invalid_argument
 
 _STATUS_NAMES = {
+    403: "PERMISSION_DENIED",  # a caller without the role: how the pipeline and the CLI name the role to grant
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     502: "UNAVAILABLE",

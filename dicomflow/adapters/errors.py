@@ -39,6 +39,11 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 
 
+def needs(role: str) -> str:
+    """The hint of a 401/403 answer: the role, and whose it must be."""
+    return f"the caller (the function's service account, or whoever runs the dicomflow CLI) needs {role}"
+
+
 def from_status(what: str, status: int, detail: str = "", *, hint: str = "") -> DicomflowError:
     """The error for an HTTP answer ``status`` to the call described by ``what``."""
     message = f"{what}: HTTP {status}" + (f" {detail}" if detail else "")

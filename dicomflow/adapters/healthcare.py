@@ -14,12 +14,16 @@ import requests
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
-from dicomflow.adapters.errors import from_status
+from dicomflow.adapters.errors import from_status, needs
 from dicomflow.errors import RetryableError
 from dicomflow.retry import RetryPolicy, call_with_retry
 
 _TIMEOUT = 120
-_HINT = "grant the function's service account roles/healthcare.dicomEditor on the dataset"
+_READ = "roles/healthcare.dicomViewer on the DICOM store"  # QIDO-RS, WADO-RS, dicomStores.export
+_WRITE = "roles/healthcare.dicomEditor on the DICOM store"  # dicomStores.import, DICOMweb DELETE
+_OPERATIONS = "roles/healthcare.datasetViewer on the dataset"  # operations.get
+
+
 _QIDO_PAGE = 1000
 _DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
 
@@ -57,12 +61,12 @@ class GoogleHealthcareApi:
         self._retry = retry
         self._base_url = (base_url or _DEFAULT_ENDPOINT).rstrip("/")
 
-    def _execute(self, what: str, request: Callable[[], Any]) -> Any:
+    def _execute(self, what: str, request: Callable[[], Any], role: str) -> Any:
         def once() -> Any:
             try:
                 return request().execute(num_retries=0)
             except HttpError as exc:
-                raise from_status(what, int(exc.resp.status), _error_message(exc), hint=_HINT) from exc
+                raise from_status(what, int(exc.resp.status), _error_message(exc), hint=needs(role)) from exc
             except (TimeoutError, ConnectionError, httplib2.HttpLib2Error) as exc:
                 raise RetryableError(f"{what}: {type(exc).__name__}") from exc
 
@@ -82,11 +86,11 @@ class GoogleHealthcareApi:
         body: dict[str, Any] = {"gcsSource": {"uri": uri}}
         if storage_class:
             body["blobStorageSettings"] = {"blobStorageClass": storage_class}
-        operation = self._execute(f"import {uri}", lambda: self._stores().import_(name=self._store, body=body))
+        operation = self._execute(f"import {uri}", lambda: self._stores().import_(name=self._store, body=body), _WRITE)
         return str(operation["name"])
 
     def start_export(self, body: dict[str, Any]) -> str:
-        operation = self._execute("export", lambda: self._stores().export(name=self._store, body=body))
+        operation = self._execute("export", lambda: self._stores().export(name=self._store, body=body), _READ)
         return str(operation["name"])
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
@@ -114,7 +118,7 @@ class GoogleHealthcareApi:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise RetryableError(f"WADO-RS: {type(exc).__name__}") from exc
             if response.status_code >= 400:
-                raise from_status("WADO-RS", response.status_code, hint=_HINT)
+                raise from_status("WADO-RS", response.status_code, hint=needs(_READ))
             return bytes(response.content)
 
         return call_with_retry("WADO-RS", once, self._retry)
@@ -132,7 +136,8 @@ class GoogleHealthcareApi:
             if response.status_code == 404:
                 return False
             if response.status_code >= 400:
-                raise from_status("DICOMweb DELETE", response.status_code, _response_message(response), hint=_HINT)
+                detail = _response_message(response)
+                raise from_status("DICOMweb DELETE", response.status_code, detail, hint=needs(_WRITE))
             return True
 
         return call_with_retry("DICOMweb DELETE", once, self._retry)
@@ -148,14 +153,14 @@ class GoogleHealthcareApi:
             if response.status_code in (204, 404):  # no match; 404: the study or series does not exist
                 return []
             if response.status_code >= 400:
-                raise from_status("QIDO-RS", response.status_code, hint=_HINT)
+                raise from_status("QIDO-RS", response.status_code, hint=needs(_READ))
             body = response.json() if response.content else []
             return list(body) if isinstance(body, list) else []
 
         return call_with_retry("QIDO-RS", once, self._retry)
 
     def get_operation(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._execute(f"get {name}", lambda: self._operations().get(name=name))
+        result: dict[str, Any] = self._execute(f"get {name}", lambda: self._operations().get(name=name), _OPERATIONS)
         return result
 
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from dicomflow.adapters.errors import translated
+from dicomflow.adapters.errors import needs, translated
 from dicomflow.errors import NotFoundError
 from dicomflow.ports import Message, ReceivedMessage
 
@@ -25,8 +25,8 @@ _ACK_CHUNK = 1000
 # (one caller at a time pays the window once per event; concurrent callers share it).
 _BATCH_LATENCY = 0.01
 _BATCH_MESSAGES = 500
-_PUBLISH_HINT = "grant the function's service account roles/pubsub.publisher on the topic"
-_SUBSCRIBE_HINT = "grant the function's service account roles/pubsub.subscriber on the subscription"
+_PUBLISH_HINT = needs("roles/pubsub.publisher on the topic")
+_SUBSCRIBE_HINT = needs("roles/pubsub.subscriber on the subscription")
 
 
 class PubSubPublisher:

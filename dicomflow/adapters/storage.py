@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from dicomflow.adapters.errors import translated
+from dicomflow.adapters.errors import needs, translated
 from dicomflow.errors import NotFoundError, ObjectGoneError, PermanentError, RetryableError
 from dicomflow.ports import Listing, ObjectInfo
 
+T = TypeVar("T")
+
 _PAGE_SIZE = 1000
 _ANSWERS = (gexc.PreconditionFailed, gexc.RequestRangeNotSatisfiable)
-_HINT = "grant the function's service account roles/storage.objectUser on the bucket"
+_HINT = needs("roles/storage.objectViewer on the source buckets and roles/storage.objectUser on the state bucket")
 
 
 class GcsObjectStore:
@@ -93,14 +95,10 @@ class GcsObjectStore:
 
     def iterate(self, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Pages of 1,000, resuming at ``start_after`` (``startOffset`` is inclusive: that name is skipped)."""
-        pages = translated(
-            f"listing gs://{bucket}/{prefix}",
-            lambda: self._client.list_blobs(bucket, prefix=prefix or None, start_offset=start_after,
-                                            page_size=_PAGE_SIZE).pages,
-            hint=_HINT,
-        )  # fmt: skip
+        pages = _listed(bucket, prefix, lambda: self._client.list_blobs(
+            bucket, prefix=prefix or None, start_offset=start_after, page_size=_PAGE_SIZE).pages)  # fmt: skip
         while True:
-            page = translated(f"listing gs://{bucket}/{prefix}", lambda: next(pages, None), hint=_HINT)
+            page = _listed(bucket, prefix, lambda: next(pages, None))
             if page is None:
                 return
             for blob in page:
@@ -150,10 +148,15 @@ class GcsObjectStore:
                     break
             return Listing(tuple(names[:limit]), len(names) > limit, max(calls, 1))
 
-        try:
-            return translated(f"listing gs://{bucket}/{prefix}", run, hint=_HINT)
-        except NotFoundError as exc:
-            raise NotFoundError(f"bucket {bucket} does not exist", exc.status) from exc
+        return _listed(bucket, prefix, run)
+
+
+def _listed(bucket: str, prefix: str, call: Callable[[], T]) -> T:
+    """A listing call: a 404 means the bucket does not exist (a prefix without objects lists nothing)."""
+    try:
+        return translated(f"listing gs://{bucket}/{prefix}", call, hint=_HINT)
+    except NotFoundError as exc:
+        raise NotFoundError(f"bucket {bucket} does not exist", exc.status) from exc
 
 
 def _object_call(bucket: str, name: str, verb: str, call: Any) -> Any:

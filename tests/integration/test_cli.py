@@ -12,7 +12,7 @@ import requests
 
 from devstack.synthetic import generate_dataset
 from dicomflow import intake
-from dicomflow.cli import app, backfill, scan
+from dicomflow.cli import app, backfill, requeue, scan
 from dicomflow.records import PendingRecord
 from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import (
@@ -189,3 +189,49 @@ def test_status_reports_batches_failures_and_what_is_in_flight(
     # AND the human form prints the same batch
     assert app.main(["status", "--no-peek"]) == 0
     assert batch["batch_id"] in capsys.readouterr().out
+
+
+def test_errors_say_what_to_do(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    # a missing bucket is named
+    assert app.main(["verify", "gs://no-such-bucket-7f3a/x/"]) == 2
+    assert "bucket no-such-bucket-7f3a does not exist" in capsys.readouterr().err
+    # a missing subscription is named
+    assert app.main(["requeue", "--subscription", "no-such-sub-7f3a"]) == 2
+    assert "no-such-sub-7f3a" in capsys.readouterr().err
+    # a permission the store refuses names the role (the emulator answers QIDO-RS 403 once, as for a caller
+    # without it; a 403 is not retried)
+    _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=757), "denied"))
+    faults = f"{pipeline.services.healthcare_url}/emulator/faults"
+    requests.post(faults, json={"path": "dicomWeb", "status": 403, "count": 1}, timeout=10).raise_for_status()
+    assert app.main(["verify", f"gs://{pipeline.bucket.name}/denied/"]) == 2
+    err = capsys.readouterr().err
+    assert "permission denied" in err and "roles/healthcare.dicomViewer on the DICOM store" in err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_in_requeue_acknowledges_only_what_was_redriven(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN three files that failed at intake, all fixed since
+    names = [f"interrupted/{i}.dcm" for i in range(3)]
+    upload(pipeline.bucket, dict.fromkeys(names, b"broken"))
+    _intake_all(pipeline, names)
+    upload(pipeline.bucket, {n: i.data for n, i in zip(names, generate_dataset(1, 1, 3, seed=758), strict=True)})
+    # WHEN Ctrl-C comes while the second one is being re-driven
+    calls: list[str] = []
+    real = intake.handle_object_event
+
+    def interrupted(event: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(event.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(event, *args, **kwargs)
+
+    monkeypatch.setattr(requeue, "handle_object_event", interrupted)
+    assert app.main(["requeue", "--subscription", pipeline.names["failed-sub"]]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    # THEN the first is queued and its failure acknowledged; the other two failures wait on the subscription
+    assert [r.name for r in _pending(pipeline)] == calls[:1]
+    left = sorted(json.loads(m.message.data)["name"] for m in pipeline.pull("failed"))
+    assert left == sorted(set(names) - set(calls[:1]))

@@ -167,7 +167,8 @@ def test_an_operation_is_waited_for_then_reported_stuck_after_the_maximum_age(
     assert results(pipeline)[0]["outcome"] == "success"
     # AND with a maximum age of 0 a slow operation is reported stuck and acknowledged at once
     _targets(monkeypatch, OPERATION_MAX_AGE_SECONDS="0")
-    _faults(pipeline, {"kind": "operation-delay", "seconds": 3, "count": 1})
+    # (long enough that it is still running at its first follow-up on a loaded machine: 3 s was not)
+    _faults(pipeline, {"kind": "operation-delay", "seconds": 30, "count": 1})
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=642), "stuck"))
     _flush()
     [delivery] = drain_operations(pipeline)

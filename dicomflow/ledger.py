@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from dicomflow.errors import MalformedEventError, PermanentError
-from dicomflow.ports import ObjectStore
+from dicomflow.ports import ObjectInfo, ObjectStore
 from dicomflow.records import BATCH_TIME_FORMAT, FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
@@ -484,8 +484,17 @@ class FailureNotes:
             found.setdefault(key, set()).add(generation)
         return ReportedFiles(found)
 
+    def listed(self, since: datetime | None = None) -> list[ObjectInfo]:
+        """The notes, newest first (only those written at or after ``since`` when given): one listing, no reads."""
+        found = [(_instant(info.updated), info) for info in self._store.iterate(self.bucket, self._root)]
+        return [info for written, info in sorted(found, key=lambda pair: pair[0], reverse=True)
+                if since is None or written >= since]  # fmt: skip
+
     def read(self, bucket: str, name: str, generation: str | None) -> FailureNote | None:
-        found = self._store.read_json(self.bucket, self._path(bucket, name, generation))
+        return self.read_at(self._path(bucket, name, generation))
+
+    def read_at(self, path: str) -> FailureNote | None:
+        found = self._store.read_json(self.bucket, path)
         if found is None:
             return None
         _check_version(found[0], "failure note")
@@ -517,6 +526,13 @@ def _operation_id(name: str) -> str:
 
 def _store_key(store: str) -> str:
     return hashlib.sha256(store.encode()).hexdigest()[:16]
+
+
+def _instant(iso: str) -> datetime:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _epoch(iso: str) -> int:

@@ -1,5 +1,6 @@
-"""Batches from the ledger (outcome, files, imported, failed, skipped DICOMDIRs; imports and exports with their
-state and counters), the imports in flight, failures grouped by reason, and the age of the oldest pending record.
+"""Batches from the ledger (outcome, files, imported, duplicates, failed, skipped DICOMDIRs; imports and exports
+with their state and counters), the imports in flight, failures grouped by reason (the failure notes of the period
+shown: intake's failures belong to no batch), and the age of the oldest pending record.
 
     dicomflow status                  the last 20 batches
     dicomflow status --since 2h       every batch of the last two hours
@@ -17,14 +18,18 @@ from typing import Any
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import ago, as_json, duration, table
 from dicomflow.errors import MalformedEventError
-from dicomflow.ledger import ExportMarker, ImportMarker, Manifest
+from dicomflow.failures import failure_notes
+from dicomflow.ledger import ExportMarker, FailureNote, ImportMarker, Manifest
+from dicomflow.ports import ObjectInfo
 from dicomflow.records import BATCH_TIME_FORMAT, PendingRecord, parse_pending
+from dicomflow.staging import bounded
 
 NAME = "status"
 HELP = "batches, imports in flight, failures by reason, the oldest pending record"
 _LAST = 20
 _PEEK = 1000
 _WINDOWS = (timedelta(days=1), timedelta(days=30), None)
+_NOTES = 1000  # failure notes read at most (the newest), for the failures by reason
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,9 +59,8 @@ def collect(ctx: Context, *, batch: str | None = None, since: float | None = Non
     else:
         ids, total, listed_since = _recent(ctx, now)
     batches = [_batch(ctx, i, live=batch is not None) for i in ids]
-    failures: Counter[tuple[str, str]] = Counter()
-    for item in batches:
-        failures.update((f["stage"], _reason_kind(f["reason"])) for f in item.get("failures", []))
+    noted = [] if batch else failure_notes(settings, ctx.store).listed(listed_since)
+    failures = _failures_by_reason(ctx, batches, noted[:_NOTES])
     in_flight = sorted(
         (started, op, store)
         for store in settings.stores
@@ -80,8 +84,22 @@ def collect(ctx: Context, *, batch: str | None = None, since: float | None = Non
         "failures": [
             {"stage": stage, "reason": reason, "files": count} for (stage, reason), count in failures.most_common()
         ],
+        "failure_notes": {"listed": len(noted), "read": min(len(noted), _NOTES)},
         "oldest_pending": _oldest_pending(ctx, now) if peek else None,
     }
+
+
+def _failures_by_reason(
+    ctx: Context, batches: list[dict[str, Any]], notes: list[ObjectInfo]
+) -> Counter[tuple[str, str]]:
+    """Files reported failed: the failure notes of the period shown (every stage, intake's too: those belong to
+    no batch), and the failures the shown batches recorded without a note (reported before notes existed)."""
+    reader = failure_notes(ctx.settings, ctx.store)
+    found = {(n.bucket, n.name, n.stage): n for n in bounded(lambda info: reader.read_at(info.name), notes) if n}
+    for item in batches:
+        for failure in item.get("failures", []):
+            found.setdefault((failure["bucket"], failure["name"], failure["stage"]), FailureNote.from_dict(failure))
+    return Counter((note.stage, _reason_kind(note.reason)) for note in found.values())
 
 
 def _recent(ctx: Context, now: datetime) -> tuple[list[str], int, datetime | None]:
@@ -193,7 +211,7 @@ def render(report: dict[str, Any]) -> str:
             rows),
         "Imports in flight\n" + table(["operation", "age"], [[f["operation"], ago(f["age_seconds"])]
                                                           for f in report["in_flight"]]),
-        "Failures by reason\n" + table(["files", "stage", "reason"],
+        "Failures by reason" + _notes_read(report) + "\n" + table(["files", "stage", "reason"],
                                        [[f["files"], f["stage"], f["reason"]] for f in report["failures"]]),
     ]  # fmt: skip
     if len(batches) == 1 and "imports" in batches[0]:
@@ -217,6 +235,13 @@ def _exports_cell(batch: dict[str, Any]) -> str:
 
 def _counter(counter: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(counter.items())) or "-"
+
+
+def _notes_read(report: dict[str, Any]) -> str:
+    notes = report.get("failure_notes") or {}
+    if notes.get("listed", 0) > notes.get("read", 0):
+        return f" (the newest {notes['read']} of {notes['listed']} files reported failed)"
+    return ""
 
 
 def _dash(value: Any) -> str:

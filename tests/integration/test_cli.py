@@ -174,6 +174,8 @@ def test_status_reports_batches_failures_and_what_is_in_flight(
     _intake_all(pipeline, names)
     upload(pipeline.bucket, {names[0]: instances[0].data})  # the sender writes one file again: a new generation
     _intake_all(pipeline, names[:1])
+    upload(pipeline.bucket, {"status/notes.dcm": b"not an image"})  # reported at intake: in no batch
+    _intake_all(pipeline, ["status/notes.dcm"])
     assert _flush().status_code == 200
     code, running = _cli(capsys, "status")
     assert code == 0 and len(running["in_flight"]) == 1 and running["batches"][0]["outcome"] == "in progress"
@@ -183,6 +185,7 @@ def test_status_reports_batches_failures_and_what_is_in_flight(
     counts = ("files", "imported", "duplicates", "failed", "redriven")
     assert (batch["outcome"], *(batch[c] for c in counts)) == ("success", 4, 3, 1, 0, 0)  # files add up
     assert done["in_flight"] == [] and done["oldest_pending"]["peeked"] == 0
+    assert [(f["stage"], f["files"]) for f in done["failures"]] == [("intake", 1)]
     code, detail = _cli(capsys, "status", "--batch", batch["batch_id"])
     assert detail["batches"][0]["imports"][0]["counter"] == {"success": "3"}
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from dicomflow.cli.context import Context
 from dicomflow.cli.status import collect, render
-from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
-from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile
+from dicomflow.failures import failure_notes
+from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
 from dicomflow.settings import Settings
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 
@@ -100,3 +101,24 @@ def test_status_lists_further_back_when_the_last_day_holds_fewer_batches() -> No
     assert report["listed_since"] == (NOW - timedelta(days=30)).isoformat()
     everything = collect(ctx, since=90 * 86400, peek=False)
     assert everything["batches_total"] == 32 and len(everything["batches"]) == 32
+
+
+def test_failures_by_reason_count_intake_failures_and_each_batch_failure_once() -> None:
+    # GIVEN two files reported at intake (no batch) and a batch whose failure was also noted
+    ctx = _context(FakeStore(), FakeSubscriber())
+    notes = failure_notes(SETTINGS, ctx.store)
+    for name in ("in/a.dcm", "in/b.dcm"):
+        notes.remember(FailedFile("src", name, "3", "not a DICOM Part 10 file: no 'DICM' prefix", Stage.INTAKE))
+    gone = FailedFile("src", "b0/IM2", "1", "generation 1 was deleted or replaced before it could be imported",
+                      Stage.DELETED, batch_id="20261203T115900Z-f")  # fmt: skip
+    notes.remember(gone)
+    files = (ManifestFile(_record("b0/IM1", 60), "gs://src/b0/**"),)
+    ctx.ledger.create(Manifest("20261203T115900Z-f", NOW.isoformat(), FakeHealthcare().store_name,
+                               (ImportEntry("gs://src/b0/**", "op/1", 1),), files,
+                               failures=(FailureNote.of(gone),)))  # fmt: skip
+    # WHEN status runs THEN both stages are there, each file counted once
+    report = collect(ctx, peek=False)
+    by_stage = {f["stage"]: f["files"] for f in report["failures"]}
+    assert by_stage == {"intake": 2, "deleted": 1}
+    assert report["failure_notes"] == {"listed": 3, "read": 3}
+    assert "Failures by reason\n" in render(report)  # all were read: no "newest N of M"

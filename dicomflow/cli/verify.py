@@ -60,8 +60,11 @@ def verify(ctx: Context, where: GcsPrefix, *, progress: bool = True) -> list[dic
                 entry["state"], entry["reason"] = FAILED, failed.reason
             elif record is None:
                 entry["state"], entry["reason"] = NOT_INSTANCE, item.examined.outcome.value
-            elif (note := _note(notes, reported, where.bucket, item.info.name)) is not None:
+            elif (found := _note(notes, reported, where.bucket, item.info.name)) is not None:
+                generation, note = found
                 entry["state"], entry["reason"] = FAILED, f"{note.stage}: {note.reason}"
+                if generation != item.info.generation:  # rewritten since: its new generation may still be on its way
+                    entry["reason"] += f" (reported for generation {generation}; the object is at a newer one)"
             else:
                 entry["state"] = MISSING
             objects.append(entry)
@@ -71,10 +74,12 @@ def verify(ctx: Context, where: GcsPrefix, *, progress: bool = True) -> list[dic
     return objects
 
 
-def _note(notes: FailureNotes, reported: ReportedFiles, bucket: str, name: str) -> FailureNote | None:
-    """The latest report of this file, whatever its generation (a file re-uploaded since is still the file)."""
+def _note(notes: FailureNotes, reported: ReportedFiles, bucket: str, name: str) -> tuple[str, FailureNote] | None:
+    """The latest report of this file and its generation, whatever that is (a file rewritten since is still the
+    file)."""
     generations = sorted(reported.of(bucket, name), key=lambda g: int(g) if g.isdigit() else -1)
-    return notes.read(bucket, name, generations[-1]) if generations else None
+    note = notes.read(bucket, name, generations[-1]) if generations else None
+    return None if note is None else (generations[-1], note)
 
 
 def _older_reports(ctx: Context, where: GcsPrefix, missing: list[dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from devstack.synthetic import generate_dataset
 from dicomflow.cli import app
 from dicomflow.ledger import BatchLedger
 from handlers import runtime as runtime_module
+from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import (
     Pipeline,
     _deliver,
@@ -119,6 +120,11 @@ def test_a_file_the_import_fails_is_redriven_then_reported_with_the_apis_reason(
     objects = {o["name"]: o for o in json.loads(capsys.readouterr().out)["objects"]}
     assert objects[bad]["state"] == "reported failed"
     assert objects[bad]["reason"].startswith("reconcile: ") and "injected import failure" in objects[bad]["reason"]
+    # AND once the sender rewrites it, verify says the report was for an older generation
+    upload(pipeline.bucket, {bad: instances[1].data})
+    assert app.main(["verify", "--json", f"gs://{pipeline.bucket.name}/partly/"]) == 0
+    objects = {o["name"]: o for o in json.loads(capsys.readouterr().out)["objects"]}
+    assert objects[bad]["reason"].endswith("the object is at a newer one)")
 
 
 def test_an_export_to_a_missing_bucket_is_reported_in_the_result(

@@ -189,9 +189,13 @@ def _batch_time(batch_id: str, default: datetime) -> datetime:
         return default
 
 
+_PER_FILE = re.compile(r"\d+(?:\.\d+)+|\d{4,}|\d+(?=s\b)|(?<=offset )\d+")
+
+
 def _reason_kind(reason: str) -> str:
-    """A reason without what differs per file (attempt counts, generations, UIDs, offsets), to group by."""
-    return re.sub(r"\d[\d.]*", "N", reason)[:100]
+    """A reason without what differs per file — UIDs, generations and operation ids, seconds, offsets — to group
+    by; the numbers that say what is wrong stay ("DICOM Part 10", "128-byte preamble", "3 attempt(s)")."""
+    return _PER_FILE.sub("N", reason)[:100]
 
 
 def render(report: dict[str, Any]) -> str:

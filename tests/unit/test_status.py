@@ -109,7 +109,8 @@ def test_failures_by_reason_count_intake_failures_and_each_batch_failure_once() 
     notes = failure_notes(SETTINGS, ctx.store)
     for name in ("in/a.dcm", "in/b.dcm"):
         notes.remember(FailedFile("src", name, "3", "not a DICOM Part 10 file: no 'DICM' prefix", Stage.INTAKE))
-    gone = FailedFile("src", "b0/IM2", "1", "generation 1 was deleted or replaced before it could be imported",
+    gone = FailedFile("src", "b0/IM2", "1796289857118795",
+                      "generation 1796289857118795 was deleted or replaced before it could be imported",
                       Stage.DELETED, batch_id="20261203T115900Z-f")  # fmt: skip
     notes.remember(gone)
     files = (ManifestFile(_record("b0/IM1", 60), "gs://src/b0/**"),)
@@ -120,5 +121,8 @@ def test_failures_by_reason_count_intake_failures_and_each_batch_failure_once() 
     report = collect(ctx, peek=False)
     by_stage = {f["stage"]: f["files"] for f in report["failures"]}
     assert by_stage == {"intake": 2, "deleted": 1}
+    reasons = {f["stage"]: f["reason"] for f in report["failures"]}  # per-file numbers out, meaningful ones kept
+    assert reasons["intake"] == "not a DICOM Part 10 file: no 'DICM' prefix"
+    assert reasons["deleted"] == "generation N was deleted or replaced before it could be imported"
     assert report["failure_notes"] == {"listed": 3, "read": 3}
     assert "Failures by reason\n" in render(report)  # all were read: no "newest N of M"

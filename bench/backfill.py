@@ -33,7 +33,7 @@ from devstack.processes import start_fake_gcs
 from devstack.recovery import ENV_FILE
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
 from devstack.synthetic import SyntheticInstance, generate_dataset
-from dicomflow import staging
+from dicomflow import pool as header_reads
 from dicomflow.cli.backfill import backfill
 from dicomflow.cli.context import Context, load
 from dicomflow.cli.requeue import requeue
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, workers, dry_run in (("one header read at a time (dry run)", 1, True),
                                             ("16 header reads at a time (dry run)", 16, True),
                                             ("16 at a time, publishing", 16, False)):  # fmt: skip
-                staging.WORKERS = workers
+                header_reads.WORKERS = workers
                 report = backfill(ctx, where, dry_run=dry_run, progress=False)
                 rows.append((label, report.counts["examined"], report.seconds))
         finally:

@@ -15,10 +15,8 @@ yet reconciled, so flush counts the store's running imports from its own records
 of listing every operation of the dataset. A marker older than ``max_age`` (the stuck-operation limit) no
 longer counts: a watch that was lost cannot hold a slot for ever.
 
-Every file reported on dicom-failed, at any stage, also leaves ``{STATE_PREFIX}failed/{KEY}/{GENERATION}.json``
-(FailureNotes; KEY a hash of bucket and name): one listing of ``failed/`` tells a backfill which files were
-reported at which generation (so it reports no unchanged bad file twice) and lets verify find the reason of a
-file that is not in the store without reading every batch.
+Every file reported on dicom-failed, at any stage, also leaves a FailureNote in
+``{STATE_PREFIX}failed/{KEY}/{GENERATION}.json`` (written and read by ``dicomflow.failures``).
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from dicomflow.errors import MalformedEventError, PermanentError
-from dicomflow.ports import ObjectInfo, ObjectStore
+from dicomflow.ports import ObjectStore
 from dicomflow.records import BATCH_TIME_FORMAT, FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
@@ -176,7 +174,7 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> Manifest:
-        _check_version(body, "manifest")
+        check_version(body, "manifest")
         try:
             planner = body.get("planner", {})
             return cls(
@@ -457,64 +455,8 @@ class BatchLedger:
             return float("inf")
 
 
-class FailureNotes:
-    """The files reported on dicom-failed, one small object per file and generation."""
-
-    def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
-        self._store = store
-        self.bucket = bucket
-        self._root = f"{prefix}failed/"
-
-    @staticmethod
-    def key(bucket: str, name: str) -> str:
-        return hashlib.sha256(f"{bucket}/{name}".encode()).hexdigest()[:32]
-
-    def _path(self, bucket: str, name: str, generation: str | None) -> str:
-        return f"{self._root}{self.key(bucket, name)}/{generation or 'none'}.json"
-
-    def remember(self, failed: FailedFile) -> None:
-        body = {"version": LEDGER_VERSION, "generation": failed.generation, **FailureNote.of(failed).to_dict()}
-        self._store.write_json(self.bucket, self._path(failed.bucket, failed.name, failed.generation), body)
-
-    def reported(self) -> ReportedFiles:
-        """Which files were reported at which generations: one listing, no reads."""
-        found: dict[str, set[str]] = {}
-        for info in self._store.iterate(self.bucket, self._root):
-            key, _, generation = info.name[len(self._root) :].removesuffix(".json").partition("/")
-            found.setdefault(key, set()).add(generation)
-        return ReportedFiles(found)
-
-    def listed(self, since: datetime | None = None) -> list[ObjectInfo]:
-        """The notes, newest first (only those written at or after ``since`` when given): one listing, no reads."""
-        found = [(_instant(info.updated), info) for info in self._store.iterate(self.bucket, self._root)]
-        return [info for written, info in sorted(found, key=lambda pair: pair[0], reverse=True)
-                if since is None or written >= since]  # fmt: skip
-
-    def read(self, bucket: str, name: str, generation: str | None) -> FailureNote | None:
-        return self.read_at(self._path(bucket, name, generation))
-
-    def read_at(self, path: str) -> FailureNote | None:
-        found = self._store.read_json(self.bucket, path)
-        if found is None:
-            return None
-        _check_version(found[0], "failure note")
-        return FailureNote.from_dict(found[0])
-
-
-@dataclass(frozen=True)
-class ReportedFiles:
-    """Generations reported failed, per file key (FailureNotes.key)."""
-
-    generations: Mapping[str, set[str]]
-
-    def of(self, bucket: str, name: str) -> set[str]:
-        return self.generations.get(FailureNotes.key(bucket, name), set())
-
-    def holds(self, bucket: str, name: str, generation: str | None) -> bool:
-        return (generation or "none") in self.of(bucket, name)
-
-
-def _check_version(body: Mapping[str, Any], what: str) -> None:
+def check_version(body: Mapping[str, Any], what: str) -> None:
+    """Refuse a state object of another schema version than this code writes."""
     version = body.get("version", LEDGER_VERSION)
     if version != LEDGER_VERSION:
         raise MalformedEventError(f"{what} has unsupported version {version!r}")
@@ -526,13 +468,6 @@ def _operation_id(name: str) -> str:
 
 def _store_key(store: str) -> str:
     return hashlib.sha256(store.encode()).hexdigest()[:16]
-
-
-def _instant(iso: str) -> datetime:
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
 
 
 def _epoch(iso: str) -> int:

@@ -8,22 +8,17 @@ on the prefix is the backstop).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from dicomflow.errors import ObjectGoneError, PermanentError, RetryableError
 from dicomflow.logs import fields
+from dicomflow.pool import bounded
 from dicomflow.ports import ObjectStore
 from dicomflow.records import PendingRecord
 from dicomflow.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
-
-WORKERS = 16  # concurrent copies and deletes of one flush
 
 
 @dataclass(frozen=True)
@@ -93,12 +88,3 @@ def delete_copies(store: ObjectStore, uris: Iterable[str]) -> int:
         return store.delete(bucket, name)
 
     return sum(1 for existed in bounded(delete, list(uris)) if existed)
-
-
-def bounded(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """``work`` over ``items`` on at most WORKERS threads, results in order; the first exception propagates."""
-    items = list(items)
-    if len(items) <= 1:
-        return [work(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(items)), thread_name_prefix="staging") as pool:
-        return list(pool.map(work, items))

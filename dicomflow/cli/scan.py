@@ -12,9 +12,9 @@ from itertools import islice
 from dicomflow.cli.context import Context
 from dicomflow.events import ObjectEvent
 from dicomflow.intake import Examined, examine, select
+from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo
 from dicomflow.records import PendingRecord
-from dicomflow.staging import bounded
 
 CHUNK = 500
 

@@ -20,9 +20,9 @@ from dicomflow.cli.output import ago, as_json, duration, table
 from dicomflow.errors import MalformedEventError
 from dicomflow.failures import failure_notes
 from dicomflow.ledger import ExportMarker, FailureNote, ImportMarker, Manifest
+from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo
 from dicomflow.records import BATCH_TIME_FORMAT, PendingRecord, parse_pending
-from dicomflow.staging import bounded
 
 NAME = "status"
 HELP = "batches, imports in flight, failures by reason, the oldest pending record"

@@ -16,8 +16,8 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, candidates, scan
 from dicomflow.cli.source import GcsPrefix
-from dicomflow.failures import failure_notes
-from dicomflow.ledger import FailureNote, FailureNotes, ReportedFiles
+from dicomflow.failures import FailureNotes, ReportedFiles, failure_notes
+from dicomflow.ledger import FailureNote
 
 NAME = "verify"
 HELP = "is every DICOM object under a prefix in the store? (exit 1 when something is missing)"

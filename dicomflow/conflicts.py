@@ -7,13 +7,15 @@
 
 A file is replaced at most once: conflicting again (another file with the same UIDs was stored first) it is
 reported. An instance that another file of the same batch has just stored is not replaced either (which of the
-two is newer is unknown), nor one whose deletion the API refuses (the reason is reported).
+two is newer is unknown), nor one whose deletion the API refuses (the reason is reported). Each replacement is
+noted in the ledger before the delete: a follow-up that dies before the re-drive went out finds the file
+missing on redelivery and re-drives it, still marked replaced.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from dicomflow.errors import PermanentError
@@ -45,8 +47,12 @@ class Settled:
     failed: list[FailedFile] = field(default_factory=list)
 
 
-def settle_conflicts(conflicts: Iterable[Conflict], policy: str, healthcare: HealthcareApi, batch_id: str) -> Settled:
-    """Report every conflict, or (``replace``) delete each stored instance once and re-drive its files.
+def settle_conflicts(
+    conflicts: Iterable[Conflict], policy: str, healthcare: HealthcareApi, batch_id: str,
+    before_delete: Callable[[PendingRecord], None] = lambda _record: None,
+) -> Settled:  # fmt: skip
+    """Report every conflict, or (``replace``) delete each stored instance once and re-drive its files, calling
+    ``before_delete`` first (the ledger notes the replacement, for a watch redelivered after a crash).
     A transient API failure propagates: the watch is redelivered and reconcile runs again."""
     settled = Settled()
     refusals: dict[InstanceKey, str | None] = {}  # per instance: None once deleted (or gone), else why not
@@ -59,6 +65,7 @@ def settle_conflicts(conflicts: Iterable[Conflict], policy: str, healthcare: Hea
         if refusal is None:
             key = (record.study_uid, record.series_uid, record.sop_uid)
             if key not in refusals:
+                before_delete(record)
                 refusals[key] = _delete(healthcare, record, batch_id)
             refusal = refusals[key]
         if refusal is None:

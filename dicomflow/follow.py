@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from dicomflow import lro
-from dicomflow.conflicts import settle_conflicts
+from dicomflow.conflicts import REPLACE, settle_conflicts
 from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
 from dicomflow.exports import ExportTarget
 from dicomflow.failures import report_failed
@@ -125,8 +125,15 @@ class Follower:
                 manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
             )
             settled = settle_conflicts(
-                outcome.conflicts, self.settings.conflict_policy, self.healthcare, manifest.batch_id
+                outcome.conflicts,
+                self.settings.conflict_policy,
+                self.healthcare,
+                manifest.batch_id,
+                lambda record: self.ledger.note_replacing(manifest.batch_id, record),
             )
+            if self.settings.conflict_policy == REPLACE:  # a crash after a delete: the file is missing now
+                outcome.redrive = [replace(r, replaced=True) if self.ledger.was_replacing(manifest.batch_id, r) else r
+                                   for r in outcome.redrive]  # fmt: skip
             redrive, failed = [*outcome.redrive, *settled.redrive], [*outcome.failed, *settled.failed]
             if redrive:
                 self.publisher.publish(self.settings.pending_topic, [

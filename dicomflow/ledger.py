@@ -9,6 +9,8 @@ repeat an effect:
     exports/TARGET.json    ExportMarker: an export claimed (starting), started (running) or finished (done)
     filter.txt             the batch's instances that are in the store (the exports' filter file)
     result.json            ResultMarker: the result is being published, or was
+    replacing/KEY.json     CONFLICT_POLICY=replace is about to delete the stored instance for that file, so a
+                           redelivered watch still re-drives it as replaced (the loop guard) after a crash
 
 and ``{STATE_PREFIX}inflight/{STORE_KEY}/{EPOCH}-{OP}`` marks an import of one store that was started and not
 yet reconciled, so flush counts the store's running imports from its own records (one small listing) instead
@@ -356,6 +358,19 @@ class BatchLedger:
         return found
 
     # ----- imports -----
+
+    def note_replacing(self, batch_id: str, record: PendingRecord) -> None:
+        """Before its stored instance is deleted: this file (this generation) is being replaced."""
+        body = {"version": LEDGER_VERSION, "bucket": record.bucket, "name": record.name,
+                "generation": record.generation, "sop_uid": record.sop_uid}  # fmt: skip
+        self._store.write_json(self.bucket, self._replacing_path(batch_id, record), body)
+
+    def was_replacing(self, batch_id: str, record: PendingRecord) -> bool:
+        return self._store.read_json(self.bucket, self._replacing_path(batch_id, record)) is not None
+
+    def _replacing_path(self, batch_id: str, record: PendingRecord) -> str:
+        key = hashlib.sha256(f"{record.bucket}/{record.name}#{record.generation}".encode()).hexdigest()[:32]
+        return self._path(batch_id, "replacing", f"{key}.json")
 
     def import_marker(self, batch_id: str, operation: str) -> ImportMarker | None:
         found = self._store.read_json(self.bucket, self._path(batch_id, "imports", _operation_id(operation) + ".json"))

@@ -14,7 +14,9 @@ import requests
 
 from devstack.synthetic import make_instance
 from dicomflow.adapters.factory import healthcare_stores
+from dicomflow.adapters.pubsub import PubSubPublisher
 from dicomflow.content import same_content
+from dicomflow.errors import RetryableError
 from dicomflow.settings import Settings
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
@@ -136,6 +138,40 @@ def test_a_replaced_file_that_conflicts_again_is_reported_not_replaced_again(
     assert "not replaced: it conflicted again" in failed["reason"]
     assert same_content(_stored(pipeline), third)
     assert pipeline.pull("pending") == [] and _flush_and_follow(pipeline) == []
+
+
+def test_a_follow_up_that_dies_after_the_delete_still_redrives_the_file_as_replaced(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN replace, an instance in the store, and a changed file whose follow-up fails once right after the
+    # DELETE, while publishing the re-drive (the watch is answered 500 and delivered again)
+    _replace_policy(monkeypatch)
+    _batch(pipeline, {"day1/a.dcm": _instance("SYNTH^FIRST")})
+    real_publish = PubSubPublisher.publish
+    failed_once: list[str] = []
+
+    def publish_failing_the_first_redrive(self: PubSubPublisher, topic: str, messages: Any) -> list[str]:
+        if not failed_once and any(attributes.get("redrive") for _data, attributes in messages):
+            failed_once.append(topic)
+            raise RetryableError(f"publishing to {topic}: connection reset (injected)")
+        return real_publish(self, topic, messages)
+
+    monkeypatch.setattr(PubSubPublisher, "publish", publish_failing_the_first_redrive)
+    [result] = _batch(pipeline, {"day2/a.dcm": _instance("SYNTH^SECOND")})
+    # THEN the redelivered watch finds the file missing (its stored instance is gone) and re-drives it, still
+    # marked replaced
+    assert failed_once and _counts(result) == (1, 0, 0, 1)
+    [redriven] = [json.loads(m.message.data) for m in pipeline.pull("pending")]
+    assert (redriven["name"], redriven["replaced"]) == ("day2/a.dcm", True)
+    pipeline.publish("pending", [json.dumps(redriven).encode()])
+    # AND so, when a third content got stored meanwhile, it is reported rather than replaced a second time
+    third = _instance("SYNTH^THIRD")
+    stow = f"{pipeline.services.healthcare_url}/v1/{pipeline.store.name}/dicomWeb/studies"
+    assert requests.post(stow, data=third, headers={"Content-Type": "application/dicom"}, timeout=30).status_code == 200
+    [result] = _flush_and_follow(pipeline)
+    assert _counts(result) == (1, 0, 1, 0)
+    [failed] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
+    assert "not replaced: it conflicted again" in failed["reason"] and same_content(_stored(pipeline), third)
 
 
 def test_two_contents_in_flight_end_with_one_stored_and_one_reported(

@@ -181,3 +181,20 @@ def test_conflict_policy_accepts_report_and_replace_only() -> None:
     assert Settings.from_env({**REQUIRED, "CONFLICT_POLICY": "Replace"}).conflict_policy == "replace"
     with pytest.raises(ConfigurationError, match=r"CONFLICT_POLICY='overwrite': expected one of report, replace"):
         Settings.from_env({**REQUIRED, "CONFLICT_POLICY": "overwrite"})
+
+
+def test_a_crash_after_the_delete_still_redrives_the_file_as_replaced() -> None:
+    # GIVEN replace, and a follow-up that dies after deleting the stored instance, before its re-drive went out
+    world = _conflicting_world("replace")
+    world.publisher.fail_topics = {"dicom-pending"}
+    with pytest.raises(RetryableError):
+        world.follow(world.watch())
+    assert world.healthcare.delete_calls == [KEY] and KEY not in world.healthcare.stored
+    # WHEN the watch is redelivered: the file is now simply missing from the store
+    world.publisher.fail_topics = set()
+    result = world.follow(world.watch())
+    # THEN it is re-driven once, still marked replaced (so a second conflict is reported, not replaced again)
+    assert (result.redriven, result.failed) == (1, 0)
+    [redriven] = world.publisher.bodies("dicom-pending")
+    assert (redriven["name"], redriven["attempt"], redriven["replaced"]) == ("up/1.1.1.2.dcm", 2, True)
+    assert world.healthcare.delete_calls == [KEY]

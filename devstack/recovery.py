@@ -1,8 +1,8 @@
 """What the local stack does on a reused ``--data-dir``: Pub/Sub emulator messages were lost with the last
 run, objects and the store were not. Every object of a source bucket that is not in the store yet is queued
 again through the operator CLI's backfill (which skips what the store holds), so nothing uploaded before a
-crash stays unimported. Files reported bad before are not reported again (the backfill finds their intake
-failure notes in the state bucket)."""
+crash stays unimported. Files reported bad before are not reported again (the backfill finds their failure
+notes in the state bucket)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dicomflow.ledger import LEDGER_VERSION, FailureNote, check_version
+from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo, ObjectStore, Publisher
-from dicomflow.records import FailedFile
+from dicomflow.records import FailedFile, instant
 from dicomflow.settings import Settings
+
+_UNREADABLE = datetime.min.replace(tzinfo=UTC)  # a note whose time cannot be read sorts oldest
 
 
 def failure_notes(settings: Settings, store: ObjectStore) -> FailureNotes:
@@ -28,9 +31,7 @@ def report_failed(failed: Sequence[FailedFile], settings: Settings, publisher: P
     if not failed:
         return
     publisher.publish(settings.failed_topic, [(f.to_json(), f.attributes()) for f in failed])
-    notes = failure_notes(settings, store)
-    for item in failed:
-        notes.remember(item)
+    bounded(failure_notes(settings, store).remember, failed)  # a backfill chunk may hold many bad files
 
 
 class FailureNotes:
@@ -62,9 +63,9 @@ class FailureNotes:
 
     def listed(self, since: datetime | None = None) -> list[ObjectInfo]:
         """The notes, newest first (only those written at or after ``since`` when given): one listing, no reads."""
-        found = [(_instant(info.updated), info) for info in self._store.iterate(self.bucket, self._root)]
-        return [info for written, info in sorted(found, key=lambda pair: pair[0], reverse=True)
-                if since is None or written >= since]  # fmt: skip
+        written = [(instant(info.updated, _UNREADABLE), info) for info in self._store.iterate(self.bucket, self._root)]
+        chosen = [pair for pair in written if since is None or pair[0] >= since]
+        return [info for _, info in sorted(chosen, key=lambda pair: pair[0], reverse=True)]
 
     def read(self, bucket: str, name: str, generation: str | None) -> FailureNote | None:
         return self.read_at(self._path(bucket, name, generation))
@@ -88,10 +89,3 @@ class ReportedFiles:
 
     def holds(self, bucket: str, name: str, generation: str | None) -> bool:
         return (generation or "none") in self.of(bucket, name)
-
-
-def _instant(iso: str) -> datetime:
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)

@@ -127,17 +127,23 @@ def test_a_replaced_file_that_conflicts_again_is_reported_not_replaced_again(
     [result] = _batch(pipeline, {"day2/a.dcm": _instance("SYNTH^SECOND")})
     assert _counts(result) == (1, 0, 0, 1)
     # WHEN another writer stores the same UIDs with a third content (STOW-RS) before the re-driven file's import
+    # THEN the re-driven file conflicts again and is reported, not replaced again: the third content stays
+    failed = _third_content_stored_then_reported(pipeline)
+    assert (failed["name"], failed["stage"], failed["attempt"]) == ("day2/a.dcm", "conflict", 2)
+    assert pipeline.pull("pending") == [] and _flush_and_follow(pipeline) == []
+
+
+def _third_content_stored_then_reported(pipeline: Pipeline) -> dict[str, Any]:
+    """Another writer stores the UIDs with a third content; the next batch must report the re-driven file (it
+    was replaced once already) and keep that content. Returns the failure."""
     third = _instance("SYNTH^THIRD")
     stow = f"{pipeline.services.healthcare_url}/v1/{pipeline.store.name}/dicomWeb/studies"
     assert requests.post(stow, data=third, headers={"Content-Type": "application/dicom"}, timeout=30).status_code == 200
     [result] = _flush_and_follow(pipeline)
-    # THEN the re-driven file conflicts again and is reported, not replaced again: the third content stays
     assert _counts(result) == (1, 0, 1, 0)
     [failed] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
-    assert (failed["name"], failed["stage"], failed["attempt"]) == ("day2/a.dcm", "conflict", 2)
-    assert "not replaced: it conflicted again" in failed["reason"]
-    assert same_content(_stored(pipeline), third)
-    assert pipeline.pull("pending") == [] and _flush_and_follow(pipeline) == []
+    assert "not replaced: it conflicted again" in failed["reason"] and same_content(_stored(pipeline), third)
+    return dict(failed)
 
 
 def test_a_follow_up_that_dies_after_the_delete_still_redrives_the_file_as_replaced(
@@ -165,13 +171,7 @@ def test_a_follow_up_that_dies_after_the_delete_still_redrives_the_file_as_repla
     assert (redriven["name"], redriven["replaced"]) == ("day2/a.dcm", True)
     pipeline.publish("pending", [json.dumps(redriven).encode()])
     # AND so, when a third content got stored meanwhile, it is reported rather than replaced a second time
-    third = _instance("SYNTH^THIRD")
-    stow = f"{pipeline.services.healthcare_url}/v1/{pipeline.store.name}/dicomWeb/studies"
-    assert requests.post(stow, data=third, headers={"Content-Type": "application/dicom"}, timeout=30).status_code == 200
-    [result] = _flush_and_follow(pipeline)
-    assert _counts(result) == (1, 0, 1, 0)
-    [failed] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
-    assert "not replaced: it conflicted again" in failed["reason"] and same_content(_stored(pipeline), third)
+    assert _third_content_stored_then_reported(pipeline)["name"] == "day2/a.dcm"
 
 
 def test_two_contents_in_flight_end_with_one_stored_and_one_reported(

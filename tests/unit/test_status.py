@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from dicomflow.cli import status
 from dicomflow.cli.context import Context
 from dicomflow.cli.status import collect, render
 from dicomflow.failures import failure_notes
@@ -126,3 +129,14 @@ def test_failures_by_reason_count_intake_failures_and_each_batch_failure_once() 
     assert reasons["deleted"] == "generation N was deleted or replaced before it could be imported"
     assert report["failure_notes"] == {"listed": 3, "read": 3}
     assert "Failures by reason\n" in render(report)  # all were read: no "newest N of M"
+
+
+def test_status_reads_only_the_newest_failure_notes_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _context(FakeStore(), FakeSubscriber())
+    notes = failure_notes(SETTINGS, ctx.store)
+    for index in range(3):
+        notes.remember(FailedFile("src", f"in/{index}.dcm", "3", "not a DICOM Part 10 file", Stage.INTAKE))
+    monkeypatch.setattr(status, "_NOTES", 2)
+    report = collect(ctx, peek=False)
+    assert report["failure_notes"] == {"listed": 3, "read": 2} and report["failures"][0]["files"] == 2
+    assert "Failures by reason (the newest 2 of 3 files reported failed)" in render(report)

@@ -14,6 +14,13 @@ Two more kinds of rule shape operations rather than requests:
 matches (the operation then ends with an error, like a real partially failed import), and
 ``{"kind": "operation-delay", "seconds": S, "count": N}`` makes the next N operations wait S seconds before
 they start working (they stay ``done: false`` meanwhile).
+
+Every rule can be scoped to what it targets, so a test's rule never fires on another test's traffic:
+``"store": "regex"`` (searched in the DICOM store's resource name; operation rules and HTTP rules alike),
+``"operation": "ImportDicomData"`` (operation rules: the operation's method, e.g. ``ExportDicomData``), besides
+an HTTP rule's ``method`` and ``path``. Clearing the rules also cancels what they hold: a request sleeping on
+an HTTP latency rule is answered 503 instead of going on to do its work (its client is usually gone), and an
+operation waiting on a delay starts working at once.
 """
 
 from __future__ import annotations
@@ -37,6 +44,18 @@ _STATUS_NAMES = {
 }
 
 
+class FaultsClearedError(Exception):
+    """A sleep on a fault was cut short because the rules were cleared."""
+
+
+def _matches(scope: re.Pattern[str] | None, value: str | None) -> bool:
+    return scope is None or (value is not None and scope.search(value) is not None)
+
+
+def _scope(body: dict[str, Any], key: str) -> re.Pattern[str] | None:
+    return re.compile(str(body[key])) if body.get(key) is not None else None
+
+
 @dataclass
 class FaultRule:
     method: str
@@ -45,12 +64,19 @@ class FaultRule:
     remaining: int | None  # None: rate-based, never used up
     rate: float = 1.0
     seconds: float = 0.0
+    store: re.Pattern[str] | None = None
     fired: int = 0
+
+    def applies_to(self, method: str, path: str) -> bool:
+        if self.remaining == 0 or self.method not in ("*", method) or not self.path.search(path):
+            return False
+        return _matches(self.store, path)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "method": self.method, "path": self.path.pattern, "status": self.status, "remaining": self.remaining,
-            "rate": self.rate, "seconds": self.seconds, "fired": self.fired,
+            "rate": self.rate, "seconds": self.seconds, "store": self.store.pattern if self.store else None,
+            "fired": self.fired,
         }  # fmt: skip
 
 
@@ -60,7 +86,16 @@ class OperationFault:
     pattern: re.Pattern[str] | None
     seconds: float
     remaining: int
+    store: re.Pattern[str] | None = None
+    operation: str | None = None
     fired: int = 0
+
+    def applies_to(self, kind: str, store: str | None, operation: str | None, name: str | None) -> bool:
+        if self.kind != kind or self.remaining <= 0 or not _matches(self.store, store):
+            return False
+        if self.operation is not None and self.operation != operation:
+            return False
+        return self.pattern is None or (name is not None and self.pattern.search(name) is not None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +103,8 @@ class OperationFault:
             "object": self.pattern.pattern if self.pattern else None,
             "seconds": self.seconds,
             "remaining": self.remaining,
+            "store": self.store.pattern if self.store else None,
+            "operation": self.operation,
             "fired": self.fired,
         }
 
@@ -78,6 +115,8 @@ class FaultInjector:
         self._rules: list[FaultRule] = []
         self._operation_faults: list[OperationFault] = []
         self._lock = threading.Lock()
+        self._cleared = threading.Condition(self._lock)
+        self._generation = 0  # bumped by clear(): wakes every sleeper
 
     def add(self, body: dict[str, Any]) -> None:
         kind = body.get("kind", "http")
@@ -88,6 +127,8 @@ class FaultInjector:
                     pattern=re.compile(str(body["object"])) if kind == "import-file" else None,
                     seconds=float(body.get("seconds", 0)),
                     remaining=int(body.get("count", 1)),
+                    store=_scope(body, "store"),
+                    operation=str(body["operation"]) if body.get("operation") is not None else None,
                 )
             except (KeyError, TypeError, ValueError, re.error) as exc:
                 raise invalid_argument(f"{kind} fault needs object (regex) or seconds, and count: {exc}") from exc
@@ -109,10 +150,11 @@ class FaultInjector:
                 remaining=int(body["count"]) if "count" in body else (None if "rate" in body else 1),
                 rate=rate,
                 seconds=float(body.get("seconds", 0.0)),
+                store=_scope(body, "store"),
             )
         except (KeyError, TypeError, ValueError, re.error) as exc:
             raise invalid_argument(
-                f"fault rule needs status and/or seconds, optional method, path, count, rate: {exc}"
+                f"fault rule needs status and/or seconds, optional method, path, store, count, rate: {exc}"
             ) from exc
         if rule.status is None and not rule.seconds:
             raise invalid_argument("a fault rule needs a status, a latency (seconds), or both")
@@ -125,33 +167,48 @@ class FaultInjector:
         return rule
 
     def clear(self) -> None:
+        """Drop every rule and wake every request or operation sleeping on one."""
         with self._lock:
             self._rules.clear()
             self._operation_faults.clear()
+            self._generation += 1
+            self._cleared.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for a fault's latency; raises FaultsClearedError when the rules are cleared meanwhile."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            generation = self._generation
+            while self._generation == generation:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cleared.wait(left)
+        raise FaultsClearedError
 
     def rules(self) -> list[dict[str, Any]]:
         with self._lock:
             return [rule.to_json() for rule in self._rules] + [f.to_json() for f in self._operation_faults]
 
-    def _take(self, kind: str, name: str | None = None) -> OperationFault | None:
+    def _take(
+        self, kind: str, store: str | None, operation: str | None, name: str | None = None
+    ) -> OperationFault | None:
         with self._lock:
             for fault in self._operation_faults:
-                if fault.kind != kind or fault.remaining <= 0:
-                    continue
-                if fault.pattern is not None and (name is None or not fault.pattern.search(name)):
+                if not fault.applies_to(kind, store, operation, name):
                     continue
                 fault.remaining -= 1
                 fault.fired += 1
                 return fault
         return None
 
-    def fails_import_of(self, object_name: str) -> bool:
-        """True when an import-file rule claims this object (counted down)."""
-        return self._take("import-file", object_name) is not None
+    def fails_import_of(self, store: str, object_name: str) -> bool:
+        """True when an import-file rule for this store claims this object (counted down)."""
+        return self._take("import-file", store, "ImportDicomData", object_name) is not None
 
-    def operation_delay(self) -> float:
-        """Seconds the next operation waits before working (0 without a rule)."""
-        fault = self._take("operation-delay")
+    def operation_delay(self, store: str, operation: str) -> float:
+        """Seconds this store's next operation of this kind waits before working (0 without a rule)."""
+        fault = self._take("operation-delay", store, operation)
         return fault.seconds if fault else 0.0
 
     def check(self, method: str, path: str) -> None:
@@ -160,7 +217,7 @@ class FaultInjector:
         status: int | None = None
         with self._lock:
             for rule in self._rules:
-                if rule.remaining == 0 or rule.method not in ("*", method) or not rule.path.search(path):
+                if not rule.applies_to(method, path):
                     continue
                 if rule.rate < 1.0 and self._random.random() >= rule.rate:
                     continue
@@ -172,6 +229,11 @@ class FaultInjector:
                     status = rule.status
                     break
         if delay:
-            time.sleep(delay)
+            try:
+                self.sleep(delay)
+            except FaultsClearedError:
+                raise ApiError(
+                    503, "UNAVAILABLE", f"request held by a fault was cancelled (rules cleared): {method} {path}"
+                ) from None
         if status is not None:
             raise ApiError(status, _STATUS_NAMES[status], f"injected fault: HTTP {status} for {method} {path}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +16,7 @@ from healthcare_emulator.exporter import (
     parse_bigquery_destination,
     parse_gcs_destination,
 )
+from healthcare_emulator.faults import FaultsClearedError
 from healthcare_emulator.fieldmask import apply_update_mask, mask_paths
 from healthcare_emulator.gcs import StorageUnavailableError
 from healthcare_emulator.importer import import_job
@@ -215,17 +216,14 @@ def import_data(emulator: Emulator, request: Request, version: str, groups: dict
     def notify(instance: ParsedInstance) -> None:
         emulator.notify_stored(str(name), instance, storage_class, "ImportDicomData")
 
+    def fails(object_name: str) -> bool:
+        return emulator.faults.fails_import_of(str(name), object_name)
+
     job = _delayed(
         emulator,
-        import_job(
-            emulator.repository,
-            emulator.gcs,
-            str(name),
-            pattern,
-            storage_class,
-            emulator.faults.fails_import_of,
-            notify,
-        ),
+        str(name),
+        "ImportDicomData",
+        import_job(emulator.repository, emulator.gcs, str(name), pattern, storage_class, fails, notify),
     )
     operation = emulator.operations.start(
         name.dataset, version, "ImportDicomData", "dicom.ImportDicomDataResponse", base_url(emulator, request), job
@@ -260,7 +258,7 @@ def export_data(emulator: Emulator, request: Request, version: str, groups: dict
         "ExportDicomData",
         "dicom.ExportDicomDataResponse",
         base_url(emulator, request),
-        _delayed(emulator, job),
+        _delayed(emulator, str(name), "ExportDicomData", job),
     )
     return json_response(operation)
 
@@ -273,14 +271,15 @@ def require_storage(emulator: Emulator) -> None:
         raise failed_precondition(str(exc)) from exc
 
 
-def _delayed(emulator: Emulator, job: Job) -> Job:
-    """Apply an operation-delay fault (if one is set) before the job works."""
-    delay = emulator.faults.operation_delay()
+def _delayed(emulator: Emulator, store: str, operation: str, job: Job) -> Job:
+    """Apply this store's operation-delay fault (if one is set) before the job works; cleared rules end it."""
+    delay = emulator.faults.operation_delay(store, operation)
     if not delay:
         return job
 
     def run(context: OperationContext) -> dict[str, Any] | None:
-        time.sleep(delay)
+        with contextlib.suppress(FaultsClearedError):
+            emulator.faults.sleep(delay)
         return job(context)
 
     return run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,19 @@ class Pipeline:
             self.subscriber.acknowledge(
                 request={"subscription": path, "ack_ids": [m.ack_id for m in response.received_messages]}
             )
+
+    @property
+    def faults_url(self) -> str:
+        return f"{self.services.healthcare_url}/emulator/faults"
+
+    def inject_fault(self, rule: dict[str, Any]) -> None:
+        """Add an emulator fault rule scoped to this test's store, so it never fires on another test's traffic
+        (the fixture clears the rules at teardown, which also cancels requests they still hold)."""
+        scoped = {"store": re.escape(self.store.name) + r"(?![\w-])", **rule}
+        requests.post(self.faults_url, json=scoped, timeout=10).raise_for_status()
+
+    def faults_fired(self) -> list[int]:
+        return [int(rule["fired"]) for rule in requests.get(self.faults_url, timeout=10).json()["rules"]]
 
 
 def pipeline_fixture(

@@ -205,8 +205,7 @@ def test_errors_say_what_to_do(pipeline: Pipeline, capsys: pytest.CaptureFixture
     # a permission the store refuses names the role (the emulator answers QIDO-RS 403 once, as for a caller
     # without it; a 403 is not retried)
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=757), "denied"))
-    faults = f"{pipeline.services.healthcare_url}/emulator/faults"
-    requests.post(faults, json={"path": "dicomWeb", "status": 403, "count": 1}, timeout=10).raise_for_status()
+    pipeline.inject_fault({"path": "dicomWeb", "status": 403, "count": 1})
     assert app.main(["verify", f"gs://{pipeline.bucket.name}/denied/"]) == 2
     err = capsys.readouterr().err
     assert "permission denied" in err and "roles/healthcare.dicomViewer on the DICOM store" in err

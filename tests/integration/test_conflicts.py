@@ -206,11 +206,9 @@ def test_the_adapter_deletes_an_instance_retrying_a_transient_refusal(pipeline: 
     settings = Settings.from_env(os.environ)
     api = healthcare_stores(settings)(settings.store_name)
     # WHEN the first DELETE is answered 503 THEN the adapter retries it and the instance is deleted (True)
-    faults = f"{pipeline.services.healthcare_url}/emulator/faults"
-    rule = {"method": "DELETE", "path": "/instances/", "status": 503, "count": 1}
-    assert requests.post(faults, json=rule, timeout=10).status_code < 300
+    pipeline.inject_fault({"method": "DELETE", "path": "/instances/", "status": 503, "count": 1})
     assert api.delete_instance("2.25.8001", "2.25.8002", "2.25.8003") is True
-    assert [r["fired"] for r in requests.get(faults, timeout=10).json()["rules"]] == [1]
+    assert pipeline.faults_fired() == [1]
     assert "2.25.8003" not in api.series_instances("2.25.8001", "2.25.8002")
     # AND a second delete finds nothing there (404 -> False, not an error)
     assert api.delete_instance("2.25.8001", "2.25.8002", "2.25.8003") is False

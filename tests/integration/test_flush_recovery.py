@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from devstack.synthetic import generate_dataset
 from tests.integration.pipeline_helpers import Pipeline, _intake_all, _upload
@@ -28,24 +27,19 @@ FLUSH = (
 )
 
 
-def _fired(faults: str) -> int:
-    return sum(int(rule["fired"]) for rule in requests.get(faults, timeout=10).json()["rules"])
-
-
 def test_records_of_a_killed_flush_come_back_within_the_lease(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN queued records and a Healthcare API that holds the import request for a minute
     monkeypatch.setenv("FLUSH_LEASE_SECONDS", str(LEASE))
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 3, seed=731), "crash"))
-    faults = f"{pipeline.services.healthcare_url}/emulator/faults"
-    requests.post(faults, json={"method": "POST", "path": ":import$", "seconds": 60}, timeout=10).raise_for_status()
+    pipeline.inject_fault({"method": "POST", "path": ":import$", "seconds": 60})
     # WHEN a flush process pulls them, starts the import and is killed (SIGKILL) while it waits
     child = subprocess.Popen([sys.executable, "-c", FLUSH], cwd=ROOT, env=dict(os.environ),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while _fired(faults) == 0:
+        while sum(pipeline.faults_fired()) == 0:
             assert child.poll() is None and time.monotonic() < deadline, "the flush never reached the import"
             time.sleep(0.2)
         assert pipeline.pull("pending") == []  # held by the flush's lease

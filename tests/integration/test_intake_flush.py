@@ -138,11 +138,10 @@ def test_flush_loses_nothing_when_it_crashes_between_import_start_and_ack(pipeli
 def test_flush_retries_429_and_503_from_the_healthcare_api(pipeline: Pipeline, api_v1: Any) -> None:
     instances = generate_dataset(1, 1, 2, seed=541)
     _intake_all(pipeline, _upload(pipeline, instances, "faults"))
-    faults = f"{pipeline.services.healthcare_url}/emulator/faults"
-    requests.post(faults, json={"method": "POST", "path": ":import$", "status": 503, "count": 2}, timeout=10)
-    requests.post(faults, json={"method": "POST", "path": ":import$", "status": 429, "count": 1}, timeout=10)
+    pipeline.inject_fault({"method": "POST", "path": ":import$", "status": 503, "count": 2})
+    pipeline.inject_fault({"method": "POST", "path": ":import$", "status": 429, "count": 1})
     assert _flush().status_code == 200
-    assert [r["fired"] for r in requests.get(faults, timeout=10).json()["rules"]] == [2, 1]
+    assert pipeline.faults_fired() == [2, 1]
     _wait_watched_operations(pipeline, api_v1)
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
 
@@ -154,10 +153,9 @@ def test_flush_gives_records_back_when_the_api_stays_unavailable(
     runtime_module.reset()
     instances = generate_dataset(1, 1, 2, seed=551)
     _intake_all(pipeline, _upload(pipeline, instances, "down"))
-    faults = f"{pipeline.services.healthcare_url}/emulator/faults"
-    requests.post(faults, json={"method": "POST", "path": ":import$", "status": 503, "count": 100}, timeout=10)
+    pipeline.inject_fault({"method": "POST", "path": ":import$", "status": 503, "count": 100})
     assert _flush().status_code == 200  # nothing started: the records wait, the tick itself succeeded
-    requests.delete(faults, timeout=10)
+    requests.delete(pipeline.faults_url, timeout=10)
     time.sleep(0.5)
     assert len(pipeline.pull("pending")) == 2
     assert _stored_sops(pipeline) == []

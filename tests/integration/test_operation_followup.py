@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 import pytest
-import requests
 from google.cloud import storage
 
 from devstack.synthetic import generate_dataset
@@ -43,10 +42,6 @@ def _targets(monkeypatch: pytest.MonkeyPatch, *targets: dict[str, Any], **env: s
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     runtime_module.reset()
-
-
-def _faults(pipeline: Pipeline, rule: dict[str, Any]) -> None:
-    requests.post(f"{pipeline.services.healthcare_url}/emulator/faults", json=rule, timeout=10).raise_for_status()
 
 
 def test_a_batch_is_imported_reconciled_exported_and_reported_once(
@@ -97,7 +92,7 @@ def test_a_file_the_import_fails_is_redriven_then_reported_with_the_apis_reason(
     # the fault matches the file by name, in place or as its staged copy (a re-drive is staged: its folder
     # already holds the imported files)
     pattern = re.escape(bad) + "|/staging/"
-    _faults(pipeline, {"kind": "import-file", "object": pattern, "count": 10})
+    pipeline.inject_fault({"kind": "import-file", "object": pattern, "count": 10})
     _intake_all(pipeline, names)
     # WHEN the first import fails one file
     _flush()
@@ -164,7 +159,7 @@ def test_an_operation_is_waited_for_then_reported_stuck_after_the_maximum_age(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN imports that take 2 s
-    _faults(pipeline, {"kind": "operation-delay", "seconds": 2, "count": 1})
+    pipeline.inject_fault({"kind": "operation-delay", "seconds": 2, "count": 1})
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=641), "slow"))
     _flush()
     # THEN with a generous maximum age, the watch is redelivered (500) until the import is done
@@ -174,7 +169,7 @@ def test_an_operation_is_waited_for_then_reported_stuck_after_the_maximum_age(
     # AND with a maximum age of 0 a slow operation is reported stuck and acknowledged at once
     _targets(monkeypatch, OPERATION_MAX_AGE_SECONDS="0")
     # (long enough that it is still running at its first follow-up on a loaded machine: 3 s was not)
-    _faults(pipeline, {"kind": "operation-delay", "seconds": 30, "count": 1})
+    pipeline.inject_fault({"kind": "operation-delay", "seconds": 30, "count": 1})
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=642), "stuck"))
     _flush()
     [delivery] = drain_operations(pipeline)

@@ -6,11 +6,14 @@ import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dicomflow.errors import NotFoundError, ObjectGoneError, RetryableError
 from dicomflow.ports import Listing, ObjectInfo, ReceivedMessage
 from tests.fakes.bucket import FakeLister
+
+_EPOCH = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)  # the fake store's clock starts here
 
 
 class FakeStore:
@@ -21,6 +24,12 @@ class FakeStore:
         self.source_generations: dict[tuple[str, str], str] = {}  # the live generation, where a test sets one
         self.copies: list[tuple[tuple[str, str, str], tuple[str, str]]] = []
         self.listings = 0
+        self.updated: dict[tuple[str, str], str] = {}  # when each object was last written, one second apart
+        self._clock = itertools.count()
+
+    def _written(self, bucket: str, name: str, data: bytes) -> None:
+        self.objects[(bucket, name)] = data
+        self.updated[(bucket, name)] = (_EPOCH + timedelta(seconds=next(self._clock))).isoformat()
 
     def read_range(self, bucket: str, name: str, generation: str | None, start: int, end: int) -> bytes:
         if (bucket, name) not in self.objects:
@@ -34,11 +43,11 @@ class FakeStore:
         return self.objects[(bucket, name)]
 
     def write_json(self, bucket: str, name: str, body: Any) -> str:
-        self.objects[(bucket, name)] = json.dumps(body).encode()
+        self._written(bucket, name, json.dumps(body).encode())
         return f"gs://{bucket}/{name}"
 
     def write_text(self, bucket: str, name: str, text: str) -> str:
-        self.objects[(bucket, name)] = text.encode()
+        self._written(bucket, name, text.encode())
         return f"gs://{bucket}/{name}"
 
     def read_json(self, bucket: str, name: str) -> tuple[Any, int] | None:
@@ -50,7 +59,7 @@ class FakeStore:
         current = self.generations.get((bucket, name), 1) if (bucket, name) in self.objects else 0
         if current != if_generation:
             return None
-        self.objects[(bucket, name)] = json.dumps(body).encode()
+        self._written(bucket, name, json.dumps(body).encode())
         self.generations[(bucket, name)] = current + 1
         return current + 1
 
@@ -59,15 +68,14 @@ class FakeStore:
         if (bucket, name) not in self.objects or (current is not None and current != generation):
             raise ObjectGoneError(f"copying gs://{bucket}/{name}: HTTP 404")
         self.copies.append(((bucket, name, generation), (to_bucket, to_name)))
-        self.objects[(to_bucket, to_name)] = self.objects[(bucket, name)]
+        self._written(to_bucket, to_name, self.objects[(bucket, name)])
 
     def stat(self, bucket: str, name: str) -> ObjectInfo | None:
         if (bucket, name) not in self.objects:
             return None
         generation = self.source_generations.get((bucket, name), "1")
-        return ObjectInfo(
-            bucket, name, generation, len(self.objects[(bucket, name)]), None, "2026-12-02T12:00:00+00:00"
-        )
+        updated = self.updated.get((bucket, name), _EPOCH.isoformat())  # objects a test put in: all at _EPOCH
+        return ObjectInfo(bucket, name, generation, len(self.objects[(bucket, name)]), None, updated)
 
     def iterate(self, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         for b, name in sorted(self.objects):
@@ -139,6 +147,7 @@ class FakeSubscriber:
 class FakeHealthcare:
     store_name: str = "projects/p/locations/l/datasets/d/dicomStores/s"
     imports: list[str] = field(default_factory=list)
+    storage_classes: list[str | None] = field(default_factory=list)  # the storage class of each import started
     fail_imports: int = 0
     refuse_imports: dict[str, Exception] = field(default_factory=dict)  # uri -> the error start_import raises
     exports: list[dict[str, Any]] = field(default_factory=list)
@@ -155,6 +164,7 @@ class FakeHealthcare:
         if uri in self.refuse_imports:
             raise self.refuse_imports[uri]
         self.imports.append(uri)
+        self.storage_classes.append(storage_class)
         return f"projects/p/locations/l/datasets/d/operations/{len(self.imports)}"
 
     def get_operation(self, name: str) -> dict[str, Any]:

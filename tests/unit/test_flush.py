@@ -97,6 +97,16 @@ def test_flush_imports_settled_folders_and_acks_them() -> None:
     assert sorted(f["name"] for f in manifest["files"]) == ["up/a.dcm", "up/b.dcm"]
 
 
+def test_flush_starts_each_import_with_the_configured_storage_class() -> None:
+    world = World(["up/a.dcm"])
+    world.queue(_record("up/a.dcm", 60))
+    world.flush(_settings(blob_storage_class="COLDLINE"))
+    assert world.healthcare.storage_classes == ["COLDLINE"]
+    world.queue(_record("up/a.dcm", 60, generation="2"))
+    world.flush()
+    assert world.healthcare.storage_classes == ["COLDLINE", None]  # unset: the store's default class
+
+
 def test_flush_leaves_a_folder_that_is_still_receiving_uploads() -> None:
     world = World(["busy/a.dcm", "busy/b.dcm", "calm/c.dcm"])
     world.queue(_record("busy/a.dcm", 120), _record("busy/b.dcm", 5), _record("calm/c.dcm", 300))

@@ -28,7 +28,7 @@ def test_formatter_writes_severity_labels_and_fields() -> None:
 
 def test_an_operation_not_done_yet_is_logged_at_info_without_a_traceback() -> None:
     record = _record(logging.ERROR, "Exception on / [POST]", OperationPendingError("op/1 is not done yet"))
-    assert ExpectedRetryFilter((OperationPendingError,)).filter(record)
+    assert ExpectedRetryFilter((OperationPendingError,)).filter(record) is True
     entry = json.loads(CloudLoggingFormatter("on_operation").format(record))
     assert entry["severity"] == "INFO"
     assert "error_type" not in entry
@@ -36,7 +36,7 @@ def test_an_operation_not_done_yet_is_logged_at_info_without_a_traceback() -> No
 
 def test_other_exceptions_stay_errors() -> None:
     record = _record(logging.ERROR, "Exception on / [POST]", ValueError("boom"))
-    ExpectedRetryFilter((OperationPendingError,)).filter(record)
+    assert ExpectedRetryFilter((OperationPendingError,)).filter(record) is True  # kept, never dropped
     assert json.loads(CloudLoggingFormatter("x").format(record))["severity"] == "ERROR"
 
 

@@ -42,8 +42,9 @@ def _jpeg_baseline(ds: Dataset) -> None:
     if int(ds.BitsAllocated) != 8 or int(ds.get("SamplesPerPixel") or 1) not in (1, 3):
         raise TranscodeError("JPEG Baseline holds only 8-bit greyscale or 3-sample colour images")
     colour = int(ds.get("SamplesPerPixel") or 1) == 3
-    if colour and str(ds.get("PhotometricInterpretation", "")).strip() != "RGB":
-        raise TranscodeError("JPEG Baseline colour transcoding needs RGB pixel data")
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric not in (("RGB",) if colour else ("MONOCHROME1", "MONOCHROME2")):
+        raise TranscodeError(f"JPEG Baseline cannot hold {photometric or 'unlabelled'} pixel data lossily")
     frames = []
     for arr in iter_pixels(ds, as_rgb=False):
         buffer = BytesIO()

@@ -26,6 +26,7 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
@@ -130,6 +131,20 @@ def _bundled(name: str, filename: str) -> CodecSample:
     return _sample(name, ds)
 
 
+def _relabelled(name: str, filename: str, syntax: str) -> CodecSample:
+    """A bundled file under a syntax its bitstream also conforms to (SV1 is one of process 14's predictors)."""
+    sample = _bundled(name, filename)
+    ds = _dataset_of(sample.data)
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
+    return CodecSample(name, syntax, _write(ds), sample.study_uid, sample.series_uid, sample.sop_uid, sample.frames)
+
+
+def _dataset_of(data: bytes) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(io.BytesIO(data))
+
+
 def codec_samples() -> list[CodecSample]:
     """One instance per transfer syntax (and the colour models: RGB, YBR, palette; signed 16-bit greyscale)."""
     signed, rgb = signed_ramp(), rgb_image()
@@ -148,6 +163,7 @@ def codec_samples() -> list[CodecSample]:
         _bundled("jpeg-baseline-ybr422", "SC_rgb_dcmtk_+eb+cy+np.dcm"),
         _bundled("jpeg-extended-12bit", "JPGExtended.dcm"),
         _bundled("jpeg-lossless-sv1", "SC_rgb_jpeg_gdcm.dcm"),
+        _relabelled("jpeg-lossless-p14", "SC_rgb_jpeg_gdcm.dcm", JPEGLossless),
         _bundled("palette-colour", "examples_palette.dcm"),
         _bundled("ybr-full-multiframe", "examples_ybr_color.dcm"),
     ]
@@ -165,6 +181,7 @@ ALL_SYNTAXES = {
     JPEG2000,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLossless,
     JPEGLosslessSV1,
 }
 LOSSY = {JPEGLSNearLossless, JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit}
@@ -172,7 +189,4 @@ LOSSY = {JPEGLSNearLossless, JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit}
 
 def decoded(data: bytes) -> npt.NDArray[np.float64]:
     """The pixel data of a Part-10 file as float (RGB for colour), for comparisons across syntaxes."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(io.BytesIO(data))
-        return np.asarray(ds.pixel_array, dtype=np.float64)
+    return np.asarray(_dataset_of(data).pixel_array, dtype=np.float64)

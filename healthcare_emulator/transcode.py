@@ -27,7 +27,7 @@ JPEG_2000 = "1.2.840.10008.1.2.4.91"
 NATIVE_TARGETS = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
 COMPRESSED_TARGETS = (JPEG_BASELINE, JPEG_2000_LOSSLESS, JPEG_2000)
 TRANSCODE_TARGETS = NATIVE_TARGETS + COMPRESSED_TARGETS
-"""Every transfer syntax :func:`encode` writes; any other is refused before any work is done."""
+"""Every transfer syntax :func:`compress` and :func:`write` produce; render.transcode refuses any other up front."""
 
 JPEG_QUALITY = 90
 J2K_COMPRESSION_RATIO = 10.0  # lossy JPEG 2000: 10:1

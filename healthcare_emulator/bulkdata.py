@@ -16,7 +16,8 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from healthcare_emulator.qido import BULKDATA_PREFIX
-from healthcare_emulator.render import EXPLICIT_VR_LITTLE_ENDIAN, RenderError, transcode
+from healthcare_emulator.render import RenderError, transcode
+from healthcare_emulator.transcode import EXPLICIT_VR_LITTLE_ENDIAN
 
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 

@@ -26,7 +26,6 @@ from healthcare_emulator.multipart import (
 from healthcare_emulator.names import DatasetName, StoreName
 from healthcare_emulator.qido import QueryError, fuzzy_requested, search
 from healthcare_emulator.render import (
-    EXPLICIT_VR_LITTLE_ENDIAN,
     RenderError,
     frame_count,
     raw_frames,
@@ -36,6 +35,7 @@ from healthcare_emulator.render import (
 from healthcare_emulator.repository import InstanceRecord, StoreOutcome
 from healthcare_emulator.rest import base_url, json_response
 from healthcare_emulator.service import Emulator
+from healthcare_emulator.transcode import EXPLICIT_VR_LITTLE_ENDIAN
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +263,7 @@ def retrieve_frames(emulator: Emulator, request: Request, version: str, groups: 
         if number > count:
             raise not_found(f"frame {number} does not exist: the instance has {count} frame(s)")
     if part_type == "application/octet-stream":
-        if params.get("transfer-syntax") != "*":
-            data = _in_transfer_syntax(data, record.transfer_syntax, EXPLICIT_VR_LITTLE_ENDIAN)
+        data = _in_transfer_syntax(data, record.transfer_syntax, params.get("transfer-syntax"))
         try:
             frames = raw_frames(data)
         except RenderError as exc:

@@ -14,7 +14,6 @@ from healthcare_emulator.errors import invalid_argument
 from healthcare_emulator.gcs import GcsClient, StorageError, StorageNotFoundError
 from healthcare_emulator.operations import Job, OperationContext, OperationFailedError
 from healthcare_emulator.render import (
-    EXPLICIT_VR_LITTLE_ENDIAN,
     RenderError,
     mime_extension,
     parse_mime_type,
@@ -23,6 +22,7 @@ from healthcare_emulator.render import (
     transcode,
 )
 from healthcare_emulator.repository import InstanceRecord, Repository
+from healthcare_emulator.transcode import TRANSCODE_TARGETS
 
 _RESOURCE_PATH = re.compile(
     r"^/?studies/(?P<study>[0-9.]+)(/series/(?P<series>[0-9.]+)(/instances/(?P<sop>[0-9.]+))?)?/?$"
@@ -56,9 +56,10 @@ def parse_gcs_destination(destination: dict[str, Any]) -> GcsExport:
     kinds = {"application/dicom": "dicom", "image/jpeg": "jpeg", "image/png": "png"}
     kind = kinds.get(base, "octet-stream")
     transfer_syntax = params.get("transfer-syntax")
-    if kind == "dicom" and transfer_syntax not in (None, "*", EXPLICIT_VR_LITTLE_ENDIAN):
+    if kind == "dicom" and transfer_syntax not in (None, "*", *TRANSCODE_TARGETS):
         raise invalid_argument(
-            f"the emulator transcodes only to {EXPLICIT_VR_LITTLE_ENDIAN}, not to {transfer_syntax!r}"
+            f"unsupported transfer syntax {transfer_syntax!r} in gcsDestination.mimeType; "
+            f"supported: {', '.join(TRANSCODE_TARGETS)}"
         )
     return GcsExport(bucket, prefix.strip("/"), mime_type, kind, transfer_syntax, extension)
 
@@ -103,8 +104,8 @@ def export_objects(export: GcsExport, record: InstanceRecord, data: bytes) -> li
     """The (object name, bytes, content type) an instance becomes under ``export``."""
     base = "/".join(part for part in (export.prefix, record.study, record.series, record.sop) if part)
     if export.kind == "dicom":
-        if export.transfer_syntax == EXPLICIT_VR_LITTLE_ENDIAN:
-            data = transcode(data, EXPLICIT_VR_LITTLE_ENDIAN)
+        if export.transfer_syntax is not None and export.transfer_syntax != "*":
+            data = transcode(data, export.transfer_syntax)
         return [(base + export.extension, data, "application/dicom")]
     if export.kind in ("jpeg", "png"):
         frames = render_frames(data, export.kind)

@@ -18,7 +18,14 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import iter_pixels, pixel_array
 from pydicom.uid import UID
 
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+from healthcare_emulator.transcode import (
+    COMPRESSED_TARGETS,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    TRANSCODE_TARGETS,
+    TranscodeError,
+    compress,
+    write,
+)
 
 _IMAGE_FORMATS = {"jpeg": "JPEG", "png": "PNG"}
 _EXTENSIONS = {
@@ -244,12 +251,12 @@ def _swap_to_little_endian(ds: Dataset) -> None:
 
 
 def transcode(data: bytes, transfer_syntax_uid: str) -> bytes:
-    """A Part-10 file in ``transfer_syntax_uid``: the same bytes for the stored syntax, else Explicit VR LE only."""
+    """A Part-10 file in ``transfer_syntax_uid`` (one of ``TRANSCODE_TARGETS``); the same bytes for the stored one."""
     ds = _read(data)
     source = _syntax(ds)
     if transfer_syntax_uid == source:
         return data
-    if transfer_syntax_uid != EXPLICIT_VR_LITTLE_ENDIAN:
+    if transfer_syntax_uid not in TRANSCODE_TARGETS:
         raise RenderError(f"transcoding to {transfer_syntax_uid} is not supported")
     with _guard("decode pixel data"):
         if source.is_encapsulated:
@@ -259,12 +266,17 @@ def transcode(data: bytes, transfer_syntax_uid: str) -> bytes:
             ds.decompress(generate_instance_uid=False)
         elif not source.is_little_endian:
             _swap_to_little_endian(ds)
+    ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
+    if transfer_syntax_uid in COMPRESSED_TARGETS:
+        if "PixelData" not in ds:
+            raise RenderError(f"{transfer_syntax_uid} needs pixel data; the instance has none")
+        with _guard(f"encode pixel data in {transfer_syntax_uid}"):
+            try:
+                compress(ds, transfer_syntax_uid)
+            except TranscodeError as exc:
+                raise RenderError(str(exc)) from exc
     with _guard("encode the DICOM file"):
-        ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
-        buffer = BytesIO()
-        # pydicom.dcmwrite rather than save_as: save_as refuses to change the byte order.
-        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-        return buffer.getvalue()
+        return write(ds, transfer_syntax_uid)
 
 
 # ---------------------------------------------------------------------------------------------------- MIME types

@@ -241,8 +241,8 @@ def test_wado_default_transfer_syntax_is_explicit_vr_little_endian(
     # AND an unsupported target is a 406 naming it
     refused = requests.get(
         url,
-        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'},
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80'},
         timeout=10,
     )
     assert refused.status_code == 406
-    assert "1.2.840.10008.1.2.4.50" in refused.json()["error"]["message"]
+    assert "1.2.840.10008.1.2.4.80" in refused.json()["error"]["message"]

@@ -188,7 +188,7 @@ def test_export_rejects_unsupported_mime_types_at_request_time(api_v1: Any, stor
     from googleapiclient.errors import HttpError
 
     stores = api_v1.projects().locations().datasets().dicomStores()
-    for mime in ("text/plain", "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50"):
+    for mime in ("text/plain", "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.80"):
         with pytest.raises(HttpError) as bad:
             stores.export(
                 name=store.name, body={"gcsDestination": {"uriPrefix": "gs://bkt-x/y", "mimeType": mime}}

@@ -49,8 +49,12 @@ def test_parse_gcs_destination_maps_mime_types(mime: str, kind: str, extension: 
         ({"uriPrefix": "bkt/out"}, "uriPrefix must be gs://"),
         ({"uriPrefix": "gs://bkt", "mimeType": "text/plain"}, "unsupported gcsDestination.mimeType"),
         (
-            {"uriPrefix": "gs://bkt", "mimeType": "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50"},
-            "transcodes only",
+            {"uriPrefix": "gs://bkt", "mimeType": "application/dicom; transfer-syntax=1.2.840.10008.1.2.2"},
+            "unsupported transfer syntax '1.2.840.10008.1.2.2'",
+        ),
+        (
+            {"uriPrefix": "gs://bkt", "mimeType": "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.80"},
+            "unsupported transfer syntax",
         ),
     ],
 )

@@ -17,13 +17,13 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
+    JPEGLSLossless,
     RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
 )
 
 from healthcare_emulator.render import (
-    EXPLICIT_VR_LITTLE_ENDIAN,
     RenderError,
     frame_count,
     mime_extension,
@@ -33,6 +33,7 @@ from healthcare_emulator.render import (
     render_frames,
     transcode,
 )
+from healthcare_emulator.transcode import EXPLICIT_VR_LITTLE_ENDIAN
 
 ROWS, COLUMNS = 16, 16
 # A horizontal gradient 800..1175; the default window (centre 1000, width 200) covers 900..1100.
@@ -342,7 +343,7 @@ def test_transcode_without_pixel_data_rewrites_the_header() -> None:
     assert ds.PatientName == "Render^Test"
 
 
-@pytest.mark.parametrize("target", [JPEGBaseline8Bit, RLELossless, ImplicitVRLittleEndian])
+@pytest.mark.parametrize("target", [RLELossless, ExplicitVRBigEndian, JPEGLSLossless, "1.2.840.10008.1.2.4.92"])
 def test_transcode_to_other_syntaxes_is_not_supported(target: str) -> None:
     with pytest.raises(RenderError, match=f"^transcoding to {re.escape(target)} is not supported$"):
         transcode(_mono(RAMP), target)

@@ -47,14 +47,6 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float) -> None:
         time.sleep(1)
 
 
-def _import_running(healthcare_url: str, dataset: str) -> bool:
-    try:
-        listed = operations(healthcare_url, dataset)
-    except OSError:  # the injected faults answer some listings with 503/429 too
-        return False
-    return any(not o.get("done") and "Import" in o["metadata"]["apiMethodName"] for o in listed)
-
-
 def _listing(healthcare_url: str, dataset: str) -> list[dict[str, Any]]:
     for _ in range(20):
         try:
@@ -101,8 +93,8 @@ def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
             f"chaos/bad/{n}.dcm": data for n, data in (("text", b"plain text"), ("empty", b""), ("half", b"\0" * 132))
         }
         for burst in range(BURSTS):
-            if burst == 1:  # keep the next operations running a while, so the emulator restart finds one in flight
-                delay = {"kind": "operation-delay", "seconds": 15, "count": 3}
+            if burst == 1:  # hold the next imports until the emulator restart interrupts them (ABORTED)
+                delay = {"kind": "operation-delay", "operation": "ImportDicomData", "seconds": 900, "count": 3}
                 requests.post(f"{endpoints.healthcare_url}/emulator/faults", json=delay, timeout=10).raise_for_status()
             instances = generate_dataset(STUDIES_PER_BURST, 4, 25, seed=7000 + burst)
             for instance in instances:
@@ -126,7 +118,8 @@ def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
                 stack.restart_function("on_flush")  # kill -9 of the flush process mid-run
             if burst == 1:
                 # kill -9 and restart the Healthcare API while an import runs: the operation is lost (ABORTED)
-                _wait(lambda: _import_running(endpoints.healthcare_url, dataset), "an import in flight", timeout=120)
+                # (one held by the delay: it cannot finish before the restart, so no race with a quick import)
+                _wait(lambda: _fired(endpoints.healthcare_url)["operation-delay"] > 0, "a held import", timeout=120)
                 fired_before_restart = _fired(endpoints.healthcare_url)
                 stack.restart_emulator()
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from functions_framework import create_app
+from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import pubsub_v1, storage
 
 from devstack.synthetic import SyntheticInstance
@@ -53,6 +54,27 @@ class Pipeline:
             self.subscriber.acknowledge(
                 request={"subscription": path, "ack_ids": [m.ack_id for m in response.received_messages]}
             )
+
+    def pull_waiting(self, role: str, seconds: float = 2.0, until: int | None = None) -> list[Any]:
+        """Every message that arrives within ``seconds`` (acknowledged), or as soon as ``until`` have: the check
+        that nothing is there, since an immediate pull may answer empty while a message is on its way (Pub/Sub
+        documents that), and the wait for messages that come back after a nack or a lease, without a sleep."""
+        path = self.subscriber.subscription_path(PROJECT, self.names[f"{role}-sub"])
+        messages: list[Any] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and (until is None or len(messages) < until):
+            try:
+                response = self.subscriber.pull(
+                    request={"subscription": path, "max_messages": 1000}, timeout=left, retry=None
+                )
+            except DeadlineExceeded:
+                break
+            messages.extend(response.received_messages)
+            if response.received_messages:
+                self.subscriber.acknowledge(
+                    request={"subscription": path, "ack_ids": [m.ack_id for m in response.received_messages]}
+                )
+        return messages
 
     @property
     def faults_url(self) -> str:

@@ -88,7 +88,7 @@ def test_backfill_queues_what_the_store_lacks_resumes_after_an_interruption_and_
     assert again["counts"]["in store"] == len(imported) + len(new)
     assert _pending(pipeline) == []
     # AND does not report the unchanged bad file again; once the sender rewrites it (still bad), it is reported
-    assert again["counts"]["failed (reported before)"] == 1 and pipeline.pull("failed") == []
+    assert again["counts"]["failed (reported before)"] == 1 and pipeline.pull_waiting("failed") == []
     upload(pipeline.bucket, {"archive/bad.dcm": b"still not dicom"})
     code, third = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/archive/")
     assert code == 0 and third["counts"]["failed (reported)"] == 1
@@ -143,7 +143,7 @@ def test_plan_shows_one_staged_import_for_new_files_in_a_crowded_folder(
     # AND a whole new subtree is imported in place, without a copy
     code, fresh = _cli(capsys, "plan", f"gs://{pipeline.bucket.name}/fresh/")
     assert [(i["uri"], i["copies"]) for i in fresh["imports"]] == [(f"gs://{pipeline.bucket.name}/fresh/**.dcm", 0)]
-    assert pipeline.pull("operations") == [] and list(pipeline.bucket.list_blobs(prefix="dicomflow/")) == []
+    assert pipeline.pull_waiting("operations") == [] and list(pipeline.bucket.list_blobs(prefix="dicomflow/")) == []
 
 
 def test_requeue_redrives_a_fixed_file_and_leaves_the_other_failures_alone(

@@ -48,7 +48,7 @@ def test_a_conflicting_reupload_is_reported_and_an_identical_one_is_not(pipeline
     assert "other content" in failed[0]["reason"]
     [result] = results(pipeline)
     assert (result["files"], result["imported"], result["failed"], result["redriven"]) == (2, 1, 1, 0)
-    assert pipeline.pull("pending") == []  # not re-driven
+    assert pipeline.pull_waiting("pending") == []  # not re-driven
 
 
 UIDS = "studies/2.25.8001/series/2.25.8002/instances/2.25.8003"
@@ -110,12 +110,12 @@ def test_replace_stores_the_new_content_and_an_identical_reupload_stays_a_duplic
     assert _counts(result) == (1, 1, 0, 0)
     stored = _stored(pipeline)
     assert same_content(stored, changed) and not same_content(stored, first)
-    assert pipeline.pull("failed") == [] and pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("failed") == [] and pipeline.pull_waiting("pending") == []
     # WHEN the new content is uploaded once more THEN it is a harmless duplicate: imported, nothing deleted
     [result] = _batch(pipeline, {"day3/a.dcm": changed})
     assert _counts(result) == (1, 1, 0, 0)
     assert same_content(_stored(pipeline), changed)
-    assert pipeline.pull("failed") == [] and pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("failed") == [] and pipeline.pull_waiting("pending") == []
 
 
 def test_a_replaced_file_that_conflicts_again_is_reported_not_replaced_again(
@@ -130,7 +130,7 @@ def test_a_replaced_file_that_conflicts_again_is_reported_not_replaced_again(
     # THEN the re-driven file conflicts again and is reported, not replaced again: the third content stays
     failed = _third_content_stored_then_reported(pipeline)
     assert (failed["name"], failed["stage"], failed["attempt"]) == ("day2/a.dcm", "conflict", 2)
-    assert pipeline.pull("pending") == [] and _flush_and_follow(pipeline) == []
+    assert pipeline.pull_waiting("pending") == [] and _flush_and_follow(pipeline) == []
 
 
 def _third_content_stored_then_reported(pipeline: Pipeline) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def test_two_contents_in_flight_end_with_one_stored_and_one_reported(
     [winner] = [data for name, data in kept.items() if name != failed["name"]]
     assert same_content(_stored(pipeline), winner)
     # AND nothing is left to loop: no re-drive pending, the next flush has nothing to do
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
     assert _flush_and_follow(pipeline) == []
 
 

@@ -29,9 +29,16 @@ def test_one_flush_invocation_imports_folders_that_settle_while_it_runs(
     first, second = generate_dataset(1, 1, 3, seed=741), generate_dataset(1, 1, 4, seed=742)
     _intake_all(pipeline, _upload(pipeline, first, "run-a"))
 
+    uploaded: list[BaseException | None] = []  # the uploader's outcome, checked on the test's thread
+
     def upload_during_the_run() -> None:
         time.sleep(6)
-        _intake_all(pipeline, _upload(pipeline, second, "run-b"))
+        try:
+            _intake_all(pipeline, _upload(pipeline, second, "run-b"))
+        except BaseException as exc:
+            uploaded.append(exc)
+            raise
+        uploaded.append(None)
 
     # WHEN one tick arrives, and a second folder is uploaded and taken in 6 s into the run
     uploader = threading.Thread(target=upload_during_the_run, name="uploader")
@@ -40,10 +47,11 @@ def test_one_flush_invocation_imports_folders_that_settle_while_it_runs(
         assert _flush().status_code == 200
     finally:
         uploader.join(timeout=60)
+    assert uploaded == [None], f"the upload during the run failed: {uploaded}"
     # THEN that single invocation imported both folders, one batch each, and acknowledged every record
     watches = [WatchMessage.from_json(m.message.data) for m in pipeline.pull("operations")]
     assert len(watches) == 2 and len({w.batch_id for w in watches}) == 2
     operations = [wait_for_operation(api_v1, w.operation) for w in watches]
     assert sorted(int(o["metadata"]["counter"]["success"]) for o in operations) == [3, 4]
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in [*first, *second])
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []

@@ -45,6 +45,6 @@ def test_concurrent_intake_requests_into_one_process_queue_every_record_once(
     records = [PendingRecord.from_json(m.message.data) for m in pipeline.pull("pending")]
     assert sorted(r.name for r in records) == sorted(names)
     assert {r.sop_uid for r in records} == {i.sop_uid for i in instances}
-    assert pipeline.pull("failed") == []
+    assert pipeline.pull_waiting("failed") == []
     runtimes = [json.loads(line) for line in (tmp_path / "intake.log").read_text().splitlines() if line.startswith("{")]
     assert not [r for r in runtimes if r.get("severity") in ("ERROR", "CRITICAL")]

@@ -65,7 +65,7 @@ def test_intake_reports_bad_files_and_ignores_what_is_not_ours(pipeline: Pipelin
         "bad/text.dcm": "not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble",
         "bad/empty.dcm": "empty object",
     }
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
 
 
 # ----- flush -----
@@ -85,7 +85,7 @@ def test_flush_imports_a_settled_upload_in_one_operation_and_acks(pipeline: Pipe
     assert operations[0]["metadata"]["counter"] == {"success": "20"}
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
     # AND the records were acknowledged and a manifest lists the batch
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
     manifests = [b for b in pipeline.bucket.list_blobs(prefix="dicomflow/batches/")]
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].download_as_bytes())
@@ -102,7 +102,7 @@ def test_flush_dedupes_redelivered_events(pipeline: Pipeline, api_v1: Any) -> No
     _wait_watched_operations(pipeline, api_v1)
     manifest = json.loads(next(iter(pipeline.bucket.list_blobs(prefix="dicomflow/batches/"))).download_as_bytes())
     assert sorted(f["name"] for f in manifest["files"]) == sorted(names)
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
 
 
 def test_flush_loses_nothing_when_it_crashes_between_import_start_and_ack(pipeline: Pipeline, api_v1: Any) -> None:
@@ -124,15 +124,20 @@ def test_flush_loses_nothing_when_it_crashes_between_import_start_and_ack(pipeli
         run_flush(
             rt.settings, subscriber=rt.subscriber, publisher=DropWatches(), store=rt.store, healthcare=rt.healthcare
         )
+
     # THEN the records come back and the next flush imports again; the store holds each instance once
-    time.sleep(0.5)
-    report = run_flush(rt.settings, subscriber=rt.subscriber, publisher=rt.publisher, store=rt.store,
-                       healthcare=rt.healthcare)  # fmt: skip
+    def flush_again() -> Any:
+        return run_flush(rt.settings, subscriber=rt.subscriber, publisher=rt.publisher, store=rt.store,
+                         healthcare=rt.healthcare)  # fmt: skip
+
+    deadline = time.monotonic() + 60  # the nacked records are redelivered: the next flush that pulls them imports
+    while (report := flush_again()).imported_files == 0 and time.monotonic() < deadline:
+        pass
     assert report.imported_files == len(names)
     operations = _wait_watched_operations(pipeline, api_v1)
     assert [o["metadata"]["counter"] for o in operations] == [{"success": str(len(names))}]  # duplicates = success
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
 
 
 def test_flush_retries_429_and_503_from_the_healthcare_api(pipeline: Pipeline, api_v1: Any) -> None:
@@ -156,8 +161,7 @@ def test_flush_gives_records_back_when_the_api_stays_unavailable(
     pipeline.inject_fault({"method": "POST", "path": ":import$", "status": 503, "count": 100})
     assert _flush().status_code == 200  # nothing started: the records wait, the tick itself succeeded
     requests.delete(pipeline.faults_url, timeout=10)
-    time.sleep(0.5)
-    assert len(pipeline.pull("pending")) == 2
+    assert len(pipeline.pull_waiting("pending", seconds=60, until=2)) == 2
     assert _stored_sops(pipeline) == []
 
 
@@ -169,10 +173,9 @@ def test_flush_waits_for_a_folder_to_settle(pipeline: Pipeline, monkeypatch: pyt
     _intake_all(pipeline, _upload(pipeline, instances, "fresh"))
     # the object times are now; an hour of settling has not passed
     assert _flush().status_code == 200
-    assert pipeline.pull("operations") == []
+    assert pipeline.pull_waiting("operations") == []
     assert list(pipeline.bucket.list_blobs(prefix="dicomflow/batches/")) == []  # no batch was formed
-    time.sleep(0.5)
-    assert len(pipeline.pull("pending")) == 2
+    assert len(pipeline.pull_waiting("pending", seconds=60, until=2)) == 2
 
 
 def test_unusual_object_names_are_imported(pipeline: Pipeline, api_v1: Any) -> None:
@@ -185,4 +188,4 @@ def test_unusual_object_names_are_imported(pipeline: Pipeline, api_v1: Any) -> N
     assert _flush().status_code == 200
     _wait_watched_operations(pipeline, api_v1)
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
-    assert pipeline.pull("failed") == []
+    assert pipeline.pull_waiting("failed") == []

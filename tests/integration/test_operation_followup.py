@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+import requests
 from google.cloud import storage
 
 from devstack.synthetic import generate_dataset
@@ -158,18 +159,23 @@ def test_a_redelivered_watch_never_starts_a_second_export_or_result(
 def test_an_operation_is_waited_for_then_reported_stuck_after_the_maximum_age(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN imports that take 2 s
-    pipeline.inject_fault({"kind": "operation-delay", "seconds": 2, "count": 1})
+    # GIVEN an import held by the emulator until the test lets it go (no race with a delay on a loaded machine)
+    pipeline.inject_fault({"kind": "operation-delay", "seconds": 900, "count": 1})
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=641), "slow"))
     _flush()
-    # THEN with a generous maximum age, the watch is redelivered (500) until the import is done
-    deliveries = drain_operations(pipeline)
-    assert deliveries[0].attempts > 1
+    # THEN with a generous maximum age, the watch is handed back (500) while the import runs ...
+    [watch] = pipeline.pull("operations")
+    assert _deliver(_operation_client(), _push_envelope(watch.message.data, dict(watch.message.attributes))) == 500
+    assert pipeline.pull_waiting("results") == []
+    # ... and acknowledged once it is done, with the batch's result
+    requests.delete(pipeline.faults_url, timeout=10).raise_for_status()  # the held import starts working
+    pipeline.publish("operations", [watch.message.data])  # Pub/Sub's redelivery of the handed-back watch
+    drain_operations(pipeline)
     assert results(pipeline)[0]["outcome"] == "success"
     # AND with a maximum age of 0 a slow operation is reported stuck and acknowledged at once
     _targets(monkeypatch, OPERATION_MAX_AGE_SECONDS="0")
-    # (long enough that it is still running at its first follow-up on a loaded machine: 3 s was not)
-    pipeline.inject_fault({"kind": "operation-delay", "seconds": 30, "count": 1})
+    # (held until the fixture's teardown clears the rules: still running at its first follow-up, however late)
+    pipeline.inject_fault({"kind": "operation-delay", "seconds": 900, "count": 1})
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=642), "stuck"))
     _flush()
     [delivery] = drain_operations(pipeline)

@@ -35,6 +35,6 @@ def test_a_marked_folder_is_imported_at_once_and_a_later_file_waits(
     drain_operations(pipeline)
     # THEN the study is in the store, the marker was neither imported nor reported, the late file still waits
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in study)
-    assert pipeline.pull("failed") == []
+    assert pipeline.pull_waiting("failed") == []
     waiting = [PendingRecord.from_json(m.message.data).name for m in pipeline.pull("pending")]
     assert waiting == [late_name]

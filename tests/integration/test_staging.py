@@ -68,7 +68,7 @@ def test_a_name_no_uri_can_address_is_staged_and_imported(pipeline: Pipeline) ->
     assert file["name"] == "odd/scan[1].dcm" and file["staged"].startswith(f"gs://{pipeline.bucket.name}/dicomflow/")
     drain_operations(pipeline)
     assert _stored_sops(pipeline) == [instance.sop_uid]
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
 
 
 def test_an_object_overwritten_before_the_flush_is_never_staged_with_other_bytes(pipeline: Pipeline) -> None:
@@ -83,4 +83,4 @@ def test_an_object_overwritten_before_the_flush_is_never_staged_with_other_bytes
     failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]
     assert [(f["name"], f["stage"]) for f in failed] == [("drop/a.dcm", "deleted")]
     assert list(pipeline.bucket.list_blobs(prefix="dicomflow/staging/")) == []
-    assert pipeline.pull("operations") == [] and pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("operations") == [] and pipeline.pull_waiting("pending") == []

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dicomflow.ledger import FailureNote, ImportEntry, ImportMarker, Manifest, ManifestFile
+from dicomflow.ledger import (
+    ExportMarker,
+    ExportOutcome,
+    ExportStatus,
+    FailureNote,
+    ImportEntry,
+    ImportMarker,
+    Manifest,
+    ManifestFile,
+)
 from dicomflow.records import PendingRecord
 from dicomflow.results import summarize
 
@@ -47,3 +56,33 @@ def test_failures_and_redrives_at_reconcile_come_out_of_imported() -> None:
     result = summarize(manifest, [marker], [], datetime(2026, 12, 2, 10, 3, tzinfo=UTC))
     assert (result["files"], result["imported"], result["failed"], result["redriven"]) == (5, 3, 1, 1)
     assert _adds_up(result)
+
+
+def test_the_result_message_is_the_documented_contract() -> None:
+    # GIVEN a batch of 2 files uploaded at 10:00:00 and 10:00:30, exported to one target, finished at 10:03
+    manifest = _manifest(2)
+    late = ManifestFile(PendingRecord("src", "up/late.dcm", "7", 10, None, "1.1", "1.1.1", "1.1.1.9",
+                                      "1.2.840.10008.1.2.1", "CT", "2026-12-02T10:00:30Z"), URI)  # fmt: skip
+    manifest = Manifest(manifest.batch_id, manifest.created, manifest.store, manifest.imports, (late, _file(0)), (), 0)
+    marker = ImportMarker("op1", "2026-12-02T10:02:00Z", {"success": "2"})
+    export = ExportMarker("dicom", ExportStatus.DONE, operation="op2", outcome=ExportOutcome.FAILED, reason="denied")
+    result = summarize(manifest, [marker], [export], datetime(2026, 12, 2, 10, 3, tzinfo=UTC))
+    # THEN subscribers find every documented field, with these values
+    assert result == {
+        "version": 1, "batch_id": "b1", "store": "projects/p/locations/l/datasets/d/dicomStores/s", "route": "default",
+        "outcome": "partial", "files": 2, "imported": 2, "duplicates": 0, "redriven": 0, "failed": 0, "skipped": 0,
+        "imports": [{"uri": URI, "operation": "op1", "files": 2}],
+        "exports": [{"target": "dicom", "operation": "op2", "outcome": "failed", "reason": "denied"}],
+        "timings": {"first_upload": "2026-12-02T10:00:00Z", "batch_created": "2026-12-02T10:01:00Z",
+                    "finished": "2026-12-02T10:03:00+00:00", "seconds_upload_to_finished": 180.0},
+    }  # fmt: skip
+
+
+def test_a_batch_without_upload_times_reports_no_upload_timing() -> None:
+    manifest = _manifest(1)
+    undated = ManifestFile(PendingRecord("src", "up/x.dcm", "7", 10, None, "1.1", "1.1.1", "1.1.1.1",
+                                         "1.2.840.10008.1.2.1", "CT", ""), URI)  # fmt: skip
+    manifest = Manifest(manifest.batch_id, manifest.created, manifest.store, manifest.imports, (undated,), (), 0)
+    result = summarize(manifest, [ImportMarker("op1", "t", {})], [], datetime(2026, 12, 2, 10, 3, tzinfo=UTC))
+    assert result["timings"]["first_upload"] is None and "seconds_upload_to_finished" not in result["timings"]
+    assert result["outcome"] == "success"

@@ -110,3 +110,54 @@ def test_hashed_object_names_need_a_key_and_the_key_never_shows() -> None:
         Settings.from_env({**REQUIRED, "LOG_OBJECT_NAMES": "hashed"})
     settings = Settings.from_env({**REQUIRED, "LOG_OBJECT_NAMES": "hashed", "LOG_HASH_KEY": "s3cret-s3cret-s3cret"})
     assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("Yes", True), ("ON", True), ("0", False), ("false", False), ("No", False),
+     ("off", False)],
+)  # fmt: skip
+def test_a_boolean_setting_takes_every_documented_spelling(raw: str, expected: bool) -> None:
+    assert Settings.from_env({**REQUIRED, "SNIFF_EXTENSIONLESS": raw}).sniff_extensionless is expected
+
+
+def test_a_boolean_setting_refuses_anything_else_and_says_what_it_expects() -> None:
+    with pytest.raises(ConfigurationError, match=r"SNIFF_EXTENSIONLESS='maybe': expected true or false"):
+        Settings.from_env({**REQUIRED, "SNIFF_EXTENSIONLESS": "maybe"})
+
+
+@pytest.mark.parametrize(("raw", "accepted"), [("0", False), ("1", True), ("100", True), ("101", False)])
+def test_a_bounded_number_takes_its_bounds_and_nothing_past_them(raw: str, accepted: bool) -> None:
+    env = {**REQUIRED, "MAX_CONCURRENT_OPERATIONS": raw}
+    if accepted:
+        assert Settings.from_env(env).max_concurrent_operations == int(raw)
+    else:
+        with pytest.raises(
+            ConfigurationError, match=rf"MAX_CONCURRENT_OPERATIONS='{raw}': expected a value between 1 and 100"
+        ):
+            Settings.from_env(env)
+
+
+def test_a_number_with_only_a_minimum_says_so() -> None:
+    assert Settings.from_env({**REQUIRED, "SETTLE_SECONDS": "0"}).settle_seconds == 0.0
+    with pytest.raises(ConfigurationError, match=r"SETTLE_SECONDS='-1': expected a value at least 0"):
+        Settings.from_env({**REQUIRED, "SETTLE_SECONDS": "-1"})
+    with pytest.raises(ConfigurationError, match=r"SETTLE_SECONDS='soon': expected a number \(at least 0\)"):
+        Settings.from_env({**REQUIRED, "SETTLE_SECONDS": "soon"})
+
+
+def test_relations_between_values_allow_equality() -> None:
+    settings = Settings.from_env({
+        **REQUIRED, "SETTLE_SECONDS": "100", "MAX_WAIT_SECONDS": "100", "HEADER_READ_BYTES": "4096",
+        "MAX_HEADER_BYTES": "4096", "LOG_OBJECT_NAMES": "hashed", "LOG_HASH_KEY": "k" * 16,
+    })  # fmt: skip
+    assert (settings.max_wait_seconds, settings.max_header_bytes, settings.log_object_names) == (100, 4096, "hashed")
+    with pytest.raises(ConfigurationError, match="MAX_HEADER_BYTES must be at least HEADER_READ_BYTES"):
+        Settings.from_env({**REQUIRED, "HEADER_READ_BYTES": "4096", "MAX_HEADER_BYTES": "4095"})
+    with pytest.raises(ConfigurationError, match="needs LOG_HASH_KEY of at least 16 characters"):
+        Settings.from_env({**REQUIRED, "LOG_OBJECT_NAMES": "hashed", "LOG_HASH_KEY": "k" * 15})
+
+
+def test_an_export_to_a_source_bucket_root_names_the_bucket() -> None:
+    with pytest.raises(ConfigurationError, match="incoming-a; give it a prefix"):
+        Settings.from_env({**REQUIRED, "EXPORT_TARGETS": '[{"name": "back", "gcs": "gs://incoming-a/"}]'})

@@ -141,17 +141,23 @@ def test_the_result_counts_the_skipped_dicomdirs_of_the_batch_outside_its_files(
 
 def test_exports_start_once_and_the_result_waits_for_them() -> None:
     targets = parse_export_targets(
-        json.dumps([{"name": "a", "gcs": "gs://exp/a"}, {"name": "b", "bigquery": "bq://p.d.t"}])
+        json.dumps(
+            [{"name": "a", "gcs": "gs://exp/a", "mime_type": "image/png"}, {"name": "b", "bigquery": "bq://p.d.t"}]
+        )
     )
     world = World([_file("1.1.1.1")], _settings(targets))
     world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
     world.follow(world.watch())
     world.follow(world.watch())  # redelivered
-    assert len(world.healthcare.exports) == 2
-    assert (
-        world.healthcare.exports[0]["filterConfig"]["resourcePathsGcsUri"]
-        == f"gs://{STATE}/dicomflow/batches/B1/filter.txt"
-    )
+    # THEN each target's export reaches the API with its destination, its MIME type and the batch's filter file
+    batch_filter = {"resourcePathsGcsUri": f"gs://{STATE}/dicomflow/batches/B1/filter.txt"}
+    assert world.healthcare.exports == [
+        {"filterConfig": batch_filter, "gcsDestination": {"uriPrefix": "gs://exp/a", "mimeType": "image/png"}},
+        {
+            "filterConfig": batch_filter,
+            "bigqueryDestination": {"tableUri": "bq://p.d.t", "writeDisposition": "WRITE_APPEND"},
+        },
+    ]
     assert (
         world.store.objects[(STATE, "dicomflow/batches/B1/filter.txt")]
         == b"/studies/1.1/series/1.1.1/instances/1.1.1.1\n"

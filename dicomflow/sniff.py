@@ -207,6 +207,9 @@ def _walk(data: bytes, syntax: _Syntax, *, complete: bool, size: int | None) -> 
             if disorder is not None:
                 raise disorder from None
             raise
+        if tag in _NEEDED and tag in values and _text(data[value:end]) != _text(values[tag]):
+            # readers disagree on which one counts (pydicom keeps the last): the instance is not known
+            raise syntax.unreadable(pos, tag >> 16, f"repeats {_WANTED[tag]} with a different value")
         if tag in _WANTED and tag not in values and tag > previous:
             values[tag] = data[value:end]
         previous, pos = max(previous, tag), end

@@ -217,3 +217,19 @@ def test_sniff_reads_an_implicit_data_set_whose_meta_says_explicit_as_readers_do
     # WHEN sniffed THEN its UIDs are read, as pydicom reads them
     info, _ = _sniff(buffer.getvalue())
     assert isinstance(info, HeaderInfo) and info.sop_uid == "1.2.3.4.5"
+
+
+def test_sniff_refuses_a_uid_repeated_with_another_value_since_readers_disagree_on_it() -> None:
+    # GIVEN a file whose StudyInstanceUID element appears again, out of order, with another value (pydicom
+    # keeps the last, a first-wins reader the first: the differential fuzzer found such files)
+    data = make_instance(**UIDS)
+    offset = data.index(b"\x20\x00\x0e\x00UI", _dataset_start(data))
+    end = offset + 8 + int.from_bytes(data[offset + 6 : offset + 8], "little")
+    repeated = b"\x20\x00\x0d\x00UI\x06\x009.8.7\x00"
+    # WHEN sniffed THEN it is refused with a reason naming the element, not read as either instance
+    with pytest.raises(NotDicomError, match=r"repeats StudyInstanceUID with a different value"):
+        _sniff(data[:end] + repeated + data[end:])
+    # while the same element repeated with the same value is still read
+    same = b"\x20\x00\x0d\x00UI\x06\x001.2.3\x00"
+    info, _ = _sniff(data[:end] + same + data[end:])
+    assert isinstance(info, HeaderInfo) and info.study_uid == "1.2.3"

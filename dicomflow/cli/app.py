@@ -16,14 +16,16 @@ from pathlib import Path
 from dicomflow.cli import backfill, plan, requeue, status, verify
 from dicomflow.cli.context import Context, load
 from dicomflow.errors import ConfigurationError, DicomflowError, PermissionDeniedError
+from dicomflow.logs import ObjectNames, OperatorFormatter
 
 Command = Callable[[Context, argparse.Namespace], int]
 
 
-def _log_to_stderr(verbose: bool) -> None:
-    """Output is for the operator: the pipeline's log lines go to stderr, warnings only unless verbose."""
+def _log_to_stderr(verbose: bool, names: ObjectNames | None = None) -> None:
+    """Output is for the operator: the pipeline's log lines go to stderr, warnings only unless verbose; object
+    names in them as the settings say (LOG_OBJECT_NAMES: the backfill job runs with the functions' policy)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(OperatorFormatter(names))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     _log_to_stderr(args.verbose)
     run: Command = args.run
     try:
-        return run(load(args.env_file), args)
+        ctx = load(args.env_file)
+        _log_to_stderr(args.verbose, ObjectNames.policy(ctx.settings.log_object_names, ctx.settings.log_hash_key))
+        return run(ctx, args)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing half-done is left (see the command's help for how to resume)", file=sys.stderr)
         return 130

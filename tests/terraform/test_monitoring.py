@@ -111,7 +111,8 @@ def test_log_metrics_match_what_the_functions_log():
     assert "severity>=ERROR" in errors_filter
     # ... the entries carry `message` and `severity` at the top of the JSON line (dicomflow/logs.py) ...
     logs_py = (ROOT / "dicomflow" / "logs.py").read_text()
-    assert '"severity": record.levelname' in logs_py and re.search(r'"message": .*record\.getMessage\(\)', logs_py)
+    assert '"severity": record.levelname' in logs_py and '"message": message,' in logs_py
+    assert re.search(r"message = .*record\.getMessage\(\)", logs_py)  # the record's message, names hashed
     # ... both read the functions' stdout as Cloud Run revisions, never the request log (deliberate 500s)
     assert 'log_id(\\"run.googleapis.com/stdout\\")' in _locals()["function_stdout_filter"]
     for metric in (stuck_filter, errors_filter):

@@ -5,11 +5,14 @@
 # Who does what (see handlers/ and dicomflow/adapters/):
 #   on_object_finalized  reads source objects (ranged reads)         -> objectViewer on source buckets
 #                        publishes pending records / failures        -> publisher on pending, failed
-#                        notes each failure (failed/)                -> objectUser on the state bucket
+#                        notes each failure (failed/)                -> objectUser on the state bucket, conditioned
+#                                                                       on the bucket and objects under failed/
 #   on_flush             pulls, acks, extends leases                 -> subscriber on the pending subscription
 #                        lists source objects, copies them (rewrite) -> objectViewer on source buckets
 #                        manifests, in-flight marks, staged copies   -> objectUser on the state bucket
-#                        dicomStores.import                          -> dicomEditor on the store
+#                        dicomStores.import                          -> custom role dicom_importer on the store
+#                                                                       (dicomEditor on route stores of other projects)
+#                        dead-letters poison pending messages        -> publisher on pending-dead-letter
 #                        publishes watches / failures                -> publisher on operations, failed
 #   on_operation         operations.get                              -> datasetViewer on the dataset
 #                        QIDO-RS, dicomStores.export                 -> dicomViewer on the store (has export)
@@ -26,7 +29,7 @@
 locals {
   function_topics = {
     on_object_finalized = ["pending", "failed"]
-    on_flush            = ["operations", "failed"]
+    on_flush            = ["operations", "failed", "pending_dead_letter"]
     on_operation        = ["pending", "failed", "results", "operations"]
   }
   function_topic_grants = merge([
@@ -37,13 +40,19 @@ locals {
     { for b in local.source_bucket_names : "on_object_finalized ${b} viewer" => { function = "on_object_finalized", bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.source_bucket_names : "on_flush ${b} viewer" => { function = "on_flush", bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.source_bucket_names : "on_operation ${b} viewer" => { function = "on_operation", bucket = b, role = "roles/storage.objectViewer" } },
-    { "on_object_finalized ${local.state_bucket_name} user" = { function = "on_object_finalized", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
     { "on_flush ${local.state_bucket_name} user" = { function = "on_flush", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
     { "on_operation ${local.state_bucket_name} user" = { function = "on_operation", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
   )
 
+  # Objects intake may touch in the state bucket: its failure notes (dicomflow/failures.py), and the
+  # bucket itself (listing them).
+  intake_state_condition = join(" || ", [
+    "resource.type == \"storage.googleapis.com/Bucket\"",
+    "resource.name.startsWith(\"projects/_/buckets/${local.state_bucket_name}/objects/${local.state_prefix}failed/\")",
+  ])
+
   function_store_roles = {
-    on_flush = "roles/healthcare.dicomEditor" # dicomStores.import
+    on_flush = google_project_iam_custom_role.dicom_importer.name # dicomStores.import only (hardening.tf)
     # QIDO-RS (dicomWebRead) + export; replacing conflicts also needs dicomWebDelete, which dicomEditor has
     on_operation = var.settings.conflict_policy == "replace" ? "roles/healthcare.dicomEditor" : "roles/healthcare.dicomViewer"
   }
@@ -116,6 +125,22 @@ resource "google_storage_bucket_iam_member" "function" {
   bucket = each.value.bucket
   role   = each.value.role
   member = "serviceAccount:${google_service_account.function[each.value.function].email}"
+
+  depends_on = [google_storage_bucket.main]
+}
+
+# Intake writes failure notes only: objectUser limited by an IAM condition (the bucket needs uniform
+# bucket-level access, which created buckets have and reused ones are checked for, hardening.tf).
+resource "google_storage_bucket_iam_member" "intake_state" {
+  bucket = local.state_bucket_name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.function["on_object_finalized"].email}"
+
+  condition {
+    title       = "dicomflow failure notes"
+    description = "The state bucket itself (list) and the failure notes under ${local.state_prefix}failed/."
+    expression  = local.intake_state_condition
+  }
 
   depends_on = [google_storage_bucket.main]
 }
@@ -194,6 +219,26 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter" {
   member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
 }
 
+# The same for the pending subscription when it has a Pub/Sub dead-letter policy
+# (pending_subscription.max_delivery_attempts; on_flush dead-letters poison itself either way).
+resource "google_pubsub_topic_iam_member" "pubsub_agent_pending_dead_letter" {
+  count = var.pending_subscription.max_delivery_attempts == null ? 0 : 1
+
+  project = var.project_id
+  topic   = google_pubsub_topic.main["pending_dead_letter"].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_pending" {
+  count = var.pending_subscription.max_delivery_attempts == null ? 0 : 1
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.pending.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_operations" {
   project      = var.project_id
   subscription = google_pubsub_subscription.operations.name
@@ -250,7 +295,8 @@ resource "google_project_iam_member" "healthcare_agent_bigquery_job_user" {
   member  = "serviceAccount:${google_project_service_identity.healthcare.email}"
 }
 
-# The object-name hash key (LOG_HASH_KEY), read by every function at start.
+# The object-name hash key (LOG_HASH_KEY), read by every function at start (the backfill job's grant is
+# in backfill.tf).
 resource "google_secret_manager_secret_iam_member" "log_hash_key" {
   for_each = var.log_hash_key_secret == null ? {} : local.function_ids
 
@@ -270,8 +316,10 @@ resource "google_healthcare_dicom_store_iam_member" "route" {
   } }
 
   dicom_store_id = each.value.store
-  role           = local.function_store_roles[each.value.function]
-  member         = "serviceAccount:${google_service_account.function[each.value.function].email}"
+  # The custom role exists in var.project_id only; elsewhere the predefined role that holds the permission.
+  role = (each.value.function == "on_flush" && split("/", each.value.store)[1] != var.project_id
+  ? "roles/healthcare.dicomEditor" : local.function_store_roles[each.value.function])
+  member = "serviceAccount:${google_service_account.function[each.value.function].email}"
 }
 
 resource "google_healthcare_dataset_iam_member" "route" {

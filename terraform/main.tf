@@ -89,12 +89,16 @@ locals {
     results     = var.settings.results_topic
     dead_letter = "${var.name_prefix}-operations-dead-letter"
     flush_tick  = "${var.name_prefix}-flush-tick"
+    # on_flush publishes here what it can never process from the pending subscription, with the reason
+    # (dicomflow.settings: {PENDING_TOPIC}-dead-letter).
+    pending_dead_letter = "${var.settings.pending_topic}-dead-letter"
   }
   # Pull subscriptions that keep what nobody else reads yet (7 days), for people and alerting.
   inspection_subscriptions = var.inspection_subscriptions ? {
-    results     = "${var.settings.results_topic}-inspect"
-    failed      = "${var.settings.failed_topic}-inspect"
-    dead_letter = local.dead_letter_inspect_subscription
+    results             = "${var.settings.results_topic}-inspect"
+    failed              = "${var.settings.failed_topic}-inspect"
+    dead_letter         = local.dead_letter_inspect_subscription
+    pending_dead_letter = "${var.settings.pending_topic}-dead-letter-inspect"
   } : {}
   dead_letter_inspect_subscription = "${var.name_prefix}-operations-dead-letter-inspect"
 
@@ -284,6 +288,13 @@ resource "google_storage_bucket" "main" {
     enabled = true
   }
 
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
+  }
+
   lifecycle_rule {
     condition {
       days_since_noncurrent_time = var.noncurrent_version_retention_days
@@ -322,7 +333,7 @@ resource "google_storage_bucket" "main" {
     }
   }
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +346,16 @@ resource "google_healthcare_dataset" "main" {
   location  = local.healthcare_location
   time_zone = var.healthcare.time_zone
 
-  depends_on = [google_project_service.main]
+  # CMEK is chosen when the dataset is created: changing kms_key_name later replaces the dataset (and
+  # deletes its stores); see var.kms_key_name.
+  dynamic "encryption_spec" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      kms_key_name = encryption_spec.value
+    }
+  }
+
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # google-beta: stream_configs exists only there (google 8.7 has notification_config alone). For a store
@@ -379,30 +399,34 @@ resource "google_healthcare_dicom_store" "main" {
 # ---------------------------------------------------------------------------------------------
 
 resource "google_pubsub_topic" "main" {
-  #checkov:skip=CKV_GCP_83:Messages carry object paths, DICOM UIDs and counts, never tag values (see README: no PHI in logs or messages); Google-managed encryption at rest applies. CMEK needs a KMS key and Pub/Sub service-agent grants managed outside this module.
+  #checkov:skip=CKV_GCP_83:CMEK is optional (var.kms_key_name, default null: Google-managed encryption at rest); checkov reads the null default. Messages carry object paths, DICOM UIDs and counts, never tag values.
   for_each = local.topics
 
-  project = var.project_id
-  name    = each.value
-  labels  = local.labels
+  project      = var.project_id
+  name         = each.value
+  labels       = local.labels
+  kms_key_name = var.kms_key_name
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_pubsub_topic" "store_notifications" {
-  #checkov:skip=CKV_GCP_83:Notifications carry instance resource names only; Google-managed encryption at rest applies.
+  #checkov:skip=CKV_GCP_83:CMEK is optional (var.kms_key_name, default null: Google-managed encryption at rest); notifications carry instance resource names only.
   count = local.store_notification_topic_create ? 1 : 0
 
-  project = var.project_id
-  name    = var.store_notifications.topic
-  labels  = local.labels
+  project      = var.project_id
+  name         = var.store_notifications.topic
+  labels       = local.labels
+  kms_key_name = var.kms_key_name
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # What on_flush pulls: long ack deadline (the flush also extends its leases) and long retention.
-# No dead-letter policy here: records of folders that have not settled are handed back (nacked)
-# on purpose, tick after tick, and must never be dead-lettered for it.
+# Poison messages are dead-lettered by on_flush itself, with their reason, on the pending dead-letter
+# topic. No Pub/Sub dead-letter policy by default: records of folders that have not settled, or wait
+# for import capacity, are handed back (nacked) on purpose, tick after tick, and must not be
+# dead-lettered for it; pending_subscription.max_delivery_attempts adds one as a backstop.
 resource "google_pubsub_subscription" "pending" {
   project                    = var.project_id
   name                       = var.settings.pending_subscription
@@ -415,6 +439,16 @@ resource "google_pubsub_subscription" "pending" {
   expiration_policy {
     ttl = "" # never expires, even when no flush ran for 31 days
   }
+
+  dynamic "dead_letter_policy" {
+    for_each = var.pending_subscription.max_delivery_attempts == null ? [] : [var.pending_subscription.max_delivery_attempts]
+    content {
+      dead_letter_topic     = google_pubsub_topic.main["pending_dead_letter"].id
+      max_delivery_attempts = dead_letter_policy.value
+    }
+  }
+
+  depends_on = [google_pubsub_topic_iam_member.pubsub_agent_pending_dead_letter]
 }
 
 # Delivery of watch messages to on_operation: a push subscription with an OIDC token to the
@@ -574,6 +608,10 @@ resource "google_cloudfunctions2_function" "main" {
       error_message = "An export target writes to the root of a source bucket: give it a prefix so that exports are not taken for uploads."
     }
     precondition {
+      condition     = var.settings.log_object_names != "hashed" || var.log_hash_key_secret != null
+      error_message = "settings.log_object_names = \"hashed\" needs log_hash_key_secret (the functions refuse to start without LOG_HASH_KEY)."
+    }
+    precondition {
       condition     = var.settings.flush_run_seconds + 60 <= var.functions.on_flush.timeout_seconds
       error_message = "settings.flush_run_seconds must be at least 60 s below functions.on_flush.timeout_seconds: the last pass of a flush run must end before the function times out."
     }
@@ -584,10 +622,12 @@ resource "google_cloudfunctions2_function" "main" {
     google_project_iam_member.gcs_agent_publisher,
     google_project_iam_member.invoker_event_receiver,
     google_storage_bucket_iam_member.function,
+    google_storage_bucket_iam_member.intake_state,
     google_pubsub_topic_iam_member.function,
     google_pubsub_subscription_iam_member.flush_pending,
     google_healthcare_dicom_store_iam_member.function,
     google_healthcare_dataset_iam_member.function,
+    google_secret_manager_secret_iam_member.log_hash_key,
   ]
 }
 

@@ -20,11 +20,13 @@ from tests.terraform.test_terraform import ROOT, TERRAFORM, _locals, _resources,
 
 MONITORING_TF = TERRAFORM / "monitoring.tf"
 DASHBOARD = TERRAFORM / "dashboards" / "dicomflow.json"
-SIGNALS = {"files_failed", "operations_stuck", "dead_letter", "pending_oldest_unacked", "function_errors"}
+SIGNALS = {"files_failed", "operations_stuck", "dead_letter", "pending_dead_letter", "pending_oldest_unacked",
+           "function_errors"}  # fmt: skip
 THRESHOLDS = {
     "files_failed": "files_failed_threshold",
     "operations_stuck": "stuck_operations_threshold",
     "dead_letter": "dead_letter_threshold",
+    "pending_dead_letter": "dead_letter_threshold",
     "pending_oldest_unacked": "pending_record_max_age_seconds",
     "function_errors": "function_errors_threshold",
 }

@@ -450,9 +450,17 @@ def test_every_function_writes_the_state_bucket():
     """Intake notes its failures there (so a backfill does not report them twice); flush and follow-up keep
     the batch ledger there."""
     grants = _locals()["function_bucket_grants"]
-    for function in ("on_object_finalized", "on_flush", "on_operation"):
+    for function in ("on_flush", "on_operation"):
         assert f'"{function} ${{local.state_bucket_name}} user"' in grants, function
-    assert grants.count("roles/storage.objectUser") == 3
+    assert grants.count("roles/storage.objectUser") == 2
+    # intake: the same role, limited by a condition to the bucket (listing) and its failure notes
+    intake = _resources()["google_storage_bucket_iam_member"]["intake_state"]
+    assert intake["bucket"] == "${local.state_bucket_name}" and intake["role"] == "roles/storage.objectUser"
+    assert "on_object_finalized" in intake["member"]
+    assert intake["condition"][0]["expression"] == "${local.intake_state_condition}"
+    condition = _locals()["intake_state_condition"]
+    assert 'resource.type == \\"storage.googleapis.com/Bucket\\"' in condition
+    assert "objects/${local.state_prefix}failed/" in condition
 
 
 def test_gcs_service_agent_can_publish_for_eventarc():
@@ -522,7 +530,7 @@ def test_buckets_are_private_uniform_and_versioned():
     assert bucket["versioning"][0]["enabled"] is True
     assert bucket["force_destroy"] == "${var.force_destroy}"
     assert any(rule.get("condition") for rule in bucket["lifecycle_rule"])
-    assert "lifecycle_rule" in bucket["dynamic"][0], "state objects expire under STATE_PREFIX"
+    assert any("lifecycle_rule" in block for block in bucket["dynamic"]), "state objects expire under STATE_PREFIX"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -223,13 +223,14 @@ locals {
   }
 
   # Dev folders never shipped with the functions (glob patterns relative to the repository root).
-  # The functions need main.py, requirements.txt, handlers/ and dicomflow/.
+  # The functions need main.py, requirements.txt (the lock: the buildpack installs it), handlers/ and dicomflow/.
   source_excludes = [
     ".git",
     ".ci",
     ".venv",
     ".tfvenv",
     ".hclvenv",
+    ".lockvenv",
     ".tfschema",
     ".hypothesis",
     ".mypy_cache",
@@ -249,7 +250,9 @@ locals {
     "Makefile",
     "README.md",
     "pyproject.toml",
+    "requirements.in",
     "requirements-dev.txt",
+    "requirements-dev.lock",
     "requirements-emulator.txt",
     "*.egg-info",
     "Dockerfile",

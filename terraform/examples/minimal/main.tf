@@ -20,8 +20,9 @@ module "dicomflow" {
   export_bucket  = { enabled = false }
   force_destroy  = var.force_destroy
 
-  # Object names can be patient data (folders named after the patient): logs show them as keyed hashes.
-  log_hash_key_secret   = var.log_hash_key_secret
-  settings              = { log_object_names = "hashed" }
   notification_channels = google_monitoring_notification_channel.email[*].id
+
+  # Object names can be patient data (folders named after the patient): logs show them as keyed hashes.
+  log_hash_key_secret = var.log_hash_key_secret
+  settings            = { log_object_names = "hashed" }
 }

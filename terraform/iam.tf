@@ -203,9 +203,22 @@ resource "google_project_iam_member" "invoker_event_receiver" {
 # ---------------------------------------------------------------------------------------------
 
 # Eventarc Cloud Storage triggers publish through a Pub/Sub topic that Eventarc creates: the Cloud
-# Storage service agent needs publisher on the project (the topic does not exist beforehand).
+# Storage service agent needs publisher on the project (the topic does not exist beforehand, and Pub/Sub
+# does not evaluate IAM conditions on resource names). intake_events = "notifications" avoids it: the
+# buckets notify the module's uploads topic, and the agent may publish to that topic only.
 resource "google_project_iam_member" "gcs_agent_publisher" {
+  count = local.intake_via_notifications ? 0 : 1
+
   project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.main.email_address}"
+}
+
+resource "google_pubsub_topic_iam_member" "gcs_agent_uploads" {
+  count = local.intake_via_notifications ? 1 : 0
+
+  project = var.project_id
+  topic   = google_pubsub_topic.uploads[0].name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.main.email_address}"
 }

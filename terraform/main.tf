@@ -82,6 +82,10 @@ locals {
   has_bigquery_targets = length(local.export_bigquery_datasets) > 0
 
   # ---- Pub/Sub --------------------------------------------------------------------------------
+  # intake_events = "notifications": every source bucket notifies this topic (the Cloud Storage service
+  # agent publishes to it alone) and an Eventarc Pub/Sub trigger on it invokes on_object_finalized.
+  intake_via_notifications = var.intake_events == "notifications"
+  uploads_topic            = "${var.name_prefix}-uploads"
   topics = {
     pending     = var.settings.pending_topic
     operations  = var.settings.operations_topic
@@ -195,7 +199,13 @@ locals {
     on_object_finalized = merge(var.functions.on_object_finalized, {
       description = "dicomflow intake: sniffs each uploaded object's DICOM header and queues it on ${var.settings.pending_topic}."
       # Transient failures raise and the event is redelivered; malformed events are acknowledged.
-      trigger = {
+      trigger = local.intake_via_notifications ? {
+        event_type   = "google.cloud.pubsub.topic.v1.messagePublished"
+        bucket       = null
+        pubsub_topic = "projects/${var.project_id}/topics/${local.uploads_topic}" # google_pubsub_topic.uploads
+        region       = var.region
+        retry_policy = "RETRY_POLICY_RETRY"
+        } : {
         event_type   = "google.cloud.storage.object.v1.finalized"
         bucket       = local.primary_source_bucket
         pubsub_topic = null
@@ -413,6 +423,19 @@ resource "google_pubsub_topic" "main" {
   depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
+# intake_events = "notifications": the source buckets' finalize notifications (main.tf, below).
+resource "google_pubsub_topic" "uploads" {
+  #checkov:skip=CKV_GCP_83:CMEK is optional (var.kms_key_name, default null: Google-managed encryption at rest); notifications carry object names and metadata, never tag values.
+  count = local.intake_via_notifications ? 1 : 0
+
+  project      = var.project_id
+  name         = local.uploads_topic
+  labels       = local.labels
+  kms_key_name = var.kms_key_name
+
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
+}
+
 resource "google_pubsub_topic" "store_notifications" {
   #checkov:skip=CKV_GCP_83:CMEK is optional (var.kms_key_name, default null: Google-managed encryption at rest); notifications carry instance resource names only.
   count = local.store_notification_topic_create ? 1 : 0
@@ -623,6 +646,8 @@ resource "google_cloudfunctions2_function" "main" {
   depends_on = [
     google_project_service.main,
     google_project_iam_member.gcs_agent_publisher,
+    google_pubsub_topic.uploads,
+    google_pubsub_topic_iam_member.gcs_agent_uploads,
     google_project_iam_member.invoker_event_receiver,
     google_storage_bucket_iam_member.function,
     google_storage_bucket_iam_member.intake_state,
@@ -636,7 +661,7 @@ resource "google_cloudfunctions2_function" "main" {
 
 # Further source buckets: one Eventarc trigger each, to the same on_object_finalized service.
 resource "google_eventarc_trigger" "extra_source" {
-  for_each = local.extra_source_buckets
+  for_each = local.intake_via_notifications ? {} : local.extra_source_buckets
 
   project         = var.project_id
   name            = "${var.name_prefix}-intake-${substr(sha1(each.key), 0, 8)}"
@@ -661,6 +686,19 @@ resource "google_eventarc_trigger" "extra_source" {
   }
 
   depends_on = [google_storage_bucket.main, google_cloud_run_v2_service_iam_member.invoker]
+}
+
+# intake_events = "notifications": each source bucket sends its finalize events to the uploads topic
+# (JSON_API_V1: the object resource, which intake parses like Eventarc's).
+resource "google_storage_notification" "source" {
+  for_each = local.intake_via_notifications ? toset(local.source_bucket_names) : toset([])
+
+  bucket         = each.key
+  topic          = google_pubsub_topic.uploads[0].id
+  payload_format = "JSON_API_V1"
+  event_types    = ["OBJECT_FINALIZE"]
+
+  depends_on = [google_storage_bucket.main, google_pubsub_topic_iam_member.gcs_agent_uploads]
 }
 
 # ---------------------------------------------------------------------------------------------

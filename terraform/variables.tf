@@ -487,6 +487,26 @@ variable "log_hash_key_secret" {
 # Hardening
 # ---------------------------------------------------------------------------------------------
 
+variable "intake_events" {
+  description = <<-EOT
+    How uploads reach on_object_finalized. "eventarc" (default): Eventarc Cloud Storage triggers, one per
+    source bucket; Eventarc creates their topics, so the Cloud Storage service agent gets
+    roles/pubsub.publisher on the whole project. "notifications": every source bucket sends Pub/Sub
+    notifications (OBJECT_FINALIZE, JSON_API_V1) to the module's topic PREFIX-uploads and one Eventarc
+    Pub/Sub trigger on it invokes the function; the agent may publish to that topic only (the narrower
+    grant, recommended for new deployments). Switching replaces the intake trigger: uploads finalized during
+    the apply may be missed (run `dicomflow backfill` over them).
+  EOT
+  type        = string
+  default     = "eventarc"
+  nullable    = false
+
+  validation {
+    condition     = contains(["eventarc", "notifications"], var.intake_events)
+    error_message = "The intake_events must be eventarc or notifications."
+  }
+}
+
 variable "kms_key_name" {
   description = <<-EOT
     Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts what the module creates:

@@ -194,3 +194,31 @@ def test_the_examples_log_hashed_names(example: str) -> None:
     call = block["dicomflow"]
     assert call["log_hash_key_secret"] == "${var.log_hash_key_secret}"
     assert call["settings"]["log_object_names"] == "hashed"
+
+
+def test_notification_intake_grants_the_storage_agent_one_topic_instead_of_the_project() -> None:
+    assert _variables(TERRAFORM)["intake_events"]["default"] == "eventarc"
+    assert _locals()["intake_via_notifications"] == '${var.intake_events == "notifications"}'
+    resources = _resources()
+    project_wide = resources["google_project_iam_member"]["gcs_agent_publisher"]
+    topic_level = resources["google_pubsub_topic_iam_member"]["gcs_agent_uploads"]
+    assert project_wide["count"] == "${local.intake_via_notifications ? 0 : 1}"
+    assert topic_level["count"] == "${local.intake_via_notifications ? 1 : 0}"
+    assert topic_level["topic"] == "${google_pubsub_topic.uploads[0].name}"
+    assert topic_level["role"] == "roles/pubsub.publisher"
+    assert "google_storage_project_service_account" in topic_level["member"]
+    # every source bucket notifies the uploads topic in the shape intake parses (dicomflow/events.py)
+    notification = resources["google_storage_notification"]["source"]
+    assert notification["topic"] == "${google_pubsub_topic.uploads[0].id}"
+    assert notification["payload_format"] == "JSON_API_V1" and notification["event_types"] == ["OBJECT_FINALIZE"]
+    assert (
+        notification["for_each"] == "${local.intake_via_notifications ? toset(local.source_bucket_names) : toset([])}"
+    )
+    events = (TERRAFORM.parent / "dicomflow" / "events.py").read_text()
+    assert 'GCS_NOTIFICATION_FINALIZE = "OBJECT_FINALIZE"' in events
+    # the intake trigger follows, and no per-bucket Eventarc trigger is left
+    trigger = _locals()["functions"]["on_object_finalized"]
+    assert "local.intake_via_notifications ?" in trigger and "google.cloud.pubsub.topic.v1.messagePublished" in trigger
+    assert "topics/${local.uploads_topic}" in trigger
+    extra = resources["google_eventarc_trigger"]["extra_source"]
+    assert extra["for_each"] == "${local.intake_via_notifications ? {} : local.extra_source_buckets}"

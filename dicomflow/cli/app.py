@@ -50,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _log_to_stderr(args.verbose)
     run: Command = args.run
+    names = ObjectNames()
     try:
         ctx = load(args.env_file)
-        _log_to_stderr(args.verbose, ObjectNames.policy(ctx.settings.log_object_names, ctx.settings.log_hash_key))
+        names = ObjectNames.policy(ctx.settings.log_object_names, ctx.settings.log_hash_key)
+        _log_to_stderr(args.verbose, names)
         return run(ctx, args)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing half-done is left (see the command's help for how to resume)", file=sys.stderr)
@@ -61,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dicomflow: {exc}\nSet the variables (or pass --env-file; `devstack up` prints them).", file=sys.stderr)
         return 2
     except PermissionDeniedError as exc:
-        print(f"dicomflow: permission denied: {exc}", file=sys.stderr)
+        print(f"dicomflow: permission denied: {names.scrub(str(exc))}", file=sys.stderr)  # may name a file
         return 2
     except DicomflowError as exc:
-        print(f"dicomflow: {exc}", file=sys.stderr)
+        print(f"dicomflow: {names.scrub(str(exc))}", file=sys.stderr)
         return 2

@@ -55,12 +55,12 @@ resource "google_project_iam_audit_config" "data_access" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Custom role: the flush starts imports and does nothing else on a store
+# Custom roles: exactly what the flush and the follow-up do on a store
 # ---------------------------------------------------------------------------------------------
 
 # roles/healthcare.dicomEditor would also let it store, change and delete instances. A project-level
-# custom role can only be granted on resources of its own project: route stores in other projects keep
-# dicomEditor (iam.tf). A deleted custom role keeps its id for 37 days: a destroy and re-apply within
+# custom role can only be granted on resources of its own project: route stores in other projects get
+# the predefined roles (iam.tf, function_store_roles_elsewhere). A deleted custom role keeps its id for 37 days: a destroy and re-apply within
 # that time needs another name_prefix (or `gcloud iam roles undelete`).
 resource "google_project_iam_custom_role" "dicom_importer" {
   project     = var.project_id
@@ -68,6 +68,22 @@ resource "google_project_iam_custom_role" "dicom_importer" {
   title       = "dicomflow DICOM importer"
   description = "Starts imports into a DICOM store (dicomStores.import), nothing else: the dicomflow flush function."
   permissions = ["healthcare.dicomStores.import"]
+
+  depends_on = [google_project_service.main]
+}
+
+# The follow-up reads the store through DICOMweb (QIDO-RS, WADO-RS), starts exports and, with
+# conflict_policy "replace", deletes a conflicting instance: roles/healthcare.dicomViewer and dicomEditor
+# hold much more (store metadata, listing, storing, editing).
+resource "google_project_iam_custom_role" "dicom_follower" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_dicom_follower"
+  title       = "dicomflow DICOM follow-up"
+  description = "Reads instances through DICOMweb, starts exports${var.settings.conflict_policy == "replace" ? ", deletes a conflicting instance" : ""}: the dicomflow on_operation function."
+  permissions = concat(
+    ["healthcare.dicomStores.dicomWebRead", "healthcare.dicomStores.export"],
+    var.settings.conflict_policy == "replace" ? ["healthcare.dicomStores.dicomWebDelete"] : [],
+  )
 
   depends_on = [google_project_service.main]
 }

@@ -15,9 +15,11 @@
 #                        dead-letters poison pending messages        -> publisher on pending-dead-letter
 #                        publishes watches / failures                -> publisher on operations, failed
 #   on_operation         operations.get                              -> datasetViewer on the dataset
-#                        QIDO-RS, dicomStores.export                 -> dicomViewer on the store (has export)
+#                        QIDO-RS, WADO-RS, dicomStores.export        -> custom role dicom_follower on the store
 #                        with conflict_policy "replace": DICOMweb
-#                        DELETE of a conflicting instance            -> dicomEditor on the store instead (dicomWebDelete)
+#                        DELETE of a conflicting instance            -> the same role adds dicomWebDelete
+#                                                                       (predefined dicomViewer / dicomEditor on route
+#                                                                       stores of other projects)
 #                        state objects, filter files, staged copies  -> objectUser on the state bucket
 #                        checks a missing file's source still exists -> objectViewer on source buckets
 #                        re-drives, failures, results, export watches-> publisher on pending, failed, results, operations
@@ -53,7 +55,12 @@ locals {
 
   function_store_roles = {
     on_flush = google_project_iam_custom_role.dicom_importer.name # dicomStores.import only (hardening.tf)
-    # QIDO-RS (dicomWebRead) + export; replacing conflicts also needs dicomWebDelete, which dicomEditor has
+    # QIDO-RS and WADO-RS (dicomWebRead), export; with conflict_policy "replace" also dicomWebDelete (hardening.tf)
+    on_operation = google_project_iam_custom_role.dicom_follower.name
+  }
+  # Route stores in other projects cannot be granted this project's custom roles: the predefined ones.
+  function_store_roles_elsewhere = {
+    on_flush     = "roles/healthcare.dicomEditor"
     on_operation = var.settings.conflict_policy == "replace" ? "roles/healthcare.dicomEditor" : "roles/healthcare.dicomViewer"
   }
   function_dataset_roles = {
@@ -330,8 +337,8 @@ resource "google_healthcare_dicom_store_iam_member" "route" {
 
   dicom_store_id = each.value.store
   # The custom role exists in var.project_id only; elsewhere the predefined role that holds the permission.
-  role = (each.value.function == "on_flush" && split("/", each.value.store)[1] != var.project_id
-  ? "roles/healthcare.dicomEditor" : local.function_store_roles[each.value.function])
+  role = (split("/", each.value.store)[1] == var.project_id
+  ? local.function_store_roles[each.value.function] : local.function_store_roles_elsewhere[each.value.function])
   member = "serviceAccount:${google_service_account.function[each.value.function].email}"
 }
 

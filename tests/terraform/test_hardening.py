@@ -101,6 +101,7 @@ def test_flush_starts_imports_through_a_custom_role_with_the_import_permission_o
     assert role["permissions"] == ["healthcare.dicomStores.import"]
     roles = _locals()["function_store_roles"]
     assert roles["on_flush"] == "${google_project_iam_custom_role.dicom_importer.name}"
+    assert _locals()["function_store_roles_elsewhere"]["on_flush"] == "roles/healthcare.dicomEditor"
 
 
 @needs_terraform

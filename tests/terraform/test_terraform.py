@@ -600,12 +600,17 @@ _DICOM_WEB_DELETE = {"roles/healthcare.dicomEditor": True, "roles/healthcare.dic
 
 
 def test_follow_up_may_delete_instances_only_when_conflicts_are_replaced():
-    # GIVEN on_operation's store role, a conditional on settings.conflict_policy
-    role = _locals()["function_store_roles"]["on_operation"]
+    # GIVEN on_operation's store role: the custom role, whose permissions depend on settings.conflict_policy
+    assert _locals()["function_store_roles"]["on_operation"] == "${google_project_iam_custom_role.dicom_follower.name}"
+    permissions = _resources()["google_project_iam_custom_role"]["dicom_follower"]["permissions"]
+    # THEN it reads and exports, and deletes only when conflicts are replaced (least privilege)
+    assert '["healthcare.dicomStores.dicomWebRead", "healthcare.dicomStores.export"]' in permissions
+    assert 'var.settings.conflict_policy == "replace" ? ["healthcare.dicomStores.dicomWebDelete"] : []' in permissions
+    # AND route stores of other projects get the predefined role of the same reach
+    role = _locals()["function_store_roles_elsewhere"]["on_operation"]
     match = re.fullmatch(r'\$\{var\.settings\.conflict_policy == "replace" \? "([^"]+)" : "([^"]+)"\}', role)
-    assert match, f"on_operation's store role should depend on settings.conflict_policy: {role}"
+    assert match, f"on_operation's role elsewhere should depend on settings.conflict_policy: {role}"
     with_replace, with_report = match.groups()
-    # THEN replace grants dicomWebDelete, report keeps the read-only role (least privilege)
     assert _DICOM_WEB_DELETE[with_replace] and not _DICOM_WEB_DELETE[with_report]
-    # AND the routes' stores get the same role as the default store
+    # AND the routes' stores of this project get the same role as the default store
     assert "local.function_store_roles[each.value.function]" in (TERRAFORM / "iam.tf").read_text()

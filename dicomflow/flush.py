@@ -21,6 +21,7 @@ from dicomflow.held import Held, Key, leased
 from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
 from dicomflow.planner import ImportUri, Plan, plan_buckets
+from dicomflow.poison import dead_letter
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
 from dicomflow.retry import RetryPolicy
@@ -89,13 +90,14 @@ def run_flush(
     report.pulled = len(messages)
     if not messages:
         return report
-    held = Held.from_messages(messages)
+    held = Held.from_messages(messages, refuse=lambda record: settings.refuses(record.bucket, record.name))
     report.malformed, report.redelivered = held.malformed, held.redelivered
     ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
     api = stores or (lambda _store: healthcare)
     started = now()
     try:
         with leased(subscriber, subscription, [m.ack_id for m in messages], settings.flush_lease_seconds):
+            _settle_poison(settings, held, publisher, store)
             problems: list[PermanentError] = []
             for route, records in _ready_by_route(settings, held, report, started).items():
                 batch = _Batch(settings, held, report, ledger, publisher, store, api(route.store), started, route)
@@ -206,6 +208,18 @@ def _ready_by_route(
         record = held.records[key]
         by_route.setdefault(settings.route_for(record.bucket, record.name), []).append(record)
     return by_route
+
+
+def _settle_poison(settings: Settings, held: Held, publisher: Publisher, store: ObjectStore) -> None:
+    """Dead-letter the messages this pass can never process, then acknowledge them; when that fails for now
+    they are handed back (the good records beside them go on either way)."""
+    poison = list(held.poison)
+    try:
+        dead_letter(poison, settings, publisher, store, subscription=settings.pending_subscription)
+    except (RetryableError, PermanentError) as exc:
+        log.warning("poison messages not dead-lettered yet; they come back", extra=fields(error=str(exc)))
+        return
+    held.poison_done(poison)
 
 
 def _retire_skipped(settings: Settings, held: Held, now: datetime) -> None:

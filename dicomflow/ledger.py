@@ -30,9 +30,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from dicomflow import parsing
 from dicomflow.errors import MalformedEventError, PermanentError
+from dicomflow.parsing import guarded
 from dicomflow.ports import ObjectStore
-from dicomflow.records import BATCH_TIME_FORMAT, FailedFile, PendingRecord
+from dicomflow.records import BATCH_ID, BATCH_TIME_FORMAT, FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
 
@@ -74,8 +76,11 @@ class ManifestFile:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ManifestFile:
-        staged = body.get("staged")
-        return cls(PendingRecord.from_dict(body), str(body["via"]), None if staged is None else str(staged))
+        what = "manifest file"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            return cls(PendingRecord.from_dict(body), parsing.text(body, "via", what, max_chars=2048),
+                       parsing.optional_text(body, "staged", what, max_chars=2048))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,11 @@ class FailureNote:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> FailureNote:
-        return cls(str(body["bucket"]), str(body["name"]), str(body["stage"]), str(body["reason"]))
+        what = "failure note"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            return cls(parsing.text(body, "bucket", what, max_chars=256), parsing.text(body, "name", what),
+                       parsing.text(body, "stage", what, max_chars=32), parsing.text(body, "reason", what))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,12 @@ class ImportEntry:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ImportEntry:
-        return cls(str(body["uri"]), str(body["operation"]), int(body.get("files", 0)))
+        what = "manifest import"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            return cls(parsing.text(body, "uri", what, max_chars=2048),
+                       parsing.text(body, "operation", what, max_chars=1100),
+                       parsing.integer(body, "files", what, minimum=0, maximum=10**9, default=0))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,24 +190,27 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> Manifest:
-        check_version(body, "manifest")
-        try:
-            planner = body.get("planner", {})
+        what = "manifest"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            check_version(body, what)
+            planner = parsing.obj(body.get("planner", {}), "manifest planner")
+            count = {"minimum": 0, "maximum": 10**9, "default": 0}
             return cls(
-                batch_id=str(body["batch_id"]),
-                created=str(body["created"]),
-                store=str(body["store"]),
-                imports=tuple(ImportEntry.from_dict(i) for i in body["imports"]),
-                files=tuple(ManifestFile.from_dict(f) for f in body["files"]),
-                failures=tuple(FailureNote.from_dict(f) for f in body.get("failures", [])),
-                duplicates=int(body.get("duplicates", 0)),
-                route=str(body.get("route", "default")),
-                listing_calls=int(planner.get("listing_calls", 0)),
-                overshoot=int(planner.get("overshoot", 0)),
-                skipped=tuple(str(s) for s in body.get("skipped", [])),  # absent before skipped were counted
+                batch_id=parsing.text(body, "batch_id", what, max_chars=128, pattern=BATCH_ID),
+                created=parsing.text(body, "created", what, max_chars=64),
+                store=parsing.text(body, "store", what, max_chars=1024),
+                imports=tuple(ImportEntry.from_dict(i) for i in parsing.items(body, "imports", what)),
+                files=tuple(ManifestFile.from_dict(f) for f in parsing.items(body, "files", what)),
+                failures=tuple(FailureNote.from_dict(f) for f in parsing.items(body, "failures", what)),
+                duplicates=parsing.integer(body, "duplicates", what, **count),
+                route=parsing.optional_text(body, "route", what, max_chars=256) or "default",
+                listing_calls=parsing.integer(planner, "listing_calls", what, **count),
+                overshoot=parsing.integer(planner, "overshoot", what, **count),
+                skipped=tuple(
+                    parsing.text({"skipped": s}, "skipped", what) for s in parsing.items(body, "skipped", what)
+                ),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedEventError(f"manifest lacks a valid field: {type(exc).__name__} {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -220,11 +237,18 @@ class ImportMarker:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ImportMarker:
-        return cls(
-            str(body["operation"]), str(body.get("finished", "")), dict(body.get("counter") or {}),
-            body.get("error"), bool(body.get("stuck")), int(body.get("redriven", 0)),
-            tuple(FailureNote.from_dict(f) for f in body.get("failures", [])),
-        )  # fmt: skip
+        what = "import marker"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            error = body.get("error")
+            return cls(
+                parsing.text(body, "operation", what, max_chars=1100),
+                parsing.optional_text(body, "finished", what, max_chars=64) or "",
+                dict(parsing.obj(body.get("counter") or {}, "import marker counter")),
+                None if error is None else parsing.obj(error, "import marker error"), parsing.flag(body, "stuck"),
+                parsing.integer(body, "redriven", what, minimum=0, maximum=10**9, default=0),
+                tuple(FailureNote.from_dict(f) for f in parsing.items(body, "failures", what)),
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -253,12 +277,22 @@ class ExportMarker:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ExportMarker:
-        outcome = body.get("outcome")
-        return cls(
-            str(body["target"]), ExportStatus(body["status"]), body.get("claimed"), body.get("operation"),
-            body.get("started"), body.get("finished"), ExportOutcome(outcome) if outcome else None,
-            dict(body.get("counter") or {}), body.get("reason"), int(body.get("attempts", 1)),
-        )  # fmt: skip
+        what = "export marker"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            outcome = parsing.optional_text(body, "outcome", what, max_chars=32)
+            return cls(
+                parsing.text(body, "target", what, max_chars=256),
+                ExportStatus(parsing.text(body, "status", what, max_chars=32)),
+                parsing.optional_text(body, "claimed", what, max_chars=64),
+                parsing.optional_text(body, "operation", what, max_chars=1100),
+                parsing.optional_text(body, "started", what, max_chars=64),
+                parsing.optional_text(body, "finished", what, max_chars=64),
+                ExportOutcome(outcome) if outcome else None,
+                dict(parsing.obj(body.get("counter") or {}, "export marker counter")),
+                parsing.optional_text(body, "reason", what),
+                parsing.integer(body, "attempts", what, minimum=1, maximum=1000, default=1),
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -274,9 +308,12 @@ class ResultMarker:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ResultMarker:
-        status = ResultStatus(body["status"])
-        summary = {k: v for k, v in body.items() if k not in ("status", "claimed")} or None
-        return cls(status, body.get("claimed"), summary)
+        what = "result marker"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            status = ResultStatus(parsing.text(body, "status", what, max_chars=32))
+            summary = {k: v for k, v in body.items() if k not in ("status", "claimed")} or None
+            return cls(status, parsing.optional_text(body, "claimed", what, max_chars=64), summary)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,12 @@ from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeS
 
 SETTINGS = Settings(project_id="proj", location="l", dataset="d", dicom_store="s", source_buckets=("src",),
                     state_bucket="state")  # fmt: skip
-WATCH = WatchMessage("projects/p/operations/7", "B1", "gs://state/dicomflow/batches/B1/manifest.json", WatchKind.IMPORT)
+WATCH = WatchMessage(
+    "projects/p/locations/l/datasets/d/operations/7",
+    "B1",
+    "gs://state/dicomflow/batches/B1/manifest.json",
+    WatchKind.IMPORT,
+)
 
 
 def _finalize_event() -> CloudEvent:

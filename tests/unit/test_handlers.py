@@ -39,6 +39,8 @@ WATCH = WatchMessage(
     WatchKind.IMPORT,
 )
 
+STORE = FakeStore()
+
 
 def _finalize_event() -> CloudEvent:
     data = {"bucket": "src", "name": "up/a.dcm", "generation": "1", "timeCreated": "2026-12-02T12:00:00Z"}
@@ -89,7 +91,8 @@ ACKED = [
 def publisher(monkeypatch: pytest.MonkeyPatch) -> FakePublisher:
     fake = FakePublisher()
     healthcare = FakeHealthcare()
-    rt = Runtime(SETTINGS, FakeStore(), fake, FakeSubscriber(), healthcare, lambda _store: healthcare)
+    STORE.objects.clear()
+    rt = Runtime(SETTINGS, STORE, fake, FakeSubscriber(), healthcare, lambda _store: healthcare)
     monkeypatch.setattr(dispatch, "runtime", lambda component: rt)
     return fake
 
@@ -137,6 +140,24 @@ def test_a_malformed_watch_is_acknowledged_without_calling_the_core(
     monkeypatch.setattr(operation, "Follower", type("Follower", (FailingFollower,), {"error": RetryableError("x")}))
     assert operation.handle(_watch_event(b"{not json")) is None
     assert operation.handle(_watch_event(json.dumps({"version": 1, "kind": "import"}).encode())) is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"{not json", b"[" * 100_000, json.dumps({**json.loads(WATCH.to_json()), "operation": "operations/7"}).encode(),
+     json.dumps({**json.loads(WATCH.to_json()), "batch_id": {"a": 1}}).encode(), b"\xff\x00"],
+    ids=["not json", "deep", "malformed operation name", "object batch id", "binary"],
+)  # fmt: skip
+def test_a_malformed_watch_is_reported_once_on_the_failed_topic_with_a_note(
+    payload: bytes, publisher: FakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(operation, "Follower", type("Follower", (FailingFollower,), {"error": RetryableError("x")}))
+    assert operation.handle(_watch_event(payload)) is None  # acknowledged: never HTTP 500 until the dead letter
+    [failed] = publisher.bodies("dicom-failed")
+    assert (failed["stage"], failed["name"]) == ("message", "pubsub:on_operation/m1")
+    assert failed["reason"] and len(failed["reason"]) < 300
+    notes = [k for k in STORE.objects if k[1].startswith("dicomflow/failed/")]
+    assert len(notes) == 1
 
 
 def test_a_malformed_storage_event_is_acknowledged_without_calling_the_core(

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
-from dicomflow.failures import report_failed
+from dicomflow.failures import failure_notes, report_failed
 from dicomflow.held import Held, Key, leased
 from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
@@ -333,7 +333,24 @@ class _Batch:
         for record in staged.gone:
             self._fail(record, f"generation {record.generation} was deleted or replaced before it could be imported")
         self.held.done([r.key for r in staged.gone])
+        self._refused(staged.refused)
         return [ManifestFile(r, area.import_uri, uri) for r, uri in staged.copies.items()]
+
+    def _refused(self, refused: dict[PendingRecord, PermanentError]) -> None:
+        """Copies refused for good (403, 400) wait for a later flush until refused MAX_ATTEMPTS times, then the
+        file is reported on dicom-failed (stage staging) with the API's reason, once: a failure note already
+        written for it (a crash before the ack) settles it without a second report."""
+        notes = failure_notes(self.settings, self.store)
+        for record, error in refused.items():
+            attempts = self.ledger.note_refusal(record)
+            if attempts < self.settings.max_attempts:
+                self._wait([record.key])
+                continue
+            noted = notes.read(record.bucket, record.name, record.generation)
+            if noted is None or noted.stage != Stage.STAGING:
+                self._fail(record, f"copy into staging refused {attempts} times: {error}", Stage.STAGING)
+            self.held.done([record.key])
+            self.ledger.clear_refusal(record)
 
     def _start(self, uri: str, records: list[PendingRecord]) -> str | PermanentError | None:
         """Start one import: its operation name, or why not (None: a transient failure; the files wait)."""
@@ -352,8 +369,8 @@ class _Batch:
                                                 files=len(records)))  # fmt: skip
         return operation
 
-    def _fail(self, record: PendingRecord, reason: str) -> None:
-        failed = FailedFile(record.bucket, record.name, record.generation, reason, Stage.DELETED, record.attempt,
+    def _fail(self, record: PendingRecord, reason: str, stage: Stage = Stage.DELETED) -> None:
+        failed = FailedFile(record.bucket, record.name, record.generation, reason, stage, record.attempt,
                             self.report.batch_id)  # fmt: skip
         report_failed([failed], self.settings, self.publisher, self.store)
         self.failures.append(FailureNote.of(failed))

@@ -17,12 +17,16 @@ yet reconciled, so flush counts the store's running imports from its own records
 of listing every operation of the dataset. A marker older than ``max_age`` (the stuck-operation limit) no
 longer counts: a watch that was lost cannot hold a slot for ever.
 
+``{STATE_PREFIX}refused/{KEY}.json`` counts the flushes whose copy of one file (generation) into staging was
+refused for good (403, 400); at MAX_ATTEMPTS the file is reported and the count removed.
+
 Every file reported on dicom-failed, at any stage, also leaves a FailureNote in
 ``{STATE_PREFIX}failed/{KEY}/{GENERATION}.json`` (written and read by ``dicomflow.failures``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -335,6 +339,7 @@ class BatchLedger:
         self.bucket = bucket
         self._root = f"{prefix}batches/"
         self._inflight = f"{prefix}inflight/"
+        self._refused = f"{prefix}refused/"
         self._now = now
         self._claim_timeout = claim_timeout
 
@@ -408,6 +413,24 @@ class BatchLedger:
     def _replacing_path(self, batch_id: str, record: PendingRecord) -> str:
         key = hashlib.sha256(f"{record.bucket}/{record.name}#{record.generation}".encode()).hexdigest()[:32]
         return self._path(batch_id, "replacing", f"{key}.json")
+
+    def note_refusal(self, record: PendingRecord) -> int:
+        """One more refusal of this file's copy into staging (403, 400); how many there were so far."""
+        path = self._refusal_path(record)
+        found = self._store.read_json(self.bucket, path)
+        count = 1
+        if found is not None and isinstance(found[0], Mapping):
+            with contextlib.suppress(MalformedEventError):
+                count += parsing.integer(found[0], "count", "refusal note", minimum=0, maximum=10**6, default=0)
+        self._store.write_json(self.bucket, path, {"version": LEDGER_VERSION, "count": count})
+        return count
+
+    def clear_refusal(self, record: PendingRecord) -> None:
+        self._store.delete(self.bucket, self._refusal_path(record))
+
+    def _refusal_path(self, record: PendingRecord) -> str:
+        key = hashlib.sha256(f"{record.bucket}/{record.name}#{record.generation}".encode()).hexdigest()[:32]
+        return f"{self._refused}{key}.json"
 
     def import_marker(self, batch_id: str, operation: str) -> ImportMarker | None:
         found = self._store.read_json(self.bucket, self._path(batch_id, "imports", _operation_id(operation) + ".json"))

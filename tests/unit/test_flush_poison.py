@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from dicomflow.errors import NotFoundError
-from tests.fakes.services import FakePublisher
+from dicomflow.errors import NotFoundError, PermissionDeniedError, RetryableError
+from dicomflow.failures import failure_notes
+from tests.fakes.services import FakePublisher, FakeStore
 from tests.unit.test_flush import BUCKET, World, _record, _settings
 
 DEAD = "dicom-pending-dead-letter"
@@ -98,3 +99,55 @@ def test_flush_hands_poison_back_when_dead_lettering_fails_for_now() -> None:
     world.flush()
     assert list(world.subscriber.available.values()) == [b"{not json"]  # comes back for the next flush
     assert len(world.healthcare.imports) == 1  # the good one did not wait for it
+
+
+class _RefusingCopies(FakeStore):
+    """Copies of ``refused`` names are refused for good (403), as a source object the pipeline may not read."""
+
+    def __init__(self, objects: dict[tuple[str, str], bytes], refused: set[str]) -> None:
+        super().__init__(objects)
+        self.refused = refused
+        self.attempts = 0
+
+    def copy(self, bucket: str, name: str, generation: str, to_bucket: str, to_name: str) -> None:
+        if name in self.refused:
+            self.attempts += 1
+            raise PermissionDeniedError(f"copying gs://{bucket}/{name}: HTTP 403 (storage.objects.get denied)", 403)
+        super().copy(bucket, name, generation, to_bucket, to_name)
+
+
+def test_a_staging_copy_refused_for_good_is_reported_once_after_max_attempts() -> None:
+    # GIVEN a file that must be staged (it shares its folder with an imported one) whose copy is refused for good
+    world = World([])
+    world.store = _RefusingCopies({(BUCKET, "drop/old.dcm"): b"x", (BUCKET, "drop/a.dcm"): b"x"}, {"drop/a.dcm"})
+    world.queue(_record("drop/a.dcm", 60))
+    settings = _settings(max_attempts=3)
+    # WHEN flushes keep running THEN it waits twice, is reported on the third refusal, and never again
+    for _ in range(6):
+        world.flush(settings)
+    [failed] = world.publisher.bodies("dicom-failed")
+    assert (failed["stage"], failed["name"]) == ("staging", "drop/a.dcm")
+    assert "refused 3 times" in failed["reason"] and "HTTP 403" in failed["reason"]
+    assert world.store.attempts == 3
+    assert world.subscriber.available == {} and world.subscriber.leased == {}
+    assert failure_notes(settings, world.store).read(BUCKET, "drop/a.dcm", "1") is not None
+    assert not [k for k in world.store.objects if k[1].startswith("dicomflow/refused/")]
+
+
+def test_a_staging_copy_failing_transiently_is_retried_not_reported() -> None:
+    world = World(["drop/old.dcm", "drop/a.dcm"])
+    world.queue(_record("drop/a.dcm", 60))
+    copy = world.store.copy
+    calls = []
+
+    def flaky(*args: object) -> None:
+        calls.append(args)
+        if len(calls) <= 4:  # two flushes of two attempts each
+            raise RetryableError("HTTP 503")
+        copy(*args)  # type: ignore[arg-type]
+
+    world.store.copy = flaky  # type: ignore[method-assign]
+    for _ in range(4):
+        world.flush(_settings(max_attempts=1, api_retry_attempts=2))
+    assert world.publisher.bodies("dicom-failed") == []
+    assert len(world.healthcare.imports) == 1

@@ -146,7 +146,7 @@ def test_a_staging_copy_failing_transiently_is_retried_not_reported() -> None:
             raise RetryableError("HTTP 503")
         copy(*args)  # type: ignore[arg-type]
 
-    world.store.copy = flaky  # type: ignore[method-assign]
+    world.store.copy = flaky  # type: ignore[method-assign,assignment]
     for _ in range(4):
         world.flush(_settings(max_attempts=1, api_retry_attempts=2))
     assert world.publisher.bodies("dicom-failed") == []

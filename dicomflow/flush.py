@@ -377,7 +377,8 @@ class _Batch:
         self.report.failed += 1
 
     def _record(self, newest: Newest, started: list[tuple[ImportUri, str]], files: list[ManifestFile]) -> None:
-        """Write the batch to the ledger, publish one watch per import, then settle the batch's records."""
+        """Write the batch's manifest, publish one watch per import, mark the imports in flight, then settle the
+        batch's records (a failed publish raises: the records come back, no in-flight mark outlives it)."""
         assert self.report.batch_id is not None
         self.report.duplicates = len(newest.superseded)
         skipped = [s for s in self.held.skipped if any(s.covers(f.record) for f in files)]  # counted once: acked
@@ -390,13 +391,14 @@ class _Batch:
             listing_calls=self.report.listing_calls, overshoot=self.report.overshoot,
             skipped=tuple(sorted({f"gs://{s.bucket}/{s.name}" for s in skipped})),
         )  # fmt: skip
-        self.report.manifest_uri = self.ledger.create(manifest)
+        self.report.manifest_uri = self.ledger.write_manifest(manifest)
         watches = [
             (WatchMessage(operation, manifest.batch_id, self.report.manifest_uri, WatchKind.IMPORT).to_json(),
              {"batch_id": manifest.batch_id, "kind": WatchKind.IMPORT.value})
             for _, operation in started
         ]  # fmt: skip
         self.publisher.publish(self.settings.operations_topic, watches)
+        self.ledger.mark_in_flight(manifest)  # after the watches: a failed publish leaves no slot held for hours
         self.held.done([f.record.key for f in files])
         self.held.done(newest.superseded)
         used = [m for m in self.held.markers if any(m.covers(f.record) for f in files)]

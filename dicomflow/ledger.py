@@ -5,7 +5,9 @@ JSON objects, each fact created with a generation precondition so redelivered or
 repeat an effect:
 
     manifest.json          Manifest: the files, the imports that cover them (written by flush)
-    imports/OP.json        ImportMarker: that import was reconciled (present / re-driven / failed files)
+    imports/OP.json        ImportMarker: that import was reconciled (present / re-driven / failed files); while
+                           one delivery reconciles it, its claim ({"status": "reconciling"})
+    effects/NAME.json      a one-shot effect was claimed (an operation reported stuck)
     exports/TARGET.json    ExportMarker: an export claimed (starting), started (running) or finished (done)
     filter.txt             the batch's instances that are in the store (the exports' filter file)
     result.json            ResultMarker: the result is being published, or was
@@ -41,6 +43,8 @@ from dicomflow.ports import ObjectStore
 from dicomflow.records import BATCH_ID, BATCH_TIME_FORMAT, FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
+_RECONCILING = "reconciling"  # an import's marker while one delivery holds the claim to reconcile it
+_RELEASED = "1970-01-01T00:00:00+00:00"  # the claim time of a released claim: any delivery may take it over
 
 
 class ExportStatus(StrEnum):
@@ -353,11 +357,20 @@ class BatchLedger:
 
     def create(self, manifest: Manifest) -> str:
         """Write the batch's manifest and mark its imports in flight; return the manifest's URI."""
-        uri = self._store.write_json(self.bucket, self._path(manifest.batch_id, "manifest.json"), manifest.to_dict())
+        uri = self.write_manifest(manifest)
+        self.mark_in_flight(manifest)
+        return uri
+
+    def write_manifest(self, manifest: Manifest) -> str:
+        """Write the batch's manifest (its watches may be published once it exists); return its URI."""
+        return self._store.write_json(self.bucket, self._path(manifest.batch_id, "manifest.json"), manifest.to_dict())
+
+    def mark_in_flight(self, manifest: Manifest) -> None:
+        """Mark the batch's imports in flight: flush writes them once their watches are published, so a failed
+        publish leaves no mark holding a concurrency slot for an import nobody follows."""
         started = _epoch(manifest.created)
         for entry in manifest.imports:
             self._store.write_text(self.bucket, self._inflight_path(manifest.store, started, entry.operation), "")
-        return uri
 
     def read(self, batch_id: str) -> Manifest | None:
         found = self._store.read_json(self.bucket, self._path(batch_id, "manifest.json"))
@@ -433,13 +446,40 @@ class BatchLedger:
         return f"{self._refused}{key}.json"
 
     def import_marker(self, batch_id: str, operation: str) -> ImportMarker | None:
-        found = self._store.read_json(self.bucket, self._path(batch_id, "imports", _operation_id(operation) + ".json"))
-        return None if found is None else ImportMarker.from_dict(found[0])
+        """The import's marker once reconciled (None before, and while a delivery holds the claim on it)."""
+        found = self._store.read_json(self.bucket, self._import_path(batch_id, operation))
+        if found is None or (isinstance(found[0], Mapping) and found[0].get("status") == _RECONCILING):
+            return None
+        return ImportMarker.from_dict(found[0])
 
-    def record_import(self, manifest: Manifest, marker: ImportMarker) -> bool:
-        """Record a reconciled import once (False when another delivery did) and release its in-flight slot."""
-        path = self._path(manifest.batch_id, "imports", _operation_id(marker.operation) + ".json")
-        created = self._store.put_json(self.bucket, path, marker.to_dict(), if_generation=0) is not None
+    def claim_import(self, batch_id: str, operation: str) -> Claim | None:
+        """The right to reconcile this import (re-drive, report, delete, record), or None while another delivery
+        holds it or once it is recorded: concurrent deliveries of one watch act once."""
+        body = {"version": LEDGER_VERSION, "status": _RECONCILING, "claimed": self._now().isoformat(),
+                "operation": operation}  # fmt: skip
+        return self._claim(batch_id, self._import_path(batch_id, operation), body, _RECONCILING)
+
+    def release_import(self, claim: Claim) -> None:
+        """Give up our claim on an import (its reconcile failed half-way): the next delivery takes it at once
+        instead of after the claim timeout."""
+        body = {"version": LEDGER_VERSION, "status": _RECONCILING, "claimed": _RELEASED}
+        self._store.put_json(self.bucket, claim.path, body, if_generation=claim.generation)
+
+    def claim_once(self, batch_id: str, effect: str) -> bool:
+        """True for the one delivery that may perform ``effect`` of the batch (e.g. report an operation stuck)."""
+        path = self._path(batch_id, "effects", f"{effect}.json")
+        body = {"version": LEDGER_VERSION, "claimed": self._now().isoformat()}
+        return self._store.put_json(self.bucket, path, body, if_generation=0) is not None
+
+    def _import_path(self, batch_id: str, operation: str) -> str:
+        return self._path(batch_id, "imports", _operation_id(operation) + ".json")
+
+    def record_import(self, manifest: Manifest, marker: ImportMarker, claim: Claim | None = None) -> bool:
+        """Record a reconciled import once (False when another delivery did), replacing our claim when given,
+        and release its in-flight slot."""
+        path = self._import_path(manifest.batch_id, marker.operation)
+        expected = 0 if claim is None else claim.generation
+        created = self._store.put_json(self.bucket, path, marker.to_dict(), if_generation=expected) is not None
         self._store.delete(self.bucket, self._inflight_path(manifest.store, _epoch(manifest.created), marker.operation))
         return created
 
@@ -473,6 +513,12 @@ class BatchLedger:
         path = self._path(batch_id, "exports", f"{target}.json")
         marker = ExportMarker(target, ExportStatus.STARTING, claimed=self._now().isoformat())
         return self._claim(batch_id, path, marker.to_dict(), ExportStatus.STARTING)
+
+    def reclaim_export(self, claim: Claim, marker: ExportMarker) -> Claim | None:
+        """Replace the marker read with ``claim`` by ``marker`` (a new claim on it), or None when another
+        delivery moved it first."""
+        written = self._store.put_json(self.bucket, claim.path, marker.to_dict(), if_generation=claim.generation)
+        return None if written is None else Claim(claim.batch_id, claim.path, written)
 
     def complete_export(self, claim: Claim, marker: ExportMarker) -> bool:
         """Replace our claim (or the running marker we read) with ``marker``; False when someone else moved on."""

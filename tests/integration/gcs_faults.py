@@ -58,7 +58,7 @@ def storage_faults(upstream: str) -> Iterator[StorageFaults]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _handle(self) -> None:

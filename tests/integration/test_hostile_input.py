@@ -81,7 +81,8 @@ def test_unparseable_watches_are_acknowledged_and_reported_once(pipeline: Pipeli
     watches = [b"{not json", b"[" * 200_000, b"\xff\x00\x01",
                json.dumps({"version": 1, "operation": "operations/1", "batch_id": "b", "kind": "import",
                            "manifest_uri": "gs://b-1/x"}).encode(),
-               json.dumps({"version": 1, "operation": {"a": 1}, "batch_id": 1e308, "kind": "import"}).encode()]  # fmt: skip
+               json.dumps({"version": 1, "operation": {"a": 1}, "batch_id": 1e308,
+                           "kind": "import"}).encode()]  # fmt: skip
     for data in watches:
         assert _deliver(client, _push_envelope(data, {})) == 200  # acknowledged, never HTTP 500 for ever
     failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]

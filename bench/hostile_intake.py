@@ -10,6 +10,7 @@ import contextlib
 import platform
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 
 from devstack.hostile import deflate_bomb, poison_pending_messages
 from dicomflow.errors import MalformedEventError, NotDicomError
@@ -42,8 +43,8 @@ def main() -> None:
     poison = {**poison_pending_messages(good), "deep 10 MiB": b"[" * (5 << 20) + b"]" * (5 << 20),
               "string 10 MiB": b'{"version": 1, "name": "' + b"x" * (10 << 20) + b'"}'}  # fmt: skip
     for kind, data in poison.items():
-        print(f"poison record ({kind}, {len(data) / 2**10:.0f} KiB): peak {_peak(lambda d=data: parse_pending(d)):.1f}"
-              " MiB")  # fmt: skip
+        peak = _peak(partial(parse_pending, data))
+        print(f"poison record ({kind}, {len(data) / 2**10:.0f} KiB): peak {peak:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import tracemalloc
 from urllib.parse import quote
 
@@ -13,8 +15,9 @@ from google.cloud import pubsub_v1
 
 from devstack.hostile import deflate_bomb, poison_pending_messages
 from devstack.synthetic import generate_dataset
+from dicomflow.records import WatchMessage
 from handlers import runtime as runtime_module
-from tests.integration.conftest import PROJECT, upload
+from tests.integration.conftest import PROJECT, upload, wait_for_operation
 from tests.integration.gcs_faults import storage_faults
 from tests.integration.pipeline_helpers import (
     Pipeline,
@@ -150,3 +153,43 @@ def test_a_staging_copy_refused_for_good_is_reported_exactly_once(
     assert "refused 2 times" in failed["reason"] and "403" in failed["reason"]
     assert _stored_sops(pipeline) == [instances[1].sop_uid]
     assert pipeline.pull("pending") == []
+
+
+def test_concurrent_duplicate_deliveries_of_one_watch_redrive_and_report_once(
+    pipeline: Pipeline, api_v1: object
+) -> None:
+    # GIVEN an import that fails two files: one whose source is still there (re-driven), one deleted since
+    instances = generate_dataset(1, 1, 3, seed=2904)
+    names = _upload(pipeline, instances, "dup")
+    pipeline.inject_fault({"kind": "import-file", "object": re.escape(names[0]) + "|" + re.escape(names[1]),
+                           "count": 2})  # fmt: skip
+    _intake_all(pipeline, names)
+    assert _flush().status_code == 200
+    [watch] = pipeline.pull("operations")
+    wait_for_operation(api_v1, WatchMessage.from_json(watch.message.data).operation)
+    pipeline.bucket.blob(names[1]).delete()
+    pipeline.inject_fault({"method": "GET", "path": "dicomWeb", "seconds": 0.5})  # deliveries overlap
+    # WHEN four deliveries of that one watch arrive at once, each redelivered until acknowledged
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        client = _operation_client()
+        for _ in range(200):
+            status = _deliver(client, _push_envelope(watch.message.data, dict(watch.message.attributes)))
+            statuses.append(status)
+            if status < 300:
+                return
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    # THEN there is one re-drive, one report, one result
+    assert sum(1 for s in statuses if s < 300) == 4
+    redriven = [json.loads(m.message.data) for m in pipeline.pull("pending")]
+    failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]
+    assert [r["name"] for r in redriven] == [names[0]]
+    assert [(f["name"], f["stage"]) for f in failed] == [(names[1], "deleted")]
+    assert len(results(pipeline)) == 1

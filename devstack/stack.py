@@ -220,13 +220,14 @@ class LocalStack:
 
     def _routes(self, functions: dict[str, str]) -> list[PushRoute]:
         """Push subscriptions as deployed: notifications of source buckets only (Eventarc triggers are per bucket)
-        with Pub/Sub's retry backoff (1-10 s); watches with min(2^n, 5) s and a dead-letter topic after 100."""
+        with Pub/Sub's retry backoff (1-10 s); watches with min(2^n, 5) s and a dead-letter topic after 100,
+        8 at a time (each follow-up holds its watch while it polls the operation: one instance each, as deployed)."""
         sources = frozenset(b.strip() for b in self._env["SOURCE_BUCKETS"].split(",") if b.strip())
         return [
             PushRoute(PROJECT, wiring.NOTIFICATIONS_RELAY, functions["on_object_finalized"], max_backoff_seconds=10,
                       accept=_from_buckets(sources), workers=8),
             PushRoute(PROJECT, wiring.OPERATIONS_RELAY, functions["on_operation"], max_backoff_seconds=5,
-                      dead_letter_topic="dicom-operations-dead", max_attempts=100),
+                      dead_letter_topic="dicom-operations-dead", max_attempts=100, workers=8),
         ]  # fmt: skip
 
     def _start_emulator(self) -> ManagedProcess:

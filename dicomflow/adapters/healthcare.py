@@ -6,6 +6,7 @@ other answers become the permanent error of their status (``dicomflow.adapters.e
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +54,16 @@ class GoogleHealthcareApi:
     """HealthcareApi for one DICOM store."""
 
     def __init__(
-        self, client: Any, session: requests.Session, store_name: str, retry: RetryPolicy, base_url: str | None = None
+        self,
+        client: Any,
+        session: requests.Session,
+        store_name: str,
+        retry: RetryPolicy,
+        base_url: str | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
         self._client = client
+        self._lock = lock or threading.Lock()  # httplib2 is not thread-safe: one REST call at a time per client
         self._session = session
         self._store = store_name
         self._retry = retry
@@ -64,7 +72,8 @@ class GoogleHealthcareApi:
     def _execute(self, what: str, request: Callable[[], Any], role: str) -> Any:
         def once() -> Any:
             try:
-                return request().execute(num_retries=0)
+                with self._lock:
+                    return request().execute(num_retries=0)
             except HttpError as exc:
                 raise from_status(what, int(exc.resp.status), _error_message(exc), hint=needs(role)) from exc
             except (TimeoutError, ConnectionError, httplib2.HttpLib2Error) as exc:

@@ -229,6 +229,29 @@ def test_the_follow_up_notices_an_operations_end_while_it_holds_the_watch(
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
 
 
+def test_reconcile_asks_the_store_one_study_level_query_for_a_study_of_several_series(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a study already holding an instance of another upload, and a batch of 3 new series of that study,
+    # with no-op latency rules counting the study-level and series-level instance queries
+    _targets(monkeypatch)
+    older = generate_dataset(1, 4, 1, seed=661)
+    _intake_all(pipeline, _upload(pipeline, older[:1], "older"))
+    _flush()
+    drain_operations(pipeline)
+    results(pipeline)
+    for path in (r"/studies/[^/]+/instances$", r"/series/[^/]+/instances$"):
+        pipeline.inject_fault({"method": "GET", "path": path, "seconds": 0.001, "rate": 1.0})
+    _intake_all(pipeline, _upload(pipeline, older[1:], "newer"))
+    # WHEN the batch is imported and reconciled
+    _flush()
+    drain_operations(pipeline)
+    # THEN each of its 3 files is counted imported (the older instance is not the batch's), from one study query
+    [result] = results(pipeline)
+    assert (result["files"], result["imported"], result["failed"], result["redriven"]) == (3, 3, 0, 0)
+    assert pipeline.faults_fired() == [1, 0]
+
+
 def test_a_malformed_watch_is_acknowledged(pipeline: Pipeline) -> None:
     assert _deliver(_operation_client(), _push_envelope(b"{not json", {})) == 200
     assert _deliver(_operation_client(), _push_envelope(json.dumps({"version": 9}).encode(), {})) == 200

@@ -53,6 +53,7 @@ bench: prereqs $(STAMP)
 	$(PY) -m bench.end_to_end
 	$(PY) -m bench.backfill
 	$(PY) -m bench.emulator_throughput
+	$(PY) -m bench.follow_up
 
 # mutation testing of the core against the unit tests (not part of `make test`: ~6 minutes on 2 cores)
 mutants: prereqs $(STAMP)

@@ -83,6 +83,7 @@ class StackConfig:
     restart_limit: int = 5  # restarts of one process within restart_window_seconds before the stack gives up
     restart_window_seconds: float = 60.0
     timing: str = "local"  # devstack.timing.PROFILES: local (the stand-ins' own clocks) or cloud
+    operations_backoff: tuple[float, float] | None = None  # (min, max) s instead of the profile's (benchmarks)
 
     @property
     def timing_profile(self) -> TimingProfile:
@@ -238,12 +239,14 @@ class LocalStack:
         8 at a time (each follow-up holds its watch while it polls the operation: one instance each, as deployed)."""
         sources = frozenset(b.strip() for b in self._env["SOURCE_BUCKETS"].split(",") if b.strip())
         profile = self.config.timing_profile
+        low, high = self.config.operations_backoff or (
+            profile.operations_min_backoff_seconds, profile.operations_max_backoff_seconds
+        )
         return [
             PushRoute(PROJECT, wiring.NOTIFICATIONS_RELAY, functions["on_object_finalized"], max_backoff_seconds=10,
                       accept=_from_buckets(sources), workers=8),
             PushRoute(PROJECT, wiring.OPERATIONS_RELAY, functions["on_operation"],
-                      min_backoff_seconds=profile.operations_min_backoff_seconds,
-                      max_backoff_seconds=profile.operations_max_backoff_seconds,
+                      min_backoff_seconds=low, max_backoff_seconds=high,
                       dead_letter_topic="dicom-operations-dead", max_attempts=100, workers=8),
         ]  # fmt: skip
 

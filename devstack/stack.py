@@ -240,7 +240,8 @@ class LocalStack:
         sources = frozenset(b.strip() for b in self._env["SOURCE_BUCKETS"].split(",") if b.strip())
         profile = self.config.timing_profile
         low, high = self.config.operations_backoff or (
-            profile.operations_min_backoff_seconds, profile.operations_max_backoff_seconds
+            profile.operations_min_backoff_seconds,
+            profile.operations_max_backoff_seconds,
         )
         return [
             PushRoute(PROJECT, wiring.NOTIFICATIONS_RELAY, functions["on_object_finalized"], max_backoff_seconds=10,

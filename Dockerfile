@@ -5,10 +5,12 @@
 # in it says to install the emulator extra.
 FROM python:3.11-slim
 WORKDIR /app
-COPY requirements.txt pyproject.toml README.md ./
+# requirements.txt is the lock (exact versions and hashes, generated from requirements.in): pip checks every
+# file it installs against it; the package itself adds no dependency (--no-deps).
+COPY requirements.txt requirements.in pyproject.toml README.md ./
 COPY dicomflow ./dicomflow
 COPY healthcare_emulator ./healthcare_emulator
 COPY requirements-emulator.txt ./
-RUN pip install --no-cache-dir -r requirements.txt && pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt && pip install --no-cache-dir --no-deps .
 USER nobody
 CMD ["dicomflow", "--help"]

@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-emulator.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-emulator.txt requirements-dev.txt pyproject.toml requirements-dev.lock | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: test run lint unit integration e2e bench prereqs clean terraform-checks mutants
+.PHONY: test run lint unit integration e2e bench prereqs clean terraform-checks mutants lock
 
 prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
@@ -17,9 +17,10 @@ prereqs:
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if ((v[1] == 1 ? v[2] : v[1]) + 0 < 17) exit 1 }' || { \
 	  echo "error: Java 17+ is required; found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
 
-$(STAMP): requirements.txt requirements-emulator.txt requirements-dev.txt pyproject.toml | prereqs
+# Installs the lock (exact versions, every file's hash checked), never the ranges: see README "Dependencies".
+$(STAMP): requirements.txt requirements-emulator.txt requirements-dev.txt pyproject.toml requirements-dev.lock | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV) (is the venv module installed? Debian: apt install python3-venv)" >&2; exit 1; }
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .  # the dicomflow and healthcare-emulator commands
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
@@ -41,6 +42,11 @@ test: prereqs lint $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 	PYTHON=$(PYTHON) scripts/terraform_checks.sh
 
+# Regenerate requirements.txt and requirements-dev.lock from the ranges (pip-tools from PyPI, in .lockvenv).
+lock:
+	@test -x .lockvenv/bin/pip-compile || { $(PYTHON) -m venv .lockvenv && .lockvenv/bin/python -m pip install --quiet "pip-tools>=7.4,<8"; }
+	PIP_TOOLS_COMPILE=.lockvenv/bin/pip-compile scripts/lock_requirements.sh
+
 terraform-checks:
 	PYTHON=$(PYTHON) scripts/terraform_checks.sh
 
@@ -55,13 +61,18 @@ bench: prereqs $(STAMP)
 	$(PY) -m bench.emulator_throughput
 	$(PY) -m bench.follow_up
 
-# mutation testing of the core against the unit tests (not part of `make test`: ~6 minutes on 2 cores)
-mutants: prereqs $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check "mutmut==3.8.1"
+# mutation testing of the core against the unit tests (not part of `make test`: ~7 minutes on 2 cores), in a
+# venv of its own: mutmut brings setproctitle, with which gunicorn renames the function processes
+MUTVENV := .mutvenv
+mutants: prereqs
+	@test -x $(MUTVENV)/bin/python || $(PYTHON) -m venv $(MUTVENV)
+	$(MUTVENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(MUTVENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(MUTVENV)/bin/python -m pip install --quiet --disable-pip-version-check "mutmut==3.8.1"
 	rm -rf mutants
-	$(PY) -m mutmut run --max-children $$(nproc) > mutants.log 2>&1 || { tail -20 mutants.log; exit 1; }
-	$(PY) scripts/mutation_score.py
-	@echo "survivors: $(PY) -m mutmut results; one of them: $(PY) -m mutmut show NAME"
+	$(MUTVENV)/bin/python -m mutmut run --max-children $$(nproc) > mutants.log 2>&1 || { tail -20 mutants.log; exit 1; }
+	$(MUTVENV)/bin/python scripts/mutation_score.py
+	@echo "survivors: $(MUTVENV)/bin/python -m mutmut results; one of them: $(MUTVENV)/bin/python -m mutmut show NAME"
 
 clean:
-	rm -rf mutants mutants.log $(VENV) .tfvenv .hclvenv .tfschema .pytest_cache .mypy_cache .ruff_cache
+	rm -rf mutants mutants.log $(MUTVENV) $(VENV) .tfvenv .hclvenv .tfschema .lockvenv .pytest_cache .mypy_cache .ruff_cache

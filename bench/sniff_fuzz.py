@@ -9,11 +9,13 @@ bytes per input.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import statistics
 import time
 import warnings
 from collections import Counter
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
@@ -25,6 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--save", type=Path, default=Path("bench/results/sniff_fuzz"),
+                        help="folder for the inputs that broke the rule (named by their SHA-256)")  # fmt: skip
     args = parser.parse_args()
     pairs: Counter[tuple[str, str]] = Counter()
     broken: Counter[str] = Counter()
@@ -41,7 +45,9 @@ def main() -> None:
             mine, theirs = check(data, first_read)
             pairs[(mine.kind, theirs.kind)] += 1
         except Exception as exc:  # the bench counts every broken rule instead of stopping at the first
-            broken[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+            broken[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
+            args.save.mkdir(parents=True, exist_ok=True)
+            (args.save / f"{hashlib.sha256(data).hexdigest()[:16]}-{first_read}.dcm").write_bytes(data)
         seconds.append(time.perf_counter() - started)
         furthest = max(furthest, sniffed(data, first_read)[1])
 
@@ -58,6 +64,8 @@ def main() -> None:
     print(f"  rule broken: {sum(broken.values())}")
     for what, count in broken.most_common(10):
         print(f"    {count:6} x {what}")
+    if broken:
+        print(f"  the inputs that broke it: {args.save}/")
     ordered = sorted(seconds)
     p99 = ordered[int(len(ordered) * 0.99)] if ordered else 0.0
     print(f"  per input (both readers): median {statistics.median(ordered) * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, "

@@ -54,7 +54,14 @@ INCOMING_BUCKET = "dicom-incoming"
 EXPORT_BUCKET = "dicom-exports"
 STATE_BUCKET = "dicomflow-state"
 NOTIFICATIONS_TOPIC = "gcs-notifications"
-TOPICS = ("dicom-pending", "dicom-operations", "dicom-results", "dicom-failed", "dicom-operations-dead")
+TOPICS = (
+    "dicom-pending",
+    "dicom-operations",
+    "dicom-results",
+    "dicom-failed",
+    "dicom-operations-dead",
+    "dicom-pending-dead-letter",
+)
 FUNCTIONS = ("on_object_finalized", "on_flush", "on_operation")
 # stand-ins whose death ends the stack, and why they are not restarted
 NOT_RESTARTED = {

@@ -132,6 +132,8 @@ class Follower:
             self._sleep(wait)
 
     def _report_stuck(self, manifest: Manifest, watch: WatchMessage, age: float) -> None:
+        if not self.ledger.claim_once(manifest.batch_id, f"stuck-{watch.operation.rpartition('/')[2]}"):
+            return  # another delivery of this watch reported it
         reason = f"operation {watch.operation} still not done after {age:.0f}s; reported stuck, not waited for"
         stuck = FailedFile(self.ledger.bucket, watch.manifest_uri, None, reason, Stage.OPERATION,
                            batch_id=manifest.batch_id, operation=watch.operation)  # fmt: skip
@@ -142,44 +144,59 @@ class Follower:
 
     def _import_done(self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
         result = FollowResult(FollowState.RECONCILED)
+        claim = None
         if self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
-            sources = Sources(self._exists, lambda r: self.store.read(r.bucket, r.name, r.generation))
-            outcome = reconcile_import(
-                manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
-            )
-            settled = settle_conflicts(
-                outcome.conflicts,
-                self.settings.conflict_policy,
-                self.healthcare,
-                manifest.batch_id,
-                lambda record: self.ledger.note_replacing(manifest.batch_id, record),
-            )
-            if self.settings.conflict_policy == REPLACE:  # a crash after a delete: the file is missing now
-                outcome.redrive = [replace(r, replaced=True) if self.ledger.was_replacing(manifest.batch_id, r) else r
-                                   for r in outcome.redrive]  # fmt: skip
-            redrive, failed = [*outcome.redrive, *settled.redrive], [*outcome.failed, *settled.failed]
-            if redrive:
-                self.publisher.publish(self.settings.pending_topic, [
-                    (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in redrive
-                ])  # fmt: skip
-            report_failed(failed, self.settings, self.publisher, self.store)
-            result.redriven, result.failed = len(redrive), len(failed)
-            marker = ImportMarker(
-                watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
-                bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in failed),
-            )  # fmt: skip
-            entry = manifest.import_of(watch.operation)
-            copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []
-            delete_copies(self.store, copies)  # reconciled: the store has what it needed from them
-            self.ledger.record_import(manifest, marker)
-            log.info("import reconciled", extra=fields(
-                batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
-                redriven=result.redriven, failed=result.failed, conflicts=len(outcome.conflicts),
-                replaced=len(settled.redrive),
-            ))  # fmt: skip
+            claim = self.ledger.claim_import(manifest.batch_id, watch.operation)  # claim first, then act
+            if claim is None and self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
+                raise OperationPendingError(f"{watch.operation} is being reconciled by another delivery")
+        if claim is not None:
+            try:
+                self._reconcile(manifest, watch, operation, result, claim)
+            except BaseException:
+                self.ledger.release_import(claim)  # the redelivered watch takes over at once
+                raise
         if self._import_markers(manifest) is not None:
             self._start_exports(manifest, result)
         return result
+
+    def _reconcile(
+        self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any], result: FollowResult, claim: Claim
+    ) -> None:
+        """Under our claim: reconcile, settle conflicts, re-drive, report, delete copies, record -- once."""
+        sources = Sources(self._exists, lambda r: self.store.read(r.bucket, r.name, r.generation))
+        outcome = reconcile_import(
+            manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
+        )
+        settled = settle_conflicts(
+            outcome.conflicts,
+            self.settings.conflict_policy,
+            self.healthcare,
+            manifest.batch_id,
+            lambda record: self.ledger.note_replacing(manifest.batch_id, record),
+        )
+        if self.settings.conflict_policy == REPLACE:  # a crash after a delete: the file is missing now
+            outcome.redrive = [replace(r, replaced=True) if self.ledger.was_replacing(manifest.batch_id, r) else r
+                               for r in outcome.redrive]  # fmt: skip
+        redrive, failed = [*outcome.redrive, *settled.redrive], [*outcome.failed, *settled.failed]
+        if redrive:
+            self.publisher.publish(self.settings.pending_topic, [
+                (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in redrive
+            ])  # fmt: skip
+        report_failed(failed, self.settings, self.publisher, self.store)
+        result.redriven, result.failed = len(redrive), len(failed)
+        marker = ImportMarker(
+            watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
+            bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in failed),
+        )  # fmt: skip
+        entry = manifest.import_of(watch.operation)
+        copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []
+        delete_copies(self.store, copies)  # reconciled: the store has what it needed from them
+        self.ledger.record_import(manifest, marker, claim)
+        log.info("import reconciled", extra=fields(
+            batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
+            redriven=result.redriven, failed=result.failed, conflicts=len(outcome.conflicts),
+            replaced=len(settled.redrive),
+        ))  # fmt: skip
 
     def _exists(self, record: PendingRecord) -> bool:
         """Whether the record's generation is still there (a file missing after its import may be deleted)."""
@@ -274,10 +291,14 @@ class Follower:
                       None)  # fmt: skip
         if target is None:
             return False
+        restarting = replace(marker, status=ExportStatus.STARTING, claimed=self.now().isoformat())
+        ours = self.ledger.reclaim_export(claim, restarting)  # claim first: one delivery starts it again
+        if ours is None:
+            return True  # another delivery moved the marker on first; its watch carries on
         operation = self.healthcare.start_export(target.request_body(self.ledger.filter_uri(manifest.batch_id)))
         restarted = replace(marker, operation=operation, started=self.now().isoformat(), attempts=marker.attempts + 1)
-        if not self.ledger.complete_export(claim, restarted):
-            return True  # another delivery moved the marker on first; its watch carries on
+        if not self.ledger.complete_export(ours, restarted):
+            return True
         watch = WatchMessage(operation, manifest.batch_id, self.ledger.manifest_uri(manifest.batch_id),
                              WatchKind.EXPORT, target.name)  # fmt: skip
         self.publisher.publish(

@@ -307,6 +307,19 @@ class Settings:
         return next((r for r in self.routes if r.name == name), self.default_route)
 
     @property
+    def pending_dead_letter_topic(self) -> str:
+        """Where flush puts pending messages it can never process (derived: ``{PENDING_TOPIC}-dead-letter``)."""
+        return f"{self.pending_topic}-dead-letter"
+
+    def refuses(self, bucket: str, name: str) -> str | None:
+        """Why a record naming this object must not be imported (None: it may), re-checked by every flush."""
+        if bucket not in self.source_buckets:
+            return "pending record field 'bucket' is not one of SOURCE_BUCKETS"
+        if self.excluded(bucket, name):
+            return "pending record field 'name' is excluded (EXCLUDE_PREFIXES, the pipeline's state or exports)"
+        return None
+
+    @property
     def stores(self) -> tuple[str, ...]:
         """Every DICOM store the deployment imports into: the default one first."""
         return tuple(dict.fromkeys([self.store_name, *(r.store for r in self.routes)]))

@@ -50,11 +50,13 @@ class StagingArea:
 @dataclass
 class Staged:
     """What copying a batch's files did: the staged URI of each copied record, the records whose source
-    generation is gone, and the records a copy failure gives back for a later flush."""
+    generation is gone, the records a transient copy failure gives back for a later flush, and those whose copy
+    was refused for good (403, 400: reported once refused MAX_ATTEMPTS times)."""
 
     copies: dict[PendingRecord, str] = field(default_factory=dict)
     gone: list[PendingRecord] = field(default_factory=list)
     failed: list[PendingRecord] = field(default_factory=list)
+    refused: dict[PendingRecord, PermanentError] = field(default_factory=dict)
 
 
 def stage(
@@ -81,6 +83,10 @@ def stage(
             staged.copies[record] = uri
         elif isinstance(error, ObjectGoneError):
             staged.gone.append(record)
+        elif isinstance(error, PermanentError):
+            staged.refused[record] = error
+            log.error("copy into staging refused", extra=fields(object=record.name, status=error.status,
+                                                                 error=str(error)))  # fmt: skip
         else:
             staged.failed.append(record)
             log.warning("copy into staging failed; the file waits", extra=fields(object=record.name, error=str(error)))

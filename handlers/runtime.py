@@ -44,7 +44,7 @@ def runtime(component: str) -> Runtime:
 
 def _build(component: str) -> Runtime:
     settings = Settings.from_env(os.environ)
-    names = ObjectNames(settings.log_object_names == "hashed", settings.log_hash_key.encode())
+    names = ObjectNames.policy(settings.log_object_names, settings.log_hash_key)
     configure(component, settings.log_level, expected=(OperationPendingError,), names=names)
     ports = build_ports(settings, os.environ)
     return Runtime(settings, ports.store, ports.publisher, ports.subscriber, ports.healthcare, ports.stores)

@@ -51,6 +51,17 @@ resource "google_healthcare_dicom_store_iam_member" "backfill" {
   member         = "serviceAccount:${google_service_account.backfill[0].email}"
 }
 
+# Its logs (the CLI's stderr and output) hash object names like the functions' (settings.log_object_names):
+# it reads the same key.
+resource "google_secret_manager_secret_iam_member" "backfill_log_hash_key" {
+  count = local.backfill_enabled && var.log_hash_key_secret != null ? 1 : 0
+
+  project   = var.project_id
+  secret_id = var.log_hash_key_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.backfill[0].email}"
+}
+
 resource "google_cloud_run_v2_job" "backfill" {
   count = local.backfill_enabled ? 1 : 0
 
@@ -88,6 +99,19 @@ resource "google_cloud_run_v2_job" "backfill" {
             value = env.value
           }
         }
+
+        dynamic "env" {
+          for_each = var.log_hash_key_secret == null ? [] : [var.log_hash_key_secret]
+          content {
+            name = "LOG_HASH_KEY"
+            value_source {
+              secret_key_ref {
+                secret  = env.value
+                version = "latest"
+              }
+            }
+          }
+        }
       }
     }
   }
@@ -97,5 +121,6 @@ resource "google_cloud_run_v2_job" "backfill" {
     google_storage_bucket_iam_member.backfill,
     google_pubsub_topic_iam_member.backfill,
     google_healthcare_dicom_store_iam_member.backfill,
+    google_secret_manager_secret_iam_member.backfill_log_hash_key,
   ]
 }

@@ -5,16 +5,21 @@
 # Who does what (see handlers/ and dicomflow/adapters/):
 #   on_object_finalized  reads source objects (ranged reads)         -> objectViewer on source buckets
 #                        publishes pending records / failures        -> publisher on pending, failed
-#                        notes each failure (failed/)                -> objectUser on the state bucket
+#                        notes each failure (failed/)                -> objectUser on the state bucket, conditioned
+#                                                                       on the bucket and objects under failed/
 #   on_flush             pulls, acks, extends leases                 -> subscriber on the pending subscription
 #                        lists source objects, copies them (rewrite) -> objectViewer on source buckets
 #                        manifests, in-flight marks, staged copies   -> objectUser on the state bucket
-#                        dicomStores.import                          -> dicomEditor on the store
+#                        dicomStores.import                          -> custom role dicom_importer on the store
+#                                                                       (dicomEditor on route stores of other projects)
+#                        dead-letters poison pending messages        -> publisher on pending-dead-letter
 #                        publishes watches / failures                -> publisher on operations, failed
 #   on_operation         operations.get                              -> datasetViewer on the dataset
-#                        QIDO-RS, dicomStores.export                 -> dicomViewer on the store (has export)
+#                        QIDO-RS, WADO-RS, dicomStores.export        -> custom role dicom_follower on the store
 #                        with conflict_policy "replace": DICOMweb
-#                        DELETE of a conflicting instance            -> dicomEditor on the store instead (dicomWebDelete)
+#                        DELETE of a conflicting instance            -> the same role adds dicomWebDelete
+#                                                                       (predefined dicomViewer / dicomEditor on route
+#                                                                       stores of other projects)
 #                        state objects, filter files, staged copies  -> objectUser on the state bucket
 #                        checks a missing file's source still exists -> objectViewer on source buckets
 #                        re-drives, failures, results, export watches-> publisher on pending, failed, results, operations
@@ -26,7 +31,7 @@
 locals {
   function_topics = {
     on_object_finalized = ["pending", "failed"]
-    on_flush            = ["operations", "failed"]
+    on_flush            = ["operations", "failed", "pending_dead_letter"]
     on_operation        = ["pending", "failed", "results", "operations"]
   }
   function_topic_grants = merge([
@@ -37,14 +42,25 @@ locals {
     { for b in local.source_bucket_names : "on_object_finalized ${b} viewer" => { function = "on_object_finalized", bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.source_bucket_names : "on_flush ${b} viewer" => { function = "on_flush", bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.source_bucket_names : "on_operation ${b} viewer" => { function = "on_operation", bucket = b, role = "roles/storage.objectViewer" } },
-    { "on_object_finalized ${local.state_bucket_name} user" = { function = "on_object_finalized", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
     { "on_flush ${local.state_bucket_name} user" = { function = "on_flush", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
     { "on_operation ${local.state_bucket_name} user" = { function = "on_operation", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
   )
 
+  # Objects intake may touch in the state bucket: its failure notes (dicomflow/failures.py), and the
+  # bucket itself (listing them).
+  intake_state_condition = join(" || ", [
+    "resource.type == \"storage.googleapis.com/Bucket\"",
+    "resource.name.startsWith(\"projects/_/buckets/${local.state_bucket_name}/objects/${local.state_prefix}failed/\")",
+  ])
+
   function_store_roles = {
-    on_flush = "roles/healthcare.dicomEditor" # dicomStores.import
-    # QIDO-RS (dicomWebRead) + export; replacing conflicts also needs dicomWebDelete, which dicomEditor has
+    on_flush = google_project_iam_custom_role.dicom_importer.name # dicomStores.import only (hardening.tf)
+    # QIDO-RS and WADO-RS (dicomWebRead), export; with conflict_policy "replace" also dicomWebDelete (hardening.tf)
+    on_operation = google_project_iam_custom_role.dicom_follower.name
+  }
+  # Route stores in other projects cannot be granted this project's custom roles: the predefined ones.
+  function_store_roles_elsewhere = {
+    on_flush     = "roles/healthcare.dicomEditor"
     on_operation = var.settings.conflict_policy == "replace" ? "roles/healthcare.dicomEditor" : "roles/healthcare.dicomViewer"
   }
   function_dataset_roles = {
@@ -120,6 +136,22 @@ resource "google_storage_bucket_iam_member" "function" {
   depends_on = [google_storage_bucket.main]
 }
 
+# Intake writes failure notes only: objectUser limited by an IAM condition (the bucket needs uniform
+# bucket-level access, which created buckets have and reused ones are checked for, hardening.tf).
+resource "google_storage_bucket_iam_member" "intake_state" {
+  bucket = local.state_bucket_name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.function["on_object_finalized"].email}"
+
+  condition {
+    title       = "dicomflow failure notes"
+    description = "The state bucket itself (list) and the failure notes under ${local.state_prefix}failed/."
+    expression  = local.intake_state_condition
+  }
+
+  depends_on = [google_storage_bucket.main]
+}
+
 resource "google_pubsub_topic_iam_member" "function" {
   for_each = local.function_topic_grants
 
@@ -178,9 +210,22 @@ resource "google_project_iam_member" "invoker_event_receiver" {
 # ---------------------------------------------------------------------------------------------
 
 # Eventarc Cloud Storage triggers publish through a Pub/Sub topic that Eventarc creates: the Cloud
-# Storage service agent needs publisher on the project (the topic does not exist beforehand).
+# Storage service agent needs publisher on the project (the topic does not exist beforehand, and Pub/Sub
+# does not evaluate IAM conditions on resource names). intake_events = "notifications" avoids it: the
+# buckets notify the module's uploads topic, and the agent may publish to that topic only.
 resource "google_project_iam_member" "gcs_agent_publisher" {
+  count = local.intake_via_notifications ? 0 : 1
+
   project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.main.email_address}"
+}
+
+resource "google_pubsub_topic_iam_member" "gcs_agent_uploads" {
+  count = local.intake_via_notifications ? 1 : 0
+
+  project = var.project_id
+  topic   = google_pubsub_topic.uploads[0].name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.main.email_address}"
 }
@@ -192,6 +237,26 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter" {
   topic   = google_pubsub_topic.main["dead_letter"].name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+# The same for the pending subscription when it has a Pub/Sub dead-letter policy
+# (pending_subscription.max_delivery_attempts; on_flush dead-letters poison itself either way).
+resource "google_pubsub_topic_iam_member" "pubsub_agent_pending_dead_letter" {
+  count = var.pending_subscription.max_delivery_attempts == null ? 0 : 1
+
+  project = var.project_id
+  topic   = google_pubsub_topic.main["pending_dead_letter"].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_pending" {
+  count = var.pending_subscription.max_delivery_attempts == null ? 0 : 1
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.pending.name
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${google_project_service_identity.pubsub.email}"
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_operations" {
@@ -250,7 +315,8 @@ resource "google_project_iam_member" "healthcare_agent_bigquery_job_user" {
   member  = "serviceAccount:${google_project_service_identity.healthcare.email}"
 }
 
-# The object-name hash key (LOG_HASH_KEY), read by every function at start.
+# The object-name hash key (LOG_HASH_KEY), read by every function at start (the backfill job's grant is
+# in backfill.tf).
 resource "google_secret_manager_secret_iam_member" "log_hash_key" {
   for_each = var.log_hash_key_secret == null ? {} : local.function_ids
 
@@ -270,8 +336,10 @@ resource "google_healthcare_dicom_store_iam_member" "route" {
   } }
 
   dicom_store_id = each.value.store
-  role           = local.function_store_roles[each.value.function]
-  member         = "serviceAccount:${google_service_account.function[each.value.function].email}"
+  # The custom role exists in var.project_id only; elsewhere the predefined role that holds the permission.
+  role = (split("/", each.value.store)[1] == var.project_id
+  ? local.function_store_roles[each.value.function] : local.function_store_roles_elsewhere[each.value.function])
+  member = "serviceAccount:${google_service_account.function[each.value.function].email}"
 }
 
 resource "google_healthcare_dataset_iam_member" "route" {

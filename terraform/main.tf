@@ -82,6 +82,10 @@ locals {
   has_bigquery_targets = length(local.export_bigquery_datasets) > 0
 
   # ---- Pub/Sub --------------------------------------------------------------------------------
+  # intake_events = "notifications": every source bucket notifies this topic (the Cloud Storage service
+  # agent publishes to it alone) and an Eventarc Pub/Sub trigger on it invokes on_object_finalized.
+  intake_via_notifications = var.intake_events == "notifications"
+  uploads_topic            = "${var.name_prefix}-uploads"
   topics = {
     pending     = var.settings.pending_topic
     operations  = var.settings.operations_topic
@@ -89,12 +93,16 @@ locals {
     results     = var.settings.results_topic
     dead_letter = "${var.name_prefix}-operations-dead-letter"
     flush_tick  = "${var.name_prefix}-flush-tick"
+    # on_flush publishes here what it can never process from the pending subscription, with the reason
+    # (dicomflow.settings: {PENDING_TOPIC}-dead-letter).
+    pending_dead_letter = "${var.settings.pending_topic}-dead-letter"
   }
   # Pull subscriptions that keep what nobody else reads yet (7 days), for people and alerting.
   inspection_subscriptions = var.inspection_subscriptions ? {
-    results     = "${var.settings.results_topic}-inspect"
-    failed      = "${var.settings.failed_topic}-inspect"
-    dead_letter = local.dead_letter_inspect_subscription
+    results             = "${var.settings.results_topic}-inspect"
+    failed              = "${var.settings.failed_topic}-inspect"
+    dead_letter         = local.dead_letter_inspect_subscription
+    pending_dead_letter = "${var.settings.pending_topic}-dead-letter-inspect"
   } : {}
   dead_letter_inspect_subscription = "${var.name_prefix}-operations-dead-letter-inspect"
 
@@ -193,7 +201,13 @@ locals {
     on_object_finalized = merge(var.functions.on_object_finalized, {
       description = "dicomflow intake: sniffs each uploaded object's DICOM header and queues it on ${var.settings.pending_topic}."
       # Transient failures raise and the event is redelivered; malformed events are acknowledged.
-      trigger = {
+      trigger = local.intake_via_notifications ? {
+        event_type   = "google.cloud.pubsub.topic.v1.messagePublished"
+        bucket       = null
+        pubsub_topic = "projects/${var.project_id}/topics/${local.uploads_topic}" # google_pubsub_topic.uploads
+        region       = var.region
+        retry_policy = "RETRY_POLICY_RETRY"
+        } : {
         event_type   = "google.cloud.storage.object.v1.finalized"
         bucket       = local.primary_source_bucket
         pubsub_topic = null
@@ -221,13 +235,14 @@ locals {
   }
 
   # Dev folders never shipped with the functions (glob patterns relative to the repository root).
-  # The functions need main.py, requirements.txt, handlers/ and dicomflow/.
+  # The functions need main.py, requirements.txt (the lock: the buildpack installs it), handlers/ and dicomflow/.
   source_excludes = [
     ".git",
     ".ci",
     ".venv",
     ".tfvenv",
     ".hclvenv",
+    ".lockvenv",
     ".tfschema",
     ".hypothesis",
     ".mypy_cache",
@@ -247,7 +262,9 @@ locals {
     "Makefile",
     "README.md",
     "pyproject.toml",
+    "requirements.in",
     "requirements-dev.txt",
+    "requirements-dev.lock",
     "requirements-emulator.txt",
     "*.egg-info",
     "Dockerfile",
@@ -284,6 +301,13 @@ resource "google_storage_bucket" "main" {
 
   versioning {
     enabled = true
+  }
+
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
   }
 
   lifecycle_rule {
@@ -324,7 +348,7 @@ resource "google_storage_bucket" "main" {
     }
   }
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +361,16 @@ resource "google_healthcare_dataset" "main" {
   location  = local.healthcare_location
   time_zone = var.healthcare.time_zone
 
-  depends_on = [google_project_service.main]
+  # CMEK is chosen when the dataset is created: changing kms_key_name later replaces the dataset (and
+  # deletes its stores); see var.kms_key_name.
+  dynamic "encryption_spec" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      kms_key_name = encryption_spec.value
+    }
+  }
+
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # google-beta: stream_configs exists only there (google 8.7 has notification_config alone). For a store
@@ -381,30 +414,47 @@ resource "google_healthcare_dicom_store" "main" {
 # ---------------------------------------------------------------------------------------------
 
 resource "google_pubsub_topic" "main" {
-  #checkov:skip=CKV_GCP_83:Messages carry object paths, DICOM UIDs and counts, never tag values (see README: no PHI in logs or messages); Google-managed encryption at rest applies. CMEK needs a KMS key and Pub/Sub service-agent grants managed outside this module.
+  #checkov:skip=CKV_GCP_83:CMEK is optional (var.kms_key_name, default null: Google-managed encryption at rest); checkov reads the null default. Messages carry object paths, DICOM UIDs and counts, never tag values.
   for_each = local.topics
 
-  project = var.project_id
-  name    = each.value
-  labels  = local.labels
+  project      = var.project_id
+  name         = each.value
+  labels       = local.labels
+  kms_key_name = var.kms_key_name
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
+}
+
+# intake_events = "notifications": the source buckets' finalize notifications (main.tf, below).
+resource "google_pubsub_topic" "uploads" {
+  #checkov:skip=CKV_GCP_83:CMEK is optional (var.kms_key_name, default null: Google-managed encryption at rest); notifications carry object names and metadata, never tag values.
+  count = local.intake_via_notifications ? 1 : 0
+
+  project      = var.project_id
+  name         = local.uploads_topic
+  labels       = local.labels
+  kms_key_name = var.kms_key_name
+
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_pubsub_topic" "store_notifications" {
-  #checkov:skip=CKV_GCP_83:Notifications carry instance resource names only; Google-managed encryption at rest applies.
+  #checkov:skip=CKV_GCP_83:CMEK is optional (var.kms_key_name, default null: Google-managed encryption at rest); notifications carry instance resource names only.
   count = local.store_notification_topic_create ? 1 : 0
 
-  project = var.project_id
-  name    = var.store_notifications.topic
-  labels  = local.labels
+  project      = var.project_id
+  name         = var.store_notifications.topic
+  labels       = local.labels
+  kms_key_name = var.kms_key_name
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # What on_flush pulls: long ack deadline (the flush also extends its leases) and long retention.
-# No dead-letter policy here: records of folders that have not settled are handed back (nacked)
-# on purpose, tick after tick, and must never be dead-lettered for it.
+# Poison messages are dead-lettered by on_flush itself, with their reason, on the pending dead-letter
+# topic. No Pub/Sub dead-letter policy by default: records of folders that have not settled, or wait
+# for import capacity, are handed back (nacked) on purpose, tick after tick, and must not be
+# dead-lettered for it; pending_subscription.max_delivery_attempts adds one as a backstop.
 resource "google_pubsub_subscription" "pending" {
   project                    = var.project_id
   name                       = var.settings.pending_subscription
@@ -417,6 +467,16 @@ resource "google_pubsub_subscription" "pending" {
   expiration_policy {
     ttl = "" # never expires, even when no flush ran for 31 days
   }
+
+  dynamic "dead_letter_policy" {
+    for_each = var.pending_subscription.max_delivery_attempts == null ? [] : [var.pending_subscription.max_delivery_attempts]
+    content {
+      dead_letter_topic     = google_pubsub_topic.main["pending_dead_letter"].id
+      max_delivery_attempts = dead_letter_policy.value
+    }
+  }
+
+  depends_on = [google_pubsub_topic_iam_member.pubsub_agent_pending_dead_letter]
 }
 
 # Delivery of watch messages to on_operation: a push subscription with an OIDC token to the
@@ -576,6 +636,10 @@ resource "google_cloudfunctions2_function" "main" {
       error_message = "An export target writes to the root of a source bucket: give it a prefix so that exports are not taken for uploads."
     }
     precondition {
+      condition     = var.settings.log_object_names != "hashed" || var.log_hash_key_secret != null
+      error_message = "settings.log_object_names = \"hashed\" needs log_hash_key_secret (the functions refuse to start without LOG_HASH_KEY)."
+    }
+    precondition {
       condition     = var.settings.flush_run_seconds + 60 <= var.functions.on_flush.timeout_seconds
       error_message = "settings.flush_run_seconds must be at least 60 s below functions.on_flush.timeout_seconds: the last pass of a flush run must end before the function times out."
     }
@@ -588,18 +652,22 @@ resource "google_cloudfunctions2_function" "main" {
   depends_on = [
     google_project_service.main,
     google_project_iam_member.gcs_agent_publisher,
+    google_pubsub_topic.uploads,
+    google_pubsub_topic_iam_member.gcs_agent_uploads,
     google_project_iam_member.invoker_event_receiver,
     google_storage_bucket_iam_member.function,
+    google_storage_bucket_iam_member.intake_state,
     google_pubsub_topic_iam_member.function,
     google_pubsub_subscription_iam_member.flush_pending,
     google_healthcare_dicom_store_iam_member.function,
     google_healthcare_dataset_iam_member.function,
+    google_secret_manager_secret_iam_member.log_hash_key,
   ]
 }
 
 # Further source buckets: one Eventarc trigger each, to the same on_object_finalized service.
 resource "google_eventarc_trigger" "extra_source" {
-  for_each = local.extra_source_buckets
+  for_each = local.intake_via_notifications ? {} : local.extra_source_buckets
 
   project         = var.project_id
   name            = "${var.name_prefix}-intake-${substr(sha1(each.key), 0, 8)}"
@@ -624,6 +692,19 @@ resource "google_eventarc_trigger" "extra_source" {
   }
 
   depends_on = [google_storage_bucket.main, google_cloud_run_v2_service_iam_member.invoker]
+}
+
+# intake_events = "notifications": each source bucket sends its finalize events to the uploads topic
+# (JSON_API_V1: the object resource, which intake parses like Eventarc's).
+resource "google_storage_notification" "source" {
+  for_each = local.intake_via_notifications ? toset(local.source_bucket_names) : toset([])
+
+  bucket         = each.key
+  topic          = google_pubsub_topic.uploads[0].id
+  payload_format = "JSON_API_V1"
+  event_types    = ["OBJECT_FINALIZE"]
+
+  depends_on = [google_storage_bucket.main, google_pubsub_topic_iam_member.gcs_agent_uploads]
 }
 
 # ---------------------------------------------------------------------------------------------

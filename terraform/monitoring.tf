@@ -52,6 +52,11 @@ locals {
       "resource.type=\"pubsub_subscription\"",
       "resource.label.subscription_id=\"${local.operations_subscription}\"",
     ])
+    pending_dead_letter = join(" AND ", [
+      "metric.type=\"pubsub.googleapis.com/topic/send_message_operation_count\"",
+      "resource.type=\"pubsub_topic\"",
+      "resource.label.topic_id=\"${local.topics.pending_dead_letter}\"",
+    ])
     pending_oldest_unacked = join(" AND ", [
       "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\"",
       "resource.type=\"pubsub_subscription\"",
@@ -87,6 +92,14 @@ locals {
       threshold = var.monitoring.dead_letter_threshold
       what      = "Watch messages of the operations subscription were dead-lettered after ${var.operations_delivery.max_delivery_attempts} delivery attempts: their batches were never followed up (no reconcile, no exports, no result)."
       todo      = var.inspection_subscriptions ? "Inspect them: `gcloud pubsub subscriptions pull ${local.dead_letter_inspect_subscription} --limit 20`, fix the cause, then republish them on `${var.settings.operations_topic}`." : "Inspect them on your subscription to `${var.name_prefix}-operations-dead-letter`, then republish them on `${var.settings.operations_topic}`."
+    }
+    pending_dead_letter = {
+      title     = "pending messages dead-lettered"
+      severity  = "ERROR"
+      aligner   = "ALIGN_SUM"
+      threshold = var.monitoring.dead_letter_threshold
+      what      = "on_flush put message(s) of `${var.settings.pending_subscription}` it can never process (malformed, a bucket outside SOURCE_BUCKETS, an excluded name) on `${local.topics.pending_dead_letter}`, each with its reason in the `dead_letter_reason` attribute."
+      todo      = var.inspection_subscriptions ? "Read them: `gcloud pubsub subscriptions pull ${local.topics.pending_dead_letter}-inspect --limit 20` (attribute dead_letter_reason); whoever published them on `${var.settings.pending_topic}` needs fixing." : "Read them on your own subscription to `${local.topics.pending_dead_letter}` (attribute dead_letter_reason)."
     }
     pending_oldest_unacked = {
       title     = "pending record waiting too long"

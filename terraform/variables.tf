@@ -479,10 +479,74 @@ variable "log_hash_key_secret" {
   description = <<-EOT
     Secret Manager secret id (in var.project_id) whose latest version is LOG_HASH_KEY, the key of the
     object-name hash in logs (settings.log_object_names = "hashed"; at least 16 characters). The functions'
-    service accounts get roles/secretmanager.secretAccessor on that secret only. null: no key (full names).
+    and the backfill job's service accounts get roles/secretmanager.secretAccessor on that secret only.
+    null: no key (full names). Deployments whose object names can hold patient data (folders named after
+    the patient) should set it and settings.log_object_names = "hashed".
   EOT
   type        = string
   default     = null
+
+  validation {
+    condition     = var.log_hash_key_secret == null ? true : can(regex("^[A-Za-z0-9_-]{1,255}$", var.log_hash_key_secret))
+    error_message = "The log_hash_key_secret must be a Secret Manager secret id (letters, digits, '_' and '-')."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Hardening
+# ---------------------------------------------------------------------------------------------
+
+variable "intake_events" {
+  description = <<-EOT
+    How uploads reach on_object_finalized. "eventarc" (default): Eventarc Cloud Storage triggers, one per
+    source bucket; Eventarc creates their topics, so the Cloud Storage service agent gets
+    roles/pubsub.publisher on the whole project. "notifications": every source bucket sends Pub/Sub
+    notifications (OBJECT_FINALIZE, JSON_API_V1) to the module's topic PREFIX-uploads and one Eventarc
+    Pub/Sub trigger on it invokes the function; the agent may publish to that topic only (the narrower
+    grant, recommended for new deployments). Switching replaces the intake trigger: uploads finalized during
+    the apply may be missed (run `dicomflow backfill` over them).
+  EOT
+  type        = string
+  default     = "eventarc"
+  nullable    = false
+
+  validation {
+    condition     = contains(["eventarc", "notifications"], var.intake_events)
+    error_message = "The intake_events must be eventarc or notifications."
+  }
+}
+
+variable "kms_key_name" {
+  description = <<-EOT
+    Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts what the module creates:
+    the buckets (default_kms_key_name), the Healthcare dataset (encryption_spec) and the Pub/Sub topics
+    (kms_key_name). The Cloud Storage, Healthcare and Pub/Sub service agents get
+    roles/cloudkms.cryptoKeyEncrypterDecrypter on that key only. The key's location must hold every
+    created resource: the region of the buckets and the dataset (a single-region deployment). The dataset's
+    key is fixed at creation: setting or changing it on a deployed dataset REPLACES the dataset and deletes
+    its stores. null (default): Google-managed encryption.
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_name == null ? true : can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key_name))
+    error_message = "The kms_key_name must be projects/P/locations/L/keyRings/R/cryptoKeys/K."
+  }
+}
+
+variable "data_access_audit_logs" {
+  description = "Turn on Data Access audit logs (DATA_READ, DATA_WRITE) and ADMIN_READ for healthcare.googleapis.com and storage.googleapis.com in the project (google_project_iam_audit_config, authoritative for those two services' audit config: it replaces audit configs set elsewhere for them). Who read or wrote which instance or object is then in Cloud Audit Logs; the entries name the objects, so restrict who reads the _Default log bucket. false: manage the audit config yourself (at the organisation, for example)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "reused_bucket_checks" {
+  description = "Fail the plan when a reused bucket (create = false: source, state or export bucket) lacks uniform bucket-level access or has public access prevention other than \"enforced\". The conditional grants of this module (intake's state-bucket access) need uniform access. false: skip the check (not recommended)."
+  type        = bool
+  default     = true
+  nullable    = false
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -615,13 +679,19 @@ variable "flush_time_zone" {
 }
 
 variable "pending_subscription" {
-  description = "The pull subscription on_flush reads: `ack_deadline_seconds` (10-600; keep it at settings.flush_lease_seconds: it bounds how long the records of a flush that crashed before its first lease extension stay invisible) and `message_retention_seconds` (600-604800; a record not imported within this time is lost)."
+  description = "The pull subscription on_flush reads: `ack_deadline_seconds` (10-600; keep it at settings.flush_lease_seconds: it bounds how long the records of a flush that crashed before its first lease extension stay invisible), `message_retention_seconds` (600-604800; a record not imported within this time is lost) and `max_delivery_attempts` (default null: no Pub/Sub dead-letter policy; on_flush dead-letters the messages it can never process itself, on PENDING_TOPIC-dead-letter, with the reason). A number (5-100) adds Pub/Sub's policy to the same topic as a backstop, with the Pub/Sub service agent's publisher and subscriber grants; records that wait (folders settling, no import capacity) are delivered again every tick and count as attempts, so set it only well above max_wait_seconds / 60 plus the longest capacity wait you expect, in minutes."
   type = object({
     ack_deadline_seconds      = optional(number, 30)
     message_retention_seconds = optional(number, 604800)
+    max_delivery_attempts     = optional(number)
   })
   default  = {}
   nullable = false
+
+  validation {
+    condition     = var.pending_subscription.max_delivery_attempts == null ? true : (var.pending_subscription.max_delivery_attempts >= 5 && var.pending_subscription.max_delivery_attempts <= 100)
+    error_message = "The pending_subscription.max_delivery_attempts must be null (no Pub/Sub dead-letter policy) or 5..100."
+  }
 
   validation {
     condition = (

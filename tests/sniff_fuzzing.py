@@ -14,6 +14,7 @@ import io
 import struct
 import tempfile
 import traceback
+import zlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pydicom
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_partial
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_partial, read_preamble
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
@@ -32,7 +33,6 @@ from dicomflow.sniff import MEDIA_STORAGE_DIRECTORY, HeaderInfo, MediaDirectory,
 from tests.fileset import write_file_set
 
 MAX_BYTES = 1 << 16
-_LAST_META_TAG = 0x0002FFFF
 _LAST_UID_TAG = 0x0020000E  # the sniffer reads up to the Series Instance UID: so does the oracle
 _SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 _LENGTHS = (0, 1, 3, 0xFFFF, 0xFFFFFFFF, 0x7FFFFFFF, 0x80000000)  # 2 GB declared, undefined, odd, zero
@@ -123,10 +123,14 @@ def sniffed(data: bytes, first_read: int) -> tuple[Verdict, int]:
 def oracle(data: bytes) -> Verdict:
     """What pydicom reads of the same bytes, up to the last UID the sniffer needs."""
     try:
-        meta = read_partial(io.BytesIO(data), stop_when=lambda tag, vr, length: tag > _LAST_META_TAG).file_meta
+        meta = _meta_group(data)
         if getattr(meta, "MediaStorageSOPClassUID", None) == MEDIA_STORAGE_DIRECTORY:
             return Verdict("dicomdir")  # known from its meta group, as the sniffer knows it: skipped, never read
-        dataset = read_partial(io.BytesIO(data), stop_when=lambda tag, vr, length: tag > _LAST_UID_TAG)
+        dataset: Dataset
+        try:
+            dataset = read_partial(io.BytesIO(data), stop_when=lambda tag, vr, length: tag > _LAST_UID_TAG)
+        except zlib.error:  # pydicom inflates a deflated data set whole; the sniffer only its header, so pydicom
+            dataset = _inflated_header(data)  # judges the part that inflates (the import reports the rest)
         uids = tuple(_raw_text(dataset, tag) for tag in (0x0020000D, 0x0020000E, 0x00080018))
     except Exception as exc:  # any failure of the reference reader is its verdict
         where = traceback.extract_tb(exc.__traceback__)[-1]
@@ -135,6 +139,28 @@ def oracle(data: bytes) -> Verdict:
             return Verdict("undecided", reason=reason)  # on some bytes (a NUL in (0008,0005)): no verdict here
         return Verdict("refused", reason=reason)
     return Verdict("instance", (uids[0], uids[1], uids[2]))
+
+
+def _meta_group(data: bytes) -> Dataset:
+    """pydicom's reading of the file meta information alone (before any data set is inflated)."""
+    fp = io.BytesIO(data)
+    read_preamble(fp, False)
+    return _read_file_meta_info(fp)
+
+
+def _inflated_header(data: bytes) -> Dataset:
+    """pydicom's reading of the inflatable start of a deflated data set (after the meta group)."""
+    if data[132:136] != b"\x02\x00\x00\x00":
+        raise ValueError("no group length to find the data set by")
+    start = 144 + struct.unpack("<I", data[140:144])[0]
+    inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), b""
+    for at in range(start, len(data), 64):
+        try:
+            inflated += inflater.decompress(data[at : at + 64])
+        except zlib.error:
+            break
+    return read_dataset(io.BytesIO(inflated), is_implicit_VR=False, is_little_endian=True,
+                        stop_when=lambda tag, vr, length: tag > _LAST_UID_TAG)  # fmt: skip
 
 
 def _raw_text(dataset: Dataset, tag: int) -> str:

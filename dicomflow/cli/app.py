@@ -16,14 +16,16 @@ from pathlib import Path
 from dicomflow.cli import backfill, plan, requeue, status, verify
 from dicomflow.cli.context import Context, load
 from dicomflow.errors import ConfigurationError, DicomflowError, PermissionDeniedError
+from dicomflow.logs import ObjectNames, OperatorFormatter
 
 Command = Callable[[Context, argparse.Namespace], int]
 
 
-def _log_to_stderr(verbose: bool) -> None:
-    """Output is for the operator: the pipeline's log lines go to stderr, warnings only unless verbose."""
+def _log_to_stderr(verbose: bool, names: ObjectNames | None = None) -> None:
+    """Output is for the operator: the pipeline's log lines go to stderr, warnings only unless verbose; object
+    names in them as the settings say (LOG_OBJECT_NAMES: the backfill job runs with the functions' policy)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(OperatorFormatter(names))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -48,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _log_to_stderr(args.verbose)
     run: Command = args.run
+    names = ObjectNames()
     try:
-        return run(load(args.env_file), args)
+        ctx = load(args.env_file)
+        names = ObjectNames.policy(ctx.settings.log_object_names, ctx.settings.log_hash_key)
+        _log_to_stderr(args.verbose, names)
+        return run(ctx, args)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing half-done is left (see the command's help for how to resume)", file=sys.stderr)
         return 130
@@ -57,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dicomflow: {exc}\nSet the variables (or pass --env-file; `devstack up` prints them).", file=sys.stderr)
         return 2
     except PermissionDeniedError as exc:
-        print(f"dicomflow: permission denied: {exc}", file=sys.stderr)
+        print(f"dicomflow: permission denied: {names.scrub(str(exc))}", file=sys.stderr)  # may name a file
         return 2
     except DicomflowError as exc:
-        print(f"dicomflow: {exc}", file=sys.stderr)
+        print(f"dicomflow: {names.scrub(str(exc))}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from dicomflow.cli.scan import SeriesCache, Shard, candidates, scan
 from dicomflow.cli.source import GcsPrefix
 from dicomflow.failures import failure_notes
 from dicomflow.intake import Examined, IntakeOutcome, publish_all
+from dicomflow.logs import ObjectNames
 
 T = TypeVar("T")
 NAME = "backfill"
@@ -59,6 +60,9 @@ class Backfill:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     report = backfill(ctx, args.prefix, dry_run=args.dry_run, since=args.since, rate=args.rate, shard=args.shard)
+    names = ObjectNames.policy(ctx.settings.log_object_names, ctx.settings.log_hash_key)
+    if report.resumed_after is not None:  # the job's output is logged: an object name shows as the logs show it
+        report.resumed_after = names.show(report.resumed_after)
     if args.json:
         print(as_json(report.to_dict()))
         return 0
@@ -85,7 +89,8 @@ def backfill(
     report.resumed_after = None if dry_run else cursor.read()
     listing = ctx.store.iterate(where.bucket, where.prefix, start_after=report.resumed_after)
     total = sum(1 for _ in candidates(ctx, listing, shard=shard)) if progress else None
-    bar = Progress(f"backfill {where} shard {shard}", total, quiet=not progress)
+    names = ObjectNames.policy(ctx.settings.log_object_names, ctx.settings.log_hash_key)
+    bar = Progress(names.scrub(f"backfill {where} shard {shard}", [where.prefix]), total, quiet=not progress)
     series = SeriesCache(ctx)
     reported = failure_notes(ctx.settings, ctx.store).reported()
     started = time.monotonic()

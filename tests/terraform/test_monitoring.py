@@ -20,11 +20,13 @@ from tests.terraform.test_terraform import ROOT, TERRAFORM, _locals, _resources,
 
 MONITORING_TF = TERRAFORM / "monitoring.tf"
 DASHBOARD = TERRAFORM / "dashboards" / "dicomflow.json"
-SIGNALS = {"files_failed", "operations_stuck", "dead_letter", "pending_oldest_unacked", "function_errors"}
+SIGNALS = {"files_failed", "operations_stuck", "dead_letter", "pending_dead_letter", "pending_oldest_unacked",
+           "function_errors"}  # fmt: skip
 THRESHOLDS = {
     "files_failed": "files_failed_threshold",
     "operations_stuck": "stuck_operations_threshold",
     "dead_letter": "dead_letter_threshold",
+    "pending_dead_letter": "dead_letter_threshold",
     "pending_oldest_unacked": "pending_record_max_age_seconds",
     "function_errors": "function_errors_threshold",
 }
@@ -111,7 +113,8 @@ def test_log_metrics_match_what_the_functions_log():
     assert "severity>=ERROR" in errors_filter
     # ... the entries carry `message` and `severity` at the top of the JSON line (dicomflow/logs.py) ...
     logs_py = (ROOT / "dicomflow" / "logs.py").read_text()
-    assert '"severity": record.levelname' in logs_py and re.search(r'"message": .*record\.getMessage\(\)', logs_py)
+    assert '"severity": record.levelname' in logs_py and '"message": message,' in logs_py
+    assert re.search(r"message = .*record\.getMessage\(\)", logs_py)  # the record's message, names hashed
     # ... both read the functions' stdout as Cloud Run revisions, never the request log (deliberate 500s)
     assert 'log_id(\\"run.googleapis.com/stdout\\")' in _locals()["function_stdout_filter"]
     for metric in (stuck_filter, errors_filter):

@@ -450,9 +450,17 @@ def test_every_function_writes_the_state_bucket():
     """Intake notes its failures there (so a backfill does not report them twice); flush and follow-up keep
     the batch ledger there."""
     grants = _locals()["function_bucket_grants"]
-    for function in ("on_object_finalized", "on_flush", "on_operation"):
+    for function in ("on_flush", "on_operation"):
         assert f'"{function} ${{local.state_bucket_name}} user"' in grants, function
-    assert grants.count("roles/storage.objectUser") == 3
+    assert grants.count("roles/storage.objectUser") == 2
+    # intake: the same role, limited by a condition to the bucket (listing) and its failure notes
+    intake = _resources()["google_storage_bucket_iam_member"]["intake_state"]
+    assert intake["bucket"] == "${local.state_bucket_name}" and intake["role"] == "roles/storage.objectUser"
+    assert "on_object_finalized" in intake["member"]
+    assert intake["condition"][0]["expression"] == "${local.intake_state_condition}"
+    condition = _locals()["intake_state_condition"]
+    assert 'resource.type == \\"storage.googleapis.com/Bucket\\"' in condition
+    assert "objects/${local.state_prefix}failed/" in condition
 
 
 def test_gcs_service_agent_can_publish_for_eventarc():
@@ -522,7 +530,7 @@ def test_buckets_are_private_uniform_and_versioned():
     assert bucket["versioning"][0]["enabled"] is True
     assert bucket["force_destroy"] == "${var.force_destroy}"
     assert any(rule.get("condition") for rule in bucket["lifecycle_rule"])
-    assert "lifecycle_rule" in bucket["dynamic"][0], "state objects expire under STATE_PREFIX"
+    assert any("lifecycle_rule" in block for block in bucket["dynamic"]), "state objects expire under STATE_PREFIX"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -592,12 +600,17 @@ _DICOM_WEB_DELETE = {"roles/healthcare.dicomEditor": True, "roles/healthcare.dic
 
 
 def test_follow_up_may_delete_instances_only_when_conflicts_are_replaced():
-    # GIVEN on_operation's store role, a conditional on settings.conflict_policy
-    role = _locals()["function_store_roles"]["on_operation"]
+    # GIVEN on_operation's store role: the custom role, whose permissions depend on settings.conflict_policy
+    assert _locals()["function_store_roles"]["on_operation"] == "${google_project_iam_custom_role.dicom_follower.name}"
+    permissions = _resources()["google_project_iam_custom_role"]["dicom_follower"]["permissions"]
+    # THEN it reads and exports, and deletes only when conflicts are replaced (least privilege)
+    assert '["healthcare.dicomStores.dicomWebRead", "healthcare.dicomStores.export"]' in permissions
+    assert 'var.settings.conflict_policy == "replace" ? ["healthcare.dicomStores.dicomWebDelete"] : []' in permissions
+    # AND route stores of other projects get the predefined role of the same reach
+    role = _locals()["function_store_roles_elsewhere"]["on_operation"]
     match = re.fullmatch(r'\$\{var\.settings\.conflict_policy == "replace" \? "([^"]+)" : "([^"]+)"\}', role)
-    assert match, f"on_operation's store role should depend on settings.conflict_policy: {role}"
+    assert match, f"on_operation's role elsewhere should depend on settings.conflict_policy: {role}"
     with_replace, with_report = match.groups()
-    # THEN replace grants dicomWebDelete, report keeps the read-only role (least privilege)
     assert _DICOM_WEB_DELETE[with_replace] and not _DICOM_WEB_DELETE[with_report]
-    # AND the routes' stores get the same role as the default store
+    # AND the routes' stores of this project get the same role as the default store
     assert "local.function_store_roles[each.value.function]" in (TERRAFORM / "iam.tf").read_text()

@@ -217,3 +217,47 @@ def test_sniff_reads_an_implicit_data_set_whose_meta_says_explicit_as_readers_do
     # WHEN sniffed THEN its UIDs are read, as pydicom reads them
     info, _ = _sniff(buffer.getvalue())
     assert isinstance(info, HeaderInfo) and info.sop_uid == "1.2.3.4.5"
+
+
+def test_sniff_refuses_a_uid_repeated_with_another_value_since_readers_disagree_on_it() -> None:
+    # GIVEN a file whose StudyInstanceUID element appears again, out of order, with another value (pydicom
+    # keeps the last, a first-wins reader the first: the differential fuzzer found such files)
+    data = make_instance(**UIDS)
+    offset = data.index(b"\x20\x00\x0e\x00UI", _dataset_start(data))
+    end = offset + 8 + int.from_bytes(data[offset + 6 : offset + 8], "little")
+    repeated = b"\x20\x00\x0d\x00UI\x06\x009.8.7\x00"
+    # WHEN sniffed THEN it is refused with a reason naming the element, not read as either instance
+    with pytest.raises(NotDicomError, match=r"repeats StudyInstanceUID with a different value"):
+        _sniff(data[:end] + repeated + data[end:])
+    # while the same element repeated with the same value is still read
+    same = b"\x20\x00\x0d\x00UI\x06\x001.2.3\x00"
+    info, _ = _sniff(data[:end] + same + data[end:])
+    assert isinstance(info, HeaderInfo) and info.study_uid == "1.2.3"
+
+
+def test_sniff_caps_inflation_of_a_deflate_bomb_at_max_header_bytes() -> None:
+    # GIVEN a 256 KiB upload whose deflated data set inflates to 256 MiB before its UIDs
+    import tracemalloc
+
+    from devstack.hostile import deflate_bomb
+
+    bomb = deflate_bomb(256 << 20)
+    assert len(bomb) < 1 << 20
+    # WHEN it is sniffed with a 4 MiB header limit
+    tracemalloc.start()
+    try:
+        with pytest.raises(NotDicomError, match=r"^not DICOM or header too large: .* inflates past 4194304 bytes"):
+            sniff_header(Reader(bomb), len(bomb), first_read=65536, max_bytes=4 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # THEN it is refused as not DICOM, having inflated no more than the limit (plus the upload itself)
+    assert peak < 3 * (4 << 20) + 2 * len(bomb)
+
+
+def test_sniff_still_reads_a_deflated_header_that_ends_within_the_cap() -> None:
+    from devstack.hostile import deflate_bomb
+
+    bomb = deflate_bomb(1 << 20, sop_uid="1.2.3.4.9")
+    info, _ = _sniff(bomb)
+    assert isinstance(info, HeaderInfo) and info.sop_uid == "1.2.3.4.9"

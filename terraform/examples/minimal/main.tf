@@ -14,10 +14,15 @@ resource "google_monitoring_notification_channel" "email" {
 module "dicomflow" {
   source = "../.."
 
-  project_id            = var.project_id
-  region                = var.region
-  source_buckets        = [{ name = var.source_bucket }]
-  export_bucket         = { enabled = false }
-  force_destroy         = var.force_destroy
+  project_id     = var.project_id
+  region         = var.region
+  source_buckets = [{ name = var.source_bucket }]
+  export_bucket  = { enabled = false }
+  force_destroy  = var.force_destroy
+
   notification_channels = google_monitoring_notification_channel.email[*].id
+
+  # Object names can be patient data (folders named after the patient): logs show them as keyed hashes.
+  log_hash_key_secret = var.log_hash_key_secret
+  settings            = { log_object_names = "hashed" }
 }

@@ -25,3 +25,9 @@ variable "alert_email" {
   type        = string
   default     = null
 }
+
+variable "log_hash_key_secret" {
+  description = "Secret Manager secret id holding the key of the object-name hash in logs (create it first: see README.md)."
+  type        = string
+  default     = "dicomflow-log-hash-key"
+}

@@ -23,7 +23,11 @@ module "dicomflow" {
   export_bucket  = { name = local.export_bucket }
   force_destroy  = var.force_destroy
 
+  # Object names can be patient data (folders named after the patient): logs show them as keyed hashes.
+  log_hash_key_secret = var.log_hash_key_secret
+
   settings = {
+    log_object_names = "hashed"
     export_targets = [
       { name = "dicom", gcs = "gs://${local.export_bucket}/dicom", mime_type = "application/dicom" },
       { name = "png", gcs = "gs://${local.export_bucket}/png", mime_type = "image/png" },

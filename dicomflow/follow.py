@@ -1,6 +1,8 @@
 """Follow-up of long-running operations: one watch message in, the batch moved one step on.
 
-    import not done      -> OperationPendingError (Pub/Sub redelivers with backoff), or reported stuck
+    not done             -> polled (operations.get every FOLLOW_INTERVAL_SECONDS) for up to
+                            FOLLOW_POLL_SECONDS, then OperationPendingError (Pub/Sub redelivers with backoff);
+                            reported stuck once older than OPERATION_MAX_AGE_SECONDS
     import done          -> reconcile its files (``reconcile``), settle its conflicts (``conflicts``: report, or
                             replace the stored instance), delete its staged copies, record it once
     every import done    -> write the filter file, claim and start each export target once, watch it
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -65,6 +68,7 @@ class FollowResult:
     failed: int = 0
     exports_started: list[str] = field(default_factory=list)
     result_published: bool = False
+    polls: int = 0  # operations.get calls this delivery made
 
 
 class Follower:
@@ -77,6 +81,8 @@ class Follower:
         publisher: Publisher,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         stores: Callable[[str], HealthcareApi] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,29 +90,46 @@ class Follower:
         self._stores = stores or (lambda _store: healthcare)
         self.publisher = publisher
         self.now = now
+        self._clock, self._sleep = clock, sleep
         self.ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
 
     def follow(self, watch: WatchMessage) -> FollowResult:
         """Raise OperationPendingError while the operation runs (redelivery), return once its effects are done."""
         manifest = self.ledger.open(watch.manifest_uri)
         self.healthcare = self._stores(manifest.store)  # the store of this batch's route
-        operation = self.healthcare.get_operation(watch.operation)
         where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind)
-        if not operation.get("done"):
-            age = lro.age_seconds(operation, self.now())
-            if age < self.settings.operation_max_age_seconds:
-                log.info("operation still running", extra=where)
-                raise OperationPendingError(f"{watch.operation} is not done yet")
-            self._report_stuck(manifest, watch, age)
-            operation = {**operation, "stuck": True}
+        operation, polls = self._await(manifest, watch)
         if watch.kind is WatchKind.IMPORT:
             result = self._import_done(manifest, watch, operation)
         elif watch.target:
             result = self._export_done(manifest, watch, operation)
         else:
             raise PermanentError("export watch message names no target")
-        log.info("operation followed up", extra=fields(**where["fields"], state=result.state))
+        result.polls = polls
+        log.info("operation followed up", extra=fields(**where["fields"], state=result.state, polls=polls))
         return result
+
+    def _await(self, manifest: Manifest, watch: WatchMessage) -> tuple[dict[str, Any], int]:
+        """The operation once it is done (or reported stuck) and how many operations.get calls that took: polled
+        every FOLLOW_INTERVAL_SECONDS for up to FOLLOW_POLL_SECONDS of this delivery, so its end is noticed
+        within an interval, not at Pub/Sub's next redelivery; OperationPendingError when it still runs then."""
+        deadline = self._clock() + self.settings.follow_poll_seconds
+        polls = 0
+        while True:
+            operation = self.healthcare.get_operation(watch.operation)
+            polls += 1
+            if operation.get("done"):
+                return operation, polls
+            age = lro.age_seconds(operation, self.now())
+            if age >= self.settings.operation_max_age_seconds:
+                self._report_stuck(manifest, watch, age)
+                return {**operation, "stuck": True}, polls
+            wait = min(self.settings.follow_interval_seconds, deadline - self._clock())
+            if wait <= 0:
+                where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind, polls=polls)
+                log.info("operation still running", extra=where)
+                raise OperationPendingError(f"{watch.operation} is not done yet")
+            self._sleep(wait)
 
     def _report_stuck(self, manifest: Manifest, watch: WatchMessage, age: float) -> None:
         if not self.ledger.claim_once(manifest.batch_id, f"stuck-{watch.operation.rpartition('/')[2]}"):

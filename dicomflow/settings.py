@@ -261,6 +261,18 @@ class Settings:
     operation_max_age_seconds: float = setting(
         "21600", _number(float, minimum=0), "An operation still running after this long is reported stuck."
     )
+    follow_poll_seconds: float = setting(
+        "240", _number(float, minimum=0, maximum=540),
+        "Seconds one on_operation invocation keeps polling operations.get for a running operation before it hands "
+        "the watch back to Pub/Sub's redelivery, so the follow-up learns that an import or export ended within "
+        "FOLLOW_INTERVAL_SECONDS of its end; keep it at least 60 s below on_operation's timeout. 0: no polling "
+        "(every check is one delivery, paced by the subscription's retry backoff).",
+    )  # fmt: skip
+    follow_interval_seconds: float = setting(
+        "2", _number(float, minimum=0.1, maximum=60),
+        "Seconds between two operations.get calls while an invocation polls (one call per interval and running "
+        "operation: a 10-minute import costs about 600 / interval calls).",
+    )  # fmt: skip
     log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
     log_object_names: str = setting(
         "full", _choice("full", "hashed"),

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 from healthcare_emulator import deidentify_api, dicomweb, metrics, rest, rest_iam
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.service import Emulator
+from healthcare_emulator.timing import TimingProfile
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,15 @@ def _faults(emulator: Emulator, request: Request) -> Response:
     return rest.json_response({"rules": emulator.faults.rules()})
 
 
+def _timing(emulator: Emulator, request: Request) -> Response:
+    if request.method == "POST":
+        emulator.clocks.set(TimingProfile.from_json(rest.json_body(request)))
+    elif request.method == "DELETE":
+        emulator.clocks.set(None)
+    profile = emulator.clocks.profile
+    return rest.json_response({"timing": profile.to_json() if profile else None})
+
+
 def dispatch(emulator: Emulator, request: Request) -> Response:
     """Find the route for a request and run it, answering errors in Google's JSON shape."""
     path = request.path
@@ -118,7 +128,10 @@ def dispatch(emulator: Emulator, request: Request) -> Response:
         return Response("ok", mimetype="text/plain")
     if path == "/emulator/faults":
         return _faults(emulator, request)
+    if path == "/emulator/timing":
+        return _timing(emulator, request)
     emulator.faults.check(request.method, path)
+    emulator.clocks.wait_request(request.method, path)
     logs = _LOGS.match(path)
     if logs and request.method == "GET":
         return rest.operation_logs(emulator, request, logs["name"])

@@ -47,6 +47,7 @@ class OperationContext:
     pending: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     cancel_requested: bool = False
+    size: int = 0  # bytes the job read (imports) or wrote (exports): what a timing profile's per-MB term counts
 
     def set_pending(self, count: int) -> None:
         self.pending = count

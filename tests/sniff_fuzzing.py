@@ -123,7 +123,7 @@ def sniffed(data: bytes, first_read: int) -> tuple[Verdict, int]:
 def oracle(data: bytes) -> Verdict:
     """What pydicom reads of the same bytes, up to the last UID the sniffer needs."""
     try:
-        meta = _meta_group(data)
+        meta, _ = _meta_group(data)
         if getattr(meta, "MediaStorageSOPClassUID", None) == MEDIA_STORAGE_DIRECTORY:
             return Verdict("dicomdir")  # known from its meta group, as the sniffer knows it: skipped, never read
         dataset: Dataset
@@ -141,26 +141,24 @@ def oracle(data: bytes) -> Verdict:
     return Verdict("instance", (uids[0], uids[1], uids[2]))
 
 
-def _meta_group(data: bytes) -> Dataset:
-    """pydicom's reading of the file meta information alone (before any data set is inflated)."""
+def _meta_group(data: bytes) -> tuple[Dataset, int]:
+    """pydicom's reading of the file meta information alone (before any data set is inflated), and where its
+    walk of the group ended: the data set's start (the group length may be damaged)."""
     fp = io.BytesIO(data)
     read_preamble(fp, False)
-    return _read_file_meta_info(fp)
+    return _read_file_meta_info(fp), fp.tell()
 
 
 def _inflated_header(data: bytes) -> Dataset:
     """pydicom's reading of the inflatable start of a deflated data set (after the meta group)."""
-    fp = io.BytesIO(data)
-    read_preamble(fp, False)
-    _read_file_meta_info(fp)
-    start = fp.tell()  # where pydicom's walk of the meta group ended (its group length may be damaged)
-    inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), b""
+    _, start = _meta_group(data)
+    inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), []
     for at in range(start, len(data), 64):
         try:
-            inflated += inflater.decompress(data[at : at + 64])
+            inflated.append(inflater.decompress(data[at : at + 64]))
         except zlib.error:
             break
-    return read_dataset(io.BytesIO(inflated), is_implicit_VR=False, is_little_endian=True,
+    return read_dataset(io.BytesIO(b"".join(inflated)), is_implicit_VR=False, is_little_endian=True,
                         stop_when=lambda tag, vr, length: tag > _LAST_UID_TAG)  # fmt: skip
 
 
@@ -175,8 +173,9 @@ def _raw_text(dataset: Dataset, tag: int) -> str:
     return text.strip(" \0")
 
 
-def check(data: bytes, first_read: int) -> tuple[Verdict, Verdict]:
-    """Assert the rule for one input; return both verdicts (the bench counts them)."""
+def check(data: bytes, first_read: int) -> tuple[Verdict, Verdict, int]:
+    """Assert the rule for one input; return both verdicts and the furthest byte the sniffer read (the bench
+    counts them)."""
     mine, furthest = sniffed(data, first_read)
     theirs = oracle(data)
     assert furthest <= MAX_BYTES, f"read up to byte {furthest}, past the {MAX_BYTES}-byte limit"
@@ -184,4 +183,4 @@ def check(data: bytes, first_read: int) -> tuple[Verdict, Verdict]:
         assert mine.reason, "refused without a reason"
     elif theirs.kind != "undecided":
         assert mine == theirs, f"the sniffer read {mine}, pydicom {theirs}"
-    return mine, theirs
+    return mine, theirs, furthest

@@ -11,7 +11,7 @@ from tests.sniff_fuzzing import check, corpus, mutated_files
 
 def test_the_corpus_reads_the_same_with_both_readers() -> None:
     verdicts = [check(data, first_read=256) for data in corpus()]
-    assert [mine.kind for mine, _ in verdicts] == ["instance"] * 7 + ["dicomdir"]
+    assert [mine.kind for mine, _, _ in verdicts] == ["instance"] * 7 + ["dicomdir"]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the broken files it reads

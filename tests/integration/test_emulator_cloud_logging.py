@@ -3,10 +3,12 @@ per-file import errors as LogEntry JSON, read with entries:list by operation id,
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.request
 from typing import Any
 
+import pydicom
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -140,3 +142,35 @@ def test_entries_list_refuses_bad_requests_with_invalid_argument(
     error = json.loads(bad.value.content)["error"]
     assert error["status"] == "INVALID_ARGUMENT"
     assert needle in error["message"]
+
+
+def test_export_errors_are_log_entries_naming_the_instance(
+    api_v1: Any, logging_api: Any, store: StoreRef, bucket: storage.Bucket
+) -> None:
+    # GIVEN a store holding an instance without pixel data (it cannot become a PNG) and one with pixels
+    with_pixels, without = generate_dataset(1, 1, 2, seed=2503)
+    dataset = pydicom.dcmread(io.BytesIO(without.data))
+    del dataset.PixelData
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    upload(bucket, {"ex/a.dcm": with_pixels.data, "ex/b.dcm": buffer.getvalue()})
+    stores = api_v1.projects().locations().datasets().dicomStores()
+    imported = stores.import_(name=store.name, body={"gcsSource": {"uri": f"gs://{bucket.name}/ex/*.dcm"}}).execute()
+    assert wait_for_operation(api_v1, imported["name"])["metadata"]["counter"] == {"success": "2"}
+    # WHEN the store is exported as PNG
+    destination = {"uriPrefix": f"gs://{bucket.name}/png", "mimeType": "image/png"}
+    started = stores.export(name=store.name, body={"gcsDestination": destination}).execute()
+    operation = wait_for_operation(api_v1, started["name"])
+    assert operation["metadata"]["counter"] == {"success": "1", "failure": "1"}
+    # THEN the failed instance has one ExportDicomLogEntry naming it by its DICOMweb path
+    operation_id = operation["name"].rsplit("/", 1)[1]
+    [entry], _ = _list_all(logging_api, f'operation.id="{operation_id}" severity>=ERROR', page_size=50)
+    assert entry["logName"] == f"projects/{PROJECT}/logs/healthcare.googleapis.com%2Fexport_dicom"
+    assert entry["resource"]["labels"]["dicom_store_id"] == store.name.rsplit("/", 1)[1]
+    assert entry["jsonPayload"] == {
+        "@type": "type.googleapis.com/google.cloud.healthcare.logging.ExportDicomLogEntry",
+        "resourceName": (
+            f"{store.name}/dicomWeb/studies/{without.study_uid}/series/{without.series_uid}/instances/{without.sop_uid}"
+        ),
+        "error": {"code": 3, "message": "the instance has no pixel data"},
+    }

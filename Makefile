@@ -59,6 +59,7 @@ bench: prereqs $(STAMP)
 	$(PY) -m bench.end_to_end
 	$(PY) -m bench.backfill
 	$(PY) -m bench.emulator_throughput
+	$(PY) -m bench.follow_up
 
 # mutation testing of the core against the unit tests (not part of `make test`: ~7 minutes on 2 cores), in a
 # venv of its own: mutmut brings setproctitle, with which gunicorn renames the function processes

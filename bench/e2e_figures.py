@@ -142,6 +142,8 @@ class RunFigures:
     upload_to_import_start: list[float] = field(default_factory=list)
     upload_to_result: list[float] = field(default_factory=list)
     import_start: dict[str, float] = field(default_factory=dict)  # per file: its import's createTime, epoch s
+    import_noticed: list[float] = field(default_factory=list)  # per batch: its last import's end -> export start
+    export_noticed: list[float] = field(default_factory=list)  # per batch: its last export's end -> its result
 
     @property
     def total(self) -> float:
@@ -163,6 +165,8 @@ def collect(
     imports: set[str] = set()
     exports: set[str] = set()
     copies, created = 0, []
+    import_noticed: list[float] = []
+    export_noticed: list[float] = []
     for manifest in manifests(endpoints):
         ours = [f for f in manifest.files if f.record.name in uploaded]
         if not ours:
@@ -174,6 +178,12 @@ def collect(
         imports.update(i.operation for i in manifest.imports)
         exported = published.get(manifest.batch_id, {}).get("exports", [])
         exports.update(e["operation"] for e in exported if e["operation"])
+        batch_exports = [operations[e["operation"]] for e in exported if e["operation"] in operations]
+        if batch_exports and manifest.batch_id in finished:
+            imported = max(epoch(operations[i.operation]["metadata"]["endTime"]) for i in manifest.imports)
+            import_noticed.append(min(epoch(o["metadata"]["createTime"]) for o in batch_exports) - imported)
+            export_noticed.append(finished[manifest.batch_id] - max(epoch(o["metadata"]["endTime"])
+                                                                    for o in batch_exports))  # fmt: skip
         for file in ours:
             name = file.record.name
             import_start[name] = min(import_start.get(name, float("inf")), starts[file.via])
@@ -188,8 +198,9 @@ def collect(
         "settle, until the last batch's pass": max(created),
         "plan + stage + start its imports": max(epoch(o["metadata"]["createTime"]) for o in import_ops),
         "import": max(epoch(o["metadata"]["endTime"]) for o in import_ops),
-        "reconcile + export": max(epoch(o["metadata"]["endTime"]) for o in export_ops),
-        "report": max(finished[b] for b in batches if b in finished),
+        "noticing it ended + reconcile + start export": max(epoch(o["metadata"]["createTime"]) for o in export_ops),
+        "export": max(epoch(o["metadata"]["endTime"]) for o in export_ops),
+        "noticing it ended + report": max(finished[b] for b in batches if b in finished),
     }
     milestones, previous = {}, first_upload
     for phase, point in points.items():
@@ -203,7 +214,7 @@ def collect(
         upload_to_queued=[queued[n] - uploaded[n][1] for n in uploaded if n in queued],
         upload_to_import_start=[import_start[n] - uploaded[n][1] for n in uploaded if n in import_start],
         upload_to_result=[result_time[n] - uploaded[n][1] for n in uploaded if n in result_time],
-        import_start=import_start,
+        import_start=import_start, import_noticed=import_noticed, export_noticed=export_noticed,
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from devstack.demo import describe, run_demo
 from devstack.processes import StackError
 from devstack.recovery import ENV_FILE
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig
+from devstack.timing import PROFILES
 from dicomflow.cli.app import main as cli_main
 from dicomflow.logs import CloudLoggingFormatter
 
@@ -27,6 +28,11 @@ def _stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settle-seconds", type=float, default=5.0, help="SETTLE_SECONDS of the flush (5)")
     parser.add_argument("--flush-interval", type=float, default=5.0, help="seconds between flush ticks (5)")
     parser.add_argument("--data-dir", type=Path, help="persist buckets, store and logs here (default: temporary)")
+    parser.add_argument(
+        "--timing", choices=sorted(PROFILES), default="local",
+        help="local: the stand-ins' own clocks (default); cloud: the cloud's operation durations, API and Cloud "
+        "Storage latencies and the operations subscription's retry policy (devstack/timing.py, for benchmarks)",
+    )  # fmt: skip
 
 
 def _log_to_stderr() -> None:
@@ -44,7 +50,7 @@ def _serve(args: argparse.Namespace, demo: bool) -> int:
     config = StackConfig(
         gcs_port=args.gcs_port, pubsub_port=args.pubsub_port, healthcare_port=args.healthcare_port,
         functions_port=args.functions_port, settle_seconds=args.settle_seconds, flush_interval=args.flush_interval,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, timing=args.timing,
     )  # fmt: skip
     stack = LocalStack(config)
     stopping = threading.Event()

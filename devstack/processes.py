@@ -229,6 +229,7 @@ def start_healthcare_emulator(
     python: str | None = None,
     faults: Path | None = None,
     fault_seed: int | None = None,
+    timing: Path | None = None,
 ) -> ManagedProcess:
     """``python -m healthcare_emulator`` on 127.0.0.1:port, reading gs:// through ``storage_host``."""
     command = [
@@ -243,6 +244,8 @@ def start_healthcare_emulator(
     command += ["--data-dir", str(data_dir)]
     if faults is not None:
         command += ["--faults", str(faults)] + (["--fault-seed", str(fault_seed)] if fault_seed is not None else [])
+    if timing is not None:
+        command += ["--timing", str(timing)]
     return start_process(
         "healthcare_emulator",
         command,

@@ -1,5 +1,6 @@
 """Pub/Sub push as the stack delivers it: pull a subscription, POST each message to a function as a push
-envelope, acknowledge on 2xx, redeliver later otherwise (bounded backoff, optional dead-letter topic).
+envelope, acknowledge on 2xx, redeliver later otherwise (the retry policy's exponential backoff between a
+minimum and a maximum, optional dead-letter topic).
 
 The stack relays instead of letting the emulator push because the emulator cannot do what the deployment
 does: it stores a subscription ``filter`` but ignores it (so every bucket's notifications would reach
@@ -9,7 +10,9 @@ intake), and its push retry backs off far beyond ``maximum_backoff`` under load.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import math
 import threading
 import urllib.error
 import urllib.request
@@ -33,39 +36,62 @@ class PushRoute:
     project: str
     subscription: str
     url: str
-    max_backoff_seconds: int
+    max_backoff_seconds: float
     accept: Accept = _everything  # the subscription's filter: other messages are acknowledged undelivered
     dead_letter_topic: str | None = None
     max_attempts: int | None = None  # with dead_letter_topic: attempts before a message is dead-lettered
     workers: int = 1  # concurrent deliveries
     timeout_seconds: float = 300.0
+    min_backoff_seconds: float = 1.0
+
+    def backoff(self, failed: int) -> float:
+        """The delay before the next delivery of a message that failed ``failed`` times (1, 2, ...): exponential
+        from ``min_backoff_seconds``, doubling per failure, capped at ``max_backoff_seconds``, as a subscription's
+        retry policy (``minimum_backoff``..``maximum_backoff``; the doubling is our model: Pub/Sub documents
+        the bounds and "exponential", best effort, not the factor)."""
+        return float(min(self.min_backoff_seconds * 2 ** (failed - 1), self.max_backoff_seconds))
 
 
 def relay(route: PushRoute, stop: threading.Event) -> None:
-    """Deliver the subscription's messages until ``stop`` is set."""
+    """Deliver the subscription's messages until ``stop`` is set: each on its own worker, settled as soon as its
+    delivery ends (a delivery held for minutes, such as a follow-up polling its operation, delays no other);
+    only as many messages are pulled as there are idle workers, so none waits out its ack deadline unsent."""
     subscriber, publisher = pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient()
     path = subscriber.subscription_path(route.project, route.subscription)
     attempts: dict[str, int] = {}
+    idle = threading.Semaphore(route.workers)
+
+    def deliver(message: pubsub_v1.types.ReceivedMessage) -> None:
+        try:
+            ok = _post(route, _envelope(message.message, path))
+            _settle(route, subscriber, publisher, path, message, ok, attempts)
+        except Exception:  # the emulator went away: an unacknowledged message comes back after its deadline
+            pass
+        finally:
+            idle.release()
+
     with ThreadPoolExecutor(route.workers, thread_name_prefix=route.subscription) as pool:
         while not stop.is_set():
+            if not idle.acquire(timeout=0.5):
+                continue
+            free = 1
+            while free < min(route.workers, 50) and idle.acquire(blocking=False):
+                free += 1
             try:
-                response = subscriber.pull(request={"subscription": path, "max_messages": 50}, timeout=2, retry=None)
+                response = subscriber.pull(request={"subscription": path, "max_messages": free}, timeout=2, retry=None)
+                received = list(response.received_messages)
             except Exception:  # the emulator restarting, or nothing to pull before the timeout
+                received = []
                 stop.wait(0.5)
-                continue
-            received = list(response.received_messages)
-            if not received:
-                continue
             filtered = [m for m in received if not route.accept(dict(m.message.attributes))]
             wanted = [m for m in received if route.accept(dict(m.message.attributes))]
-            delivered = list(pool.map(lambda m: _post(route, _envelope(m.message, path)), wanted))
-            try:
-                if filtered:
+            for _ in range(free - len(wanted)):
+                idle.release()
+            if filtered:
+                with contextlib.suppress(Exception):
                     subscriber.acknowledge(request={"subscription": path, "ack_ids": [m.ack_id for m in filtered]})
-                for message, ok in zip(wanted, delivered, strict=True):
-                    _settle(route, subscriber, publisher, path, message, ok, attempts)
-            except Exception:  # the emulator went away: unacknowledged messages come back after the deadline
-                stop.wait(0.5)
+            for message in wanted:
+                pool.submit(deliver, message)
 
 
 def _envelope(message: pubsub_v1.types.PubsubMessage, subscription: str) -> bytes:
@@ -106,7 +132,7 @@ def _settle(
         subscriber.acknowledge(request={"subscription": path, "ack_ids": [received.ack_id]})
         attempts.pop(message.message_id, None)
         return
-    backoff = min(2 ** (count - 1), route.max_backoff_seconds)
     subscriber.modify_ack_deadline(
-        request={"subscription": path, "ack_ids": [received.ack_id], "ack_deadline_seconds": backoff}
-    )
+        request={"subscription": path, "ack_ids": [received.ack_id],
+                 "ack_deadline_seconds": math.ceil(route.backoff(count))}
+    )  # fmt: skip

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import wiring
+from devstack.latency_proxy import LatencyProxy
 from devstack.processes import (
     ManagedProcess,
     StackError,
@@ -44,6 +45,7 @@ from devstack.processes import (
 from devstack.recovery import recover, write_env_file
 from devstack.relay import Accept, PushRoute, relay
 from devstack.supervise import RestartBudget, describe_exit, exit_fields
+from devstack.timing import PROFILES, TimingProfile
 from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,14 @@ INCOMING_BUCKET = "dicom-incoming"
 EXPORT_BUCKET = "dicom-exports"
 STATE_BUCKET = "dicomflow-state"
 NOTIFICATIONS_TOPIC = "gcs-notifications"
-TOPICS = ("dicom-pending", "dicom-operations", "dicom-results", "dicom-failed", "dicom-operations-dead")
+TOPICS = (
+    "dicom-pending",
+    "dicom-operations",
+    "dicom-results",
+    "dicom-failed",
+    "dicom-operations-dead",
+    "dicom-pending-dead-letter",
+)
 FUNCTIONS = ("on_object_finalized", "on_flush", "on_operation")
 # stand-ins whose death ends the stack, and why they are not restarted
 NOT_RESTARTED = {
@@ -80,6 +89,12 @@ class StackConfig:
     fault_seed: int | None = None
     restart_limit: int = 5  # restarts of one process within restart_window_seconds before the stack gives up
     restart_window_seconds: float = 60.0
+    timing: str = "local"  # devstack.timing.PROFILES: local (the stand-ins' own clocks) or cloud
+    operations_backoff: tuple[float, float] | None = None  # (min, max) s instead of the profile's (benchmarks)
+
+    @property
+    def timing_profile(self) -> TimingProfile:
+        return PROFILES[self.timing]
 
     @classmethod
     def on_free_ports(cls, **settings: Any) -> StackConfig:
@@ -166,6 +181,7 @@ class LocalStack:
         self.failure: str | None = None  # set when a process died that the stack does not (or no longer) restart
         self._reused = False
         self.recovered = threading.Event()  # set once the recovery of a reused --data-dir has queued its objects
+        self.gcs_proxy: LatencyProxy | None = None  # the cloud profile's Cloud Storage latency, for the functions
 
     def start(self) -> StackEndpoints:
         config = self.config
@@ -198,7 +214,12 @@ class LocalStack:
         healthcare_url = f"http://127.0.0.1:{config.healthcare_port}"
         self._data_dir = data_dir
         self.processes["healthcare"] = self._start_emulator()
-        self._env = function_environment(config, storage_host, pubsub_host, healthcare_url)
+        functions_storage = storage_host
+        profile = config.timing_profile
+        if profile.gcs_latency:  # the functions' Cloud Storage calls go through the latency proxy
+            self.gcs_proxy = LatencyProxy(("127.0.0.1", 0), storage_host, profile.gcs_latency, profile.seed).start()
+            functions_storage = self.gcs_proxy.url
+        self._env = function_environment(config, functions_storage, pubsub_host, healthcare_url)
         functions = {}
         for index, target in enumerate(FUNCTIONS):
             port = config.functions_port + index
@@ -220,21 +241,34 @@ class LocalStack:
 
     def _routes(self, functions: dict[str, str]) -> list[PushRoute]:
         """Push subscriptions as deployed: notifications of source buckets only (Eventarc triggers are per bucket)
-        with Pub/Sub's retry backoff (1-10 s); watches with min(2^n, 5) s and a dead-letter topic after 100."""
+        with Pub/Sub's retry backoff (1-10 s); watches with the timing profile's retry policy (local: 1 s doubling
+        up to 5 s; cloud: Terraform's 10..10 s) and a dead-letter topic after 100,
+        8 at a time (each follow-up holds its watch while it polls the operation: one instance each, as deployed)."""
         sources = frozenset(b.strip() for b in self._env["SOURCE_BUCKETS"].split(",") if b.strip())
+        profile = self.config.timing_profile
+        low, high = self.config.operations_backoff or (
+            profile.operations_min_backoff_seconds,
+            profile.operations_max_backoff_seconds,
+        )
         return [
             PushRoute(PROJECT, wiring.NOTIFICATIONS_RELAY, functions["on_object_finalized"], max_backoff_seconds=10,
                       accept=_from_buckets(sources), workers=8),
-            PushRoute(PROJECT, wiring.OPERATIONS_RELAY, functions["on_operation"], max_backoff_seconds=5,
-                      dead_letter_topic="dicom-operations-dead", max_attempts=100),
+            PushRoute(PROJECT, wiring.OPERATIONS_RELAY, functions["on_operation"],
+                      min_backoff_seconds=low, max_backoff_seconds=high,
+                      dead_letter_topic="dicom-operations-dead", max_attempts=100, workers=8),
         ]  # fmt: skip
 
     def _start_emulator(self) -> ManagedProcess:
         config = self.config
         wait_port_free(config.healthcare_port)
+        timing = None
+        if config.timing_profile.emulated:
+            timing = self._logs / "timing.json"
+            timing.write_text(json.dumps(config.timing_profile.emulator_json()))
         return start_healthcare_emulator(
             config.healthcare_port, self._data_dir / "healthcare", f"http://127.0.0.1:{config.gcs_port}",
             log_path=self._logs / "healthcare.log", faults=config.emulator_faults, fault_seed=config.fault_seed,
+            timing=timing,
         )  # fmt: skip
 
     def _start_function(self, target: str) -> ManagedProcess:
@@ -309,6 +343,9 @@ class LocalStack:
             self.processes.clear()
         for thread in self._threads:  # after the processes: a request in flight fails at once instead of hanging
             thread.join(timeout=10)
+        if self.gcs_proxy is not None:
+            self.gcs_proxy.stop()
+            self.gcs_proxy = None
         self._exit.close()
         if self._previous_pubsub_host is None:
             os.environ.pop("PUBSUB_EMULATOR_HOST", None)

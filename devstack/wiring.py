@@ -53,7 +53,10 @@ def create_subscriptions() -> None:
 
     _subscription(subscriber, NOTIFICATIONS_RELAY, {"topic": topic("gcs-notifications"), "ack_deadline_seconds": 60})
     _subscription(subscriber, "dicom-pending-flush", {"topic": topic("dicom-pending"), "ack_deadline_seconds": 30})
-    _subscription(subscriber, OPERATIONS_RELAY, {"topic": topic("dicom-operations"), "ack_deadline_seconds": 60})
+    # 600 s as deployed: a follow-up holds its watch while it polls the operation (FOLLOW_POLL_SECONDS)
+    _subscription(subscriber, OPERATIONS_RELAY, {"topic": topic("dicom-operations"), "ack_deadline_seconds": 600})
+    # what flush dead-letters itself (poison it can never process), kept for people to read
+    _subscription(subscriber, "dicom-pending-dead-letter-sub", {"topic": topic("dicom-pending-dead-letter")})
     for name in ("results", "failed"):
         _subscription(subscriber, f"devstack-{name}", {"topic": topic(f"dicom-{name}")})
         _subscription(subscriber, f"dicom-{name}-sub", {"topic": topic(f"dicom-{name}")})  # for users and tests

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dicomflow import parsing
 from dicomflow.errors import MalformedEventError
+from dicomflow.parsing import MAX_MESSAGE_BYTES, guarded
+from dicomflow.records import MAX_OBJECT_BYTES
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 GCS_NOTIFICATION_FINALIZE = "OBJECT_FINALIZE"
-MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+_MAX_ATTRIBUTES = 100  # Pub/Sub allows at most 100 attributes on a message
 
 
 @dataclass(frozen=True)
@@ -43,28 +45,41 @@ class PubSubMessage:
 
 def pubsub_message(data: Any) -> PubSubMessage:
     """The message inside a ``messagePublished`` event's data (``{"message": {...}, "subscription": ...}``)."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("message"), Mapping):
-        raise MalformedEventError("messagePublished event has no 'message' object")
-    message = data["message"]
-    raw = message.get("data") or ""
-    if not isinstance(raw, str):
-        raise MalformedEventError("Pub/Sub message data is not a base64 string")
-    if len(raw) > MAX_MESSAGE_BYTES * 4 // 3 + 4:
-        raise MalformedEventError("Pub/Sub message data is larger than Pub/Sub allows")
-    try:
-        payload = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedEventError("Pub/Sub message data is not valid base64") from exc
-    attributes = message.get("attributes") or {}
-    if not isinstance(attributes, Mapping) or not all(isinstance(v, str) for v in attributes.values()):
-        raise MalformedEventError("Pub/Sub message attributes are not a string map")
-    return PubSubMessage(
-        payload, dict(attributes), _opt_str(message.get("messageId")), _opt_str(message.get("publishTime"))
-    )
+    with guarded("Pub/Sub envelope"):
+        if not isinstance(data, Mapping) or not isinstance(data.get("message"), Mapping):
+            raise MalformedEventError("messagePublished event has no 'message' object")
+        message = data["message"]
+        raw = message.get("data") or ""
+        if not isinstance(raw, str):
+            raise MalformedEventError("Pub/Sub message data is not a base64 string")
+        if len(raw) > MAX_MESSAGE_BYTES * 4 // 3 + 4:
+            raise MalformedEventError("Pub/Sub message data is larger than Pub/Sub allows")
+        try:
+            payload = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedEventError("Pub/Sub message data is not valid base64") from exc
+        attributes = message.get("attributes") or {}
+        if (not isinstance(attributes, Mapping) or len(attributes) > _MAX_ATTRIBUTES
+                or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 256 and len(v) <= 1024
+                           for k, v in attributes.items())):  # fmt: skip
+            raise MalformedEventError("Pub/Sub message attributes are not a string map")
+        envelope = "Pub/Sub message"
+        return PubSubMessage(
+            payload,
+            dict(attributes),
+            parsing.optional_text(message, "messageId", envelope, max_chars=256),
+            parsing.optional_text(message, "publishTime", envelope, max_chars=64),
+        )
 
 
 def parse_object_event(event_type: str, data: Any, event_time: str | None) -> ObjectEvent | None:
-    """An ObjectEvent for a finalize event in either shape; None for event types we do not handle."""
+    """An ObjectEvent for a finalize event in either shape; None for event types we do not handle. Total: any
+    other input is a MalformedEventError naming the field."""
+    with guarded("storage event"):
+        return _parse_object_event(event_type, data, event_time)
+
+
+def _parse_object_event(event_type: str, data: Any, event_time: str | None) -> ObjectEvent | None:
     if event_type == STORAGE_FINALIZED:
         return _from_object_resource(data, event_time)
     if event_type == PUBSUB_PUBLISHED:
@@ -75,9 +90,9 @@ def parse_object_event(event_type: str, data: Any, event_time: str | None) -> Ob
         resource: Any = {}
         if message.data:
             try:
-                resource = json.loads(message.data)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise MalformedEventError("GCS notification payload is not JSON (payloadFormat JSON_API_V1?)") from exc
+                resource = parsing.load_json(message.data, "GCS notification payload")
+            except MalformedEventError as exc:
+                raise MalformedEventError(f"{exc} (payloadFormat JSON_API_V1?)") from None
         if not isinstance(resource, Mapping):
             raise MalformedEventError("GCS notification payload is not a JSON object")
         merged = {
@@ -96,26 +111,22 @@ def _from_object_resource(resource: Any, event_time: str | None) -> ObjectEvent:
     missing = [key for key in ("bucket", "name", "generation") if not resource.get(key)]
     if missing:
         raise MalformedEventError(f"storage event lacks {', '.join(missing)}")
-    name = resource["name"]
-    if not isinstance(name, str) or not isinstance(resource["bucket"], str):
+    what = "storage event"
+    if not isinstance(resource["name"], str) or not isinstance(resource["bucket"], str):
         raise MalformedEventError("storage event bucket/name are not strings")
+    generation = resource["generation"]
+    if isinstance(generation, int) and not isinstance(generation, bool):
+        generation = str(generation)
     size = resource.get("size")
-    try:
-        parsed_size = int(size) if size is not None else None
-    except (TypeError, ValueError) as exc:
-        raise MalformedEventError("storage event size is not an integer") from exc
+    parsed_size = None if size is None else parsing.integer(resource, "size", what, minimum=0, maximum=MAX_OBJECT_BYTES)
     time = resource.get("timeCreated") or resource.get("updated") or event_time
     if not time:
         raise MalformedEventError("storage event has no time")
     return ObjectEvent(
-        bucket=resource["bucket"],
-        name=name,
-        generation=str(resource["generation"]),
+        bucket=parsing.text(resource, "bucket", what, max_chars=222),
+        name=parsing.object_name(resource, "name", what),
+        generation=parsing.text({"generation": generation}, "generation", what, pattern=parsing.GENERATION),
         size=parsed_size,
-        crc32c=_opt_str(resource.get("crc32c")),
-        event_time=str(time),
+        crc32c=parsing.optional_text(resource, "crc32c", what, max_chars=16),
+        event_time=parsing.text({"time": time}, "time", what, max_chars=64),
     )
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)

@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
-from dicomflow.failures import report_failed
+from dicomflow.failures import failure_notes, report_failed
 from dicomflow.held import Held, Key, leased
 from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
 from dicomflow.logs import fields
 from dicomflow.planner import ImportUri, Plan, plan_buckets
+from dicomflow.poison import dead_letter
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
 from dicomflow.retry import RetryPolicy
@@ -89,13 +90,14 @@ def run_flush(
     report.pulled = len(messages)
     if not messages:
         return report
-    held = Held.from_messages(messages)
+    held = Held.from_messages(messages, refuse=lambda record: settings.refuses(record.bucket, record.name))
     report.malformed, report.redelivered = held.malformed, held.redelivered
     ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
     api = stores or (lambda _store: healthcare)
     started = now()
     try:
         with leased(subscriber, subscription, [m.ack_id for m in messages], settings.flush_lease_seconds):
+            _settle_poison(settings, held, publisher, store)
             problems: list[PermanentError] = []
             for route, records in _ready_by_route(settings, held, report, started).items():
                 batch = _Batch(settings, held, report, ledger, publisher, store, api(route.store), started, route)
@@ -206,6 +208,18 @@ def _ready_by_route(
         record = held.records[key]
         by_route.setdefault(settings.route_for(record.bucket, record.name), []).append(record)
     return by_route
+
+
+def _settle_poison(settings: Settings, held: Held, publisher: Publisher, store: ObjectStore) -> None:
+    """Dead-letter the messages this pass can never process, then acknowledge them; when that fails for now
+    they are handed back (the good records beside them go on either way)."""
+    poison = list(held.poison)
+    try:
+        dead_letter(poison, settings, publisher, store, subscription=settings.pending_subscription)
+    except (RetryableError, PermanentError) as exc:
+        log.warning("poison messages not dead-lettered yet; they come back", extra=fields(error=str(exc)))
+        return
+    held.poison_done(poison)
 
 
 def _retire_skipped(settings: Settings, held: Held, now: datetime) -> None:
@@ -319,7 +333,24 @@ class _Batch:
         for record in staged.gone:
             self._fail(record, f"generation {record.generation} was deleted or replaced before it could be imported")
         self.held.done([r.key for r in staged.gone])
+        self._refused(staged.refused)
         return [ManifestFile(r, area.import_uri, uri) for r, uri in staged.copies.items()]
+
+    def _refused(self, refused: dict[PendingRecord, PermanentError]) -> None:
+        """Copies refused for good (403, 400) wait for a later flush until refused MAX_ATTEMPTS times, then the
+        file is reported on dicom-failed (stage staging) with the API's reason, once: a failure note already
+        written for it (a crash before the ack) settles it without a second report."""
+        notes = failure_notes(self.settings, self.store)
+        for record, error in refused.items():
+            attempts = self.ledger.note_refusal(record)
+            if attempts < self.settings.max_attempts:
+                self._wait([record.key])
+                continue
+            noted = notes.read(record.bucket, record.name, record.generation)
+            if noted is None or noted.stage != Stage.STAGING:
+                self._fail(record, f"copy into staging refused {attempts} times: {error}", Stage.STAGING)
+            self.held.done([record.key])
+            self.ledger.clear_refusal(record)
 
     def _start(self, uri: str, records: list[PendingRecord]) -> str | PermanentError | None:
         """Start one import: its operation name, or why not (None: a transient failure; the files wait)."""
@@ -338,15 +369,16 @@ class _Batch:
                                                 files=len(records)))  # fmt: skip
         return operation
 
-    def _fail(self, record: PendingRecord, reason: str) -> None:
-        failed = FailedFile(record.bucket, record.name, record.generation, reason, Stage.DELETED, record.attempt,
+    def _fail(self, record: PendingRecord, reason: str, stage: Stage = Stage.DELETED) -> None:
+        failed = FailedFile(record.bucket, record.name, record.generation, reason, stage, record.attempt,
                             self.report.batch_id)  # fmt: skip
         report_failed([failed], self.settings, self.publisher, self.store)
         self.failures.append(FailureNote.of(failed))
         self.report.failed += 1
 
     def _record(self, newest: Newest, started: list[tuple[ImportUri, str]], files: list[ManifestFile]) -> None:
-        """Write the batch to the ledger, publish one watch per import, then settle the batch's records."""
+        """Write the batch's manifest, publish one watch per import, mark the imports in flight, then settle the
+        batch's records (a failed publish raises: the records come back, no in-flight mark outlives it)."""
         assert self.report.batch_id is not None
         self.report.duplicates = len(newest.superseded)
         skipped = [s for s in self.held.skipped if any(s.covers(f.record) for f in files)]  # counted once: acked
@@ -359,13 +391,14 @@ class _Batch:
             listing_calls=self.report.listing_calls, overshoot=self.report.overshoot,
             skipped=tuple(sorted({f"gs://{s.bucket}/{s.name}" for s in skipped})),
         )  # fmt: skip
-        self.report.manifest_uri = self.ledger.create(manifest)
+        self.report.manifest_uri = self.ledger.write_manifest(manifest)
         watches = [
             (WatchMessage(operation, manifest.batch_id, self.report.manifest_uri, WatchKind.IMPORT).to_json(),
              {"batch_id": manifest.batch_id, "kind": WatchKind.IMPORT.value})
             for _, operation in started
         ]  # fmt: skip
         self.publisher.publish(self.settings.operations_topic, watches)
+        self.ledger.mark_in_flight(manifest)  # after the watches: a failed publish leaves no slot held for hours
         self.held.done([f.record.key for f in files])
         self.held.done(newest.superseded)
         used = [m for m in self.held.markers if any(m.covers(f.record) for f in files)]

@@ -1,6 +1,8 @@
 """Follow-up of long-running operations: one watch message in, the batch moved one step on.
 
-    import not done      -> OperationPendingError (Pub/Sub redelivers with backoff), or reported stuck
+    not done             -> polled (operations.get every FOLLOW_INTERVAL_SECONDS) for up to
+                            FOLLOW_POLL_SECONDS, then OperationPendingError (Pub/Sub redelivers with backoff);
+                            reported stuck once older than OPERATION_MAX_AGE_SECONDS
     import done          -> reconcile its files (``reconcile``), settle its conflicts (``conflicts``: report, or
                             replace the stored instance), delete its staged copies, record it once
     every import done    -> write the filter file, claim and start each export target once, watch it
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -65,6 +68,7 @@ class FollowResult:
     failed: int = 0
     exports_started: list[str] = field(default_factory=list)
     result_published: bool = False
+    polls: int = 0  # operations.get calls this delivery made
 
 
 class Follower:
@@ -77,6 +81,8 @@ class Follower:
         publisher: Publisher,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         stores: Callable[[str], HealthcareApi] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -84,31 +90,50 @@ class Follower:
         self._stores = stores or (lambda _store: healthcare)
         self.publisher = publisher
         self.now = now
+        self._clock, self._sleep = clock, sleep
         self.ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
 
     def follow(self, watch: WatchMessage) -> FollowResult:
         """Raise OperationPendingError while the operation runs (redelivery), return once its effects are done."""
         manifest = self.ledger.open(watch.manifest_uri)
         self.healthcare = self._stores(manifest.store)  # the store of this batch's route
-        operation = self.healthcare.get_operation(watch.operation)
         where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind)
-        if not operation.get("done"):
-            age = lro.age_seconds(operation, self.now())
-            if age < self.settings.operation_max_age_seconds:
-                log.info("operation still running", extra=where)
-                raise OperationPendingError(f"{watch.operation} is not done yet")
-            self._report_stuck(manifest, watch, age)
-            operation = {**operation, "stuck": True}
+        operation, polls = self._await(manifest, watch)
         if watch.kind is WatchKind.IMPORT:
             result = self._import_done(manifest, watch, operation)
         elif watch.target:
             result = self._export_done(manifest, watch, operation)
         else:
             raise PermanentError("export watch message names no target")
-        log.info("operation followed up", extra=fields(**where["fields"], state=result.state))
+        result.polls = polls
+        log.info("operation followed up", extra=fields(**where["fields"], state=result.state, polls=polls))
         return result
 
+    def _await(self, manifest: Manifest, watch: WatchMessage) -> tuple[dict[str, Any], int]:
+        """The operation once it is done (or reported stuck) and how many operations.get calls that took: polled
+        every FOLLOW_INTERVAL_SECONDS for up to FOLLOW_POLL_SECONDS of this delivery, so its end is noticed
+        within an interval, not at Pub/Sub's next redelivery; OperationPendingError when it still runs then."""
+        deadline = self._clock() + self.settings.follow_poll_seconds
+        polls = 0
+        while True:
+            operation = self.healthcare.get_operation(watch.operation)
+            polls += 1
+            if operation.get("done"):
+                return operation, polls
+            age = lro.age_seconds(operation, self.now())
+            if age >= self.settings.operation_max_age_seconds:
+                self._report_stuck(manifest, watch, age)
+                return {**operation, "stuck": True}, polls
+            wait = min(self.settings.follow_interval_seconds, deadline - self._clock())
+            if wait <= 0:
+                where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind, polls=polls)
+                log.info("operation still running", extra=where)
+                raise OperationPendingError(f"{watch.operation} is not done yet")
+            self._sleep(wait)
+
     def _report_stuck(self, manifest: Manifest, watch: WatchMessage, age: float) -> None:
+        if not self.ledger.claim_once(manifest.batch_id, f"stuck-{watch.operation.rpartition('/')[2]}"):
+            return  # another delivery of this watch reported it
         reason = f"operation {watch.operation} still not done after {age:.0f}s; reported stuck, not waited for"
         stuck = FailedFile(self.ledger.bucket, watch.manifest_uri, None, reason, Stage.OPERATION,
                            batch_id=manifest.batch_id, operation=watch.operation)  # fmt: skip
@@ -119,44 +144,59 @@ class Follower:
 
     def _import_done(self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
         result = FollowResult(FollowState.RECONCILED)
+        claim = None
         if self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
-            sources = Sources(self._exists, lambda r: self.store.read(r.bucket, r.name, r.generation))
-            outcome = reconcile_import(
-                manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
-            )
-            settled = settle_conflicts(
-                outcome.conflicts,
-                self.settings.conflict_policy,
-                self.healthcare,
-                manifest.batch_id,
-                lambda record: self.ledger.note_replacing(manifest.batch_id, record),
-            )
-            if self.settings.conflict_policy == REPLACE:  # a crash after a delete: the file is missing now
-                outcome.redrive = [replace(r, replaced=True) if self.ledger.was_replacing(manifest.batch_id, r) else r
-                                   for r in outcome.redrive]  # fmt: skip
-            redrive, failed = [*outcome.redrive, *settled.redrive], [*outcome.failed, *settled.failed]
-            if redrive:
-                self.publisher.publish(self.settings.pending_topic, [
-                    (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in redrive
-                ])  # fmt: skip
-            report_failed(failed, self.settings, self.publisher, self.store)
-            result.redriven, result.failed = len(redrive), len(failed)
-            marker = ImportMarker(
-                watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
-                bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in failed),
-            )  # fmt: skip
-            entry = manifest.import_of(watch.operation)
-            copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []
-            delete_copies(self.store, copies)  # reconciled: the store has what it needed from them
-            self.ledger.record_import(manifest, marker)
-            log.info("import reconciled", extra=fields(
-                batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
-                redriven=result.redriven, failed=result.failed, conflicts=len(outcome.conflicts),
-                replaced=len(settled.redrive),
-            ))  # fmt: skip
+            claim = self.ledger.claim_import(manifest.batch_id, watch.operation)  # claim first, then act
+            if claim is None and self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
+                raise OperationPendingError(f"{watch.operation} is being reconciled by another delivery")
+        if claim is not None:
+            try:
+                self._reconcile(manifest, watch, operation, result, claim)
+            except BaseException:
+                self.ledger.release_import(claim)  # the redelivered watch takes over at once
+                raise
         if self._import_markers(manifest) is not None:
             self._start_exports(manifest, result)
         return result
+
+    def _reconcile(
+        self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any], result: FollowResult, claim: Claim
+    ) -> None:
+        """Under our claim: reconcile, settle conflicts, re-drive, report, delete copies, record -- once."""
+        sources = Sources(self._exists, lambda r: self.store.read(r.bucket, r.name, r.generation))
+        outcome = reconcile_import(
+            manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
+        )
+        settled = settle_conflicts(
+            outcome.conflicts,
+            self.settings.conflict_policy,
+            self.healthcare,
+            manifest.batch_id,
+            lambda record: self.ledger.note_replacing(manifest.batch_id, record),
+        )
+        if self.settings.conflict_policy == REPLACE:  # a crash after a delete: the file is missing now
+            outcome.redrive = [replace(r, replaced=True) if self.ledger.was_replacing(manifest.batch_id, r) else r
+                               for r in outcome.redrive]  # fmt: skip
+        redrive, failed = [*outcome.redrive, *settled.redrive], [*outcome.failed, *settled.failed]
+        if redrive:
+            self.publisher.publish(self.settings.pending_topic, [
+                (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in redrive
+            ])  # fmt: skip
+        report_failed(failed, self.settings, self.publisher, self.store)
+        result.redriven, result.failed = len(redrive), len(failed)
+        marker = ImportMarker(
+            watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
+            bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in failed),
+        )  # fmt: skip
+        entry = manifest.import_of(watch.operation)
+        copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []
+        delete_copies(self.store, copies)  # reconciled: the store has what it needed from them
+        self.ledger.record_import(manifest, marker, claim)
+        log.info("import reconciled", extra=fields(
+            batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
+            redriven=result.redriven, failed=result.failed, conflicts=len(outcome.conflicts),
+            replaced=len(settled.redrive),
+        ))  # fmt: skip
 
     def _exists(self, record: PendingRecord) -> bool:
         """Whether the record's generation is still there (a file missing after its import may be deleted)."""
@@ -251,10 +291,14 @@ class Follower:
                       None)  # fmt: skip
         if target is None:
             return False
+        restarting = replace(marker, status=ExportStatus.STARTING, claimed=self.now().isoformat())
+        ours = self.ledger.reclaim_export(claim, restarting)  # claim first: one delivery starts it again
+        if ours is None:
+            return True  # another delivery moved the marker on first; its watch carries on
         operation = self.healthcare.start_export(target.request_body(self.ledger.filter_uri(manifest.batch_id)))
         restarted = replace(marker, operation=operation, started=self.now().isoformat(), attempts=marker.attempts + 1)
-        if not self.ledger.complete_export(claim, restarted):
-            return True  # another delivery moved the marker on first; its watch carries on
+        if not self.ledger.complete_export(ours, restarted):
+            return True
         watch = WatchMessage(operation, manifest.batch_id, self.ledger.manifest_uri(manifest.batch_id),
                              WatchKind.EXPORT, target.name)  # fmt: skip
         self.publisher.publish(

@@ -6,18 +6,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dicomflow.errors import MalformedEventError, RetryableError
 from dicomflow.logs import fields
+from dicomflow.poison import Poison
 from dicomflow.ports import ReceivedMessage, Subscriber
 from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile, parse_pending
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]
+Refusal = Callable[[PendingRecord], "str | None"]  # why a parsed record must not be imported (None: it may)
 
 
 @dataclass
@@ -30,28 +32,31 @@ class Held:
     to_nack: list[str] = field(default_factory=list)
     markers: dict[ReadyMarker, list[str]] = field(default_factory=lambda: defaultdict(list))  # marker -> ack ids
     skipped: dict[SkippedFile, list[str]] = field(default_factory=lambda: defaultdict(list))  # DICOMDIR -> ack ids
+    poison: list[Poison] = field(default_factory=list)  # messages that cannot be processed: dead-lettered
     malformed: int = 0
     redelivered: int = 0
 
     @classmethod
-    def from_messages(cls, messages: Sequence[ReceivedMessage]) -> Held:
-        """Parse and dedupe; a malformed record is dropped (acked) with an error log."""
+    def from_messages(cls, messages: Sequence[ReceivedMessage], refuse: Refusal = lambda _record: None) -> Held:
+        """Parse and dedupe, one message at a time: a message that cannot be parsed, or a record ``refuse``
+        gives a reason for (a bucket that is not a source, an excluded name), becomes poison -- dead-lettered
+        by the flush, never imported -- and the messages pulled with it go on as if it were not there."""
         held = cls()
         for message in messages:
             try:
                 record = parse_pending(message.data)
             except MalformedEventError as exc:
-                held.malformed += 1
-                held.to_ack.append(message.ack_id)
-                log.error(
-                    "malformed pending record dropped", extra=fields(message_id=message.message_id, error=str(exc))
-                )
+                held._poisoned(message, str(exc))
                 continue
             if isinstance(record, ReadyMarker):
                 held.markers[record].append(message.ack_id)
                 continue
             if isinstance(record, SkippedFile):  # every delivery of it under one key: counted once
                 held.skipped[record].append(message.ack_id)
+                continue
+            reason = refuse(record)
+            if reason is not None:
+                held._poisoned(message, reason)
                 continue
             if record.key in held.records:
                 held.redelivered += 1
@@ -61,6 +66,18 @@ class Held:
                 held.records[record.key] = record
             held.ack_ids[record.key].append(message.ack_id)
         return held
+
+    def _poisoned(self, message: ReceivedMessage, reason: str) -> None:
+        self.malformed += 1
+        self.poison.append(Poison(message, reason))
+        log.error("pending message refused; it goes to the dead-letter topic",
+                  extra=fields(message_id=message.message_id, error=reason))  # fmt: skip
+
+    def poison_done(self, poison: Iterable[Poison]) -> None:
+        """These poison messages were dead-lettered: acknowledge them."""
+        settled = {id(p) for p in poison}
+        self.to_ack.extend(p.message.ack_id for p in self.poison if id(p) in settled)
+        self.poison = [p for p in self.poison if id(p) not in settled]
 
     def done(self, keys: Iterable[Key]) -> None:
         """These records are settled: acknowledge every delivery of them."""
@@ -88,6 +105,8 @@ class Held:
         self.give_back(list(self.ack_ids))
         for ack_ids in [*self.markers.values(), *self.skipped.values()]:
             self.to_nack.extend(ack_ids)
+        self.to_nack.extend(p.message.ack_id for p in self.poison)  # not dead-lettered yet: next flush tries
+        self.poison = []
         self.markers.clear()
         self.skipped.clear()
         if self.to_ack:

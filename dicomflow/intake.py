@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from dicomflow.errors import NotDicomError, ObjectGoneError
+from dicomflow.errors import NotDicomError, ObjectGoneError, PermanentError
 from dicomflow.events import ObjectEvent
 from dicomflow.failures import report_failed
 from dicomflow.logs import fields
@@ -126,6 +126,12 @@ def examine(event: ObjectEvent, settings: Settings, *, store: ObjectStore) -> Ex
             return Examined(IntakeOutcome.IGNORED_NOT_SELECTED)
         log.warning("object is not importable DICOM", extra=fields(**where["fields"], reason=str(exc)))
         failed = FailedFile(event.bucket, event.name, event.generation, str(exc), Stage.INTAKE)
+        return Examined(IntakeOutcome.FAILED, failed=failed)
+    except PermanentError as exc:  # the read was refused for good (403, 400): reported, not dropped
+        log.error("object cannot be read; reported", extra=fields(**where["fields"], status=exc.status,
+                                                                   reason=str(exc)))  # fmt: skip
+        reason = f"reading the object was refused for good: {exc}"
+        failed = FailedFile(event.bucket, event.name, event.generation, reason, Stage.INTAKE)
         return Examined(IntakeOutcome.FAILED, failed=failed)
     if isinstance(header, MediaDirectory):
         log.info("DICOMDIR (index of a media file-set, not an instance) skipped", extra=where)

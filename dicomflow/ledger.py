@@ -5,7 +5,9 @@ JSON objects, each fact created with a generation precondition so redelivered or
 repeat an effect:
 
     manifest.json          Manifest: the files, the imports that cover them (written by flush)
-    imports/OP.json        ImportMarker: that import was reconciled (present / re-driven / failed files)
+    imports/OP.json        ImportMarker: that import was reconciled (present / re-driven / failed files); while
+                           one delivery reconciles it, its claim ({"status": "reconciling"})
+    effects/NAME.json      a one-shot effect was claimed (an operation reported stuck)
     exports/TARGET.json    ExportMarker: an export claimed (starting), started (running) or finished (done)
     filter.txt             the batch's instances that are in the store (the exports' filter file)
     result.json            ResultMarker: the result is being published, or was
@@ -17,12 +19,16 @@ yet reconciled, so flush counts the store's running imports from its own records
 of listing every operation of the dataset. A marker older than ``max_age`` (the stuck-operation limit) no
 longer counts: a watch that was lost cannot hold a slot for ever.
 
+``{STATE_PREFIX}refused/{KEY}.json`` counts the flushes whose copy of one file (generation) into staging was
+refused for good (403, 400); at MAX_ATTEMPTS the file is reported and the count removed.
+
 Every file reported on dicom-failed, at any stage, also leaves a FailureNote in
 ``{STATE_PREFIX}failed/{KEY}/{GENERATION}.json`` (written and read by ``dicomflow.failures``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -30,11 +36,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from dicomflow import parsing
 from dicomflow.errors import MalformedEventError, PermanentError
+from dicomflow.parsing import guarded
 from dicomflow.ports import ObjectStore
-from dicomflow.records import BATCH_TIME_FORMAT, FailedFile, PendingRecord
+from dicomflow.records import BATCH_ID, BATCH_TIME_FORMAT, FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
+_RECONCILING = "reconciling"  # an import's marker while one delivery holds the claim to reconcile it
+_RELEASED = "1970-01-01T00:00:00+00:00"  # the claim time of a released claim: any delivery may take it over
 
 
 class ExportStatus(StrEnum):
@@ -74,8 +84,11 @@ class ManifestFile:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ManifestFile:
-        staged = body.get("staged")
-        return cls(PendingRecord.from_dict(body), str(body["via"]), None if staged is None else str(staged))
+        what = "manifest file"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            return cls(PendingRecord.from_dict(body), parsing.text(body, "via", what, max_chars=2048),
+                       parsing.optional_text(body, "staged", what, max_chars=2048))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,7 +109,11 @@ class FailureNote:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> FailureNote:
-        return cls(str(body["bucket"]), str(body["name"]), str(body["stage"]), str(body["reason"]))
+        what = "failure note"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            return cls(parsing.text(body, "bucket", what, max_chars=256), parsing.text(body, "name", what),
+                       parsing.text(body, "stage", what, max_chars=32), parsing.text(body, "reason", what))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -112,7 +129,12 @@ class ImportEntry:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ImportEntry:
-        return cls(str(body["uri"]), str(body["operation"]), int(body.get("files", 0)))
+        what = "manifest import"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            return cls(parsing.text(body, "uri", what, max_chars=2048),
+                       parsing.text(body, "operation", what, max_chars=1100),
+                       parsing.integer(body, "files", what, minimum=0, maximum=10**9, default=0))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,24 +198,27 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> Manifest:
-        check_version(body, "manifest")
-        try:
-            planner = body.get("planner", {})
+        what = "manifest"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            check_version(body, what)
+            planner = parsing.obj(body.get("planner", {}), "manifest planner")
+            count = {"minimum": 0, "maximum": 10**9, "default": 0}
             return cls(
-                batch_id=str(body["batch_id"]),
-                created=str(body["created"]),
-                store=str(body["store"]),
-                imports=tuple(ImportEntry.from_dict(i) for i in body["imports"]),
-                files=tuple(ManifestFile.from_dict(f) for f in body["files"]),
-                failures=tuple(FailureNote.from_dict(f) for f in body.get("failures", [])),
-                duplicates=int(body.get("duplicates", 0)),
-                route=str(body.get("route", "default")),
-                listing_calls=int(planner.get("listing_calls", 0)),
-                overshoot=int(planner.get("overshoot", 0)),
-                skipped=tuple(str(s) for s in body.get("skipped", [])),  # absent before skipped were counted
+                batch_id=parsing.text(body, "batch_id", what, max_chars=128, pattern=BATCH_ID),
+                created=parsing.text(body, "created", what, max_chars=64),
+                store=parsing.text(body, "store", what, max_chars=1024),
+                imports=tuple(ImportEntry.from_dict(i) for i in parsing.items(body, "imports", what)),
+                files=tuple(ManifestFile.from_dict(f) for f in parsing.items(body, "files", what)),
+                failures=tuple(FailureNote.from_dict(f) for f in parsing.items(body, "failures", what)),
+                duplicates=parsing.integer(body, "duplicates", what, **count),
+                route=parsing.optional_text(body, "route", what, max_chars=256) or "default",
+                listing_calls=parsing.integer(planner, "listing_calls", what, **count),
+                overshoot=parsing.integer(planner, "overshoot", what, **count),
+                skipped=tuple(
+                    parsing.text({"skipped": s}, "skipped", what) for s in parsing.items(body, "skipped", what)
+                ),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedEventError(f"manifest lacks a valid field: {type(exc).__name__} {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -220,11 +245,18 @@ class ImportMarker:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ImportMarker:
-        return cls(
-            str(body["operation"]), str(body.get("finished", "")), dict(body.get("counter") or {}),
-            body.get("error"), bool(body.get("stuck")), int(body.get("redriven", 0)),
-            tuple(FailureNote.from_dict(f) for f in body.get("failures", [])),
-        )  # fmt: skip
+        what = "import marker"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            error = body.get("error")
+            return cls(
+                parsing.text(body, "operation", what, max_chars=1100),
+                parsing.optional_text(body, "finished", what, max_chars=64) or "",
+                dict(parsing.obj(body.get("counter") or {}, "import marker counter")),
+                None if error is None else parsing.obj(error, "import marker error"), parsing.flag(body, "stuck"),
+                parsing.integer(body, "redriven", what, minimum=0, maximum=10**9, default=0),
+                tuple(FailureNote.from_dict(f) for f in parsing.items(body, "failures", what)),
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -253,12 +285,22 @@ class ExportMarker:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ExportMarker:
-        outcome = body.get("outcome")
-        return cls(
-            str(body["target"]), ExportStatus(body["status"]), body.get("claimed"), body.get("operation"),
-            body.get("started"), body.get("finished"), ExportOutcome(outcome) if outcome else None,
-            dict(body.get("counter") or {}), body.get("reason"), int(body.get("attempts", 1)),
-        )  # fmt: skip
+        what = "export marker"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            outcome = parsing.optional_text(body, "outcome", what, max_chars=32)
+            return cls(
+                parsing.text(body, "target", what, max_chars=256),
+                ExportStatus(parsing.text(body, "status", what, max_chars=32)),
+                parsing.optional_text(body, "claimed", what, max_chars=64),
+                parsing.optional_text(body, "operation", what, max_chars=1100),
+                parsing.optional_text(body, "started", what, max_chars=64),
+                parsing.optional_text(body, "finished", what, max_chars=64),
+                ExportOutcome(outcome) if outcome else None,
+                dict(parsing.obj(body.get("counter") or {}, "export marker counter")),
+                parsing.optional_text(body, "reason", what),
+                parsing.integer(body, "attempts", what, minimum=1, maximum=1000, default=1),
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -274,9 +316,12 @@ class ResultMarker:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ResultMarker:
-        status = ResultStatus(body["status"])
-        summary = {k: v for k, v in body.items() if k not in ("status", "claimed")} or None
-        return cls(status, body.get("claimed"), summary)
+        what = "result marker"
+        with guarded(what):
+            body = parsing.obj(body, what)
+            status = ResultStatus(parsing.text(body, "status", what, max_chars=32))
+            summary = {k: v for k, v in body.items() if k not in ("status", "claimed")} or None
+            return cls(status, parsing.optional_text(body, "claimed", what, max_chars=64), summary)
 
 
 @dataclass(frozen=True)
@@ -298,6 +343,7 @@ class BatchLedger:
         self.bucket = bucket
         self._root = f"{prefix}batches/"
         self._inflight = f"{prefix}inflight/"
+        self._refused = f"{prefix}refused/"
         self._now = now
         self._claim_timeout = claim_timeout
 
@@ -311,11 +357,20 @@ class BatchLedger:
 
     def create(self, manifest: Manifest) -> str:
         """Write the batch's manifest and mark its imports in flight; return the manifest's URI."""
-        uri = self._store.write_json(self.bucket, self._path(manifest.batch_id, "manifest.json"), manifest.to_dict())
+        uri = self.write_manifest(manifest)
+        self.mark_in_flight(manifest)
+        return uri
+
+    def write_manifest(self, manifest: Manifest) -> str:
+        """Write the batch's manifest (its watches may be published once it exists); return its URI."""
+        return self._store.write_json(self.bucket, self._path(manifest.batch_id, "manifest.json"), manifest.to_dict())
+
+    def mark_in_flight(self, manifest: Manifest) -> None:
+        """Mark the batch's imports in flight: flush writes them once their watches are published, so a failed
+        publish leaves no mark holding a concurrency slot for an import nobody follows."""
         started = _epoch(manifest.created)
         for entry in manifest.imports:
             self._store.write_text(self.bucket, self._inflight_path(manifest.store, started, entry.operation), "")
-        return uri
 
     def read(self, batch_id: str) -> Manifest | None:
         found = self._store.read_json(self.bucket, self._path(batch_id, "manifest.json"))
@@ -372,14 +427,59 @@ class BatchLedger:
         key = hashlib.sha256(f"{record.bucket}/{record.name}#{record.generation}".encode()).hexdigest()[:32]
         return self._path(batch_id, "replacing", f"{key}.json")
 
-    def import_marker(self, batch_id: str, operation: str) -> ImportMarker | None:
-        found = self._store.read_json(self.bucket, self._path(batch_id, "imports", _operation_id(operation) + ".json"))
-        return None if found is None else ImportMarker.from_dict(found[0])
+    def note_refusal(self, record: PendingRecord) -> int:
+        """One more refusal of this file's copy into staging (403, 400); how many there were so far."""
+        path = self._refusal_path(record)
+        found = self._store.read_json(self.bucket, path)
+        count = 1
+        if found is not None and isinstance(found[0], Mapping):
+            with contextlib.suppress(MalformedEventError):
+                count += parsing.integer(found[0], "count", "refusal note", minimum=0, maximum=10**6, default=0)
+        self._store.write_json(self.bucket, path, {"version": LEDGER_VERSION, "count": count})
+        return count
 
-    def record_import(self, manifest: Manifest, marker: ImportMarker) -> bool:
-        """Record a reconciled import once (False when another delivery did) and release its in-flight slot."""
-        path = self._path(manifest.batch_id, "imports", _operation_id(marker.operation) + ".json")
-        created = self._store.put_json(self.bucket, path, marker.to_dict(), if_generation=0) is not None
+    def clear_refusal(self, record: PendingRecord) -> None:
+        self._store.delete(self.bucket, self._refusal_path(record))
+
+    def _refusal_path(self, record: PendingRecord) -> str:
+        key = hashlib.sha256(f"{record.bucket}/{record.name}#{record.generation}".encode()).hexdigest()[:32]
+        return f"{self._refused}{key}.json"
+
+    def import_marker(self, batch_id: str, operation: str) -> ImportMarker | None:
+        """The import's marker once reconciled (None before, and while a delivery holds the claim on it)."""
+        found = self._store.read_json(self.bucket, self._import_path(batch_id, operation))
+        if found is None or (isinstance(found[0], Mapping) and found[0].get("status") == _RECONCILING):
+            return None
+        return ImportMarker.from_dict(found[0])
+
+    def claim_import(self, batch_id: str, operation: str) -> Claim | None:
+        """The right to reconcile this import (re-drive, report, delete, record), or None while another delivery
+        holds it or once it is recorded: concurrent deliveries of one watch act once."""
+        body = {"version": LEDGER_VERSION, "status": _RECONCILING, "claimed": self._now().isoformat(),
+                "operation": operation}  # fmt: skip
+        return self._claim(batch_id, self._import_path(batch_id, operation), body, _RECONCILING)
+
+    def release_import(self, claim: Claim) -> None:
+        """Give up our claim on an import (its reconcile failed half-way): the next delivery takes it at once
+        instead of after the claim timeout."""
+        body = {"version": LEDGER_VERSION, "status": _RECONCILING, "claimed": _RELEASED}
+        self._store.put_json(self.bucket, claim.path, body, if_generation=claim.generation)
+
+    def claim_once(self, batch_id: str, effect: str) -> bool:
+        """True for the one delivery that may perform ``effect`` of the batch (e.g. report an operation stuck)."""
+        path = self._path(batch_id, "effects", f"{effect}.json")
+        body = {"version": LEDGER_VERSION, "claimed": self._now().isoformat()}
+        return self._store.put_json(self.bucket, path, body, if_generation=0) is not None
+
+    def _import_path(self, batch_id: str, operation: str) -> str:
+        return self._path(batch_id, "imports", _operation_id(operation) + ".json")
+
+    def record_import(self, manifest: Manifest, marker: ImportMarker, claim: Claim | None = None) -> bool:
+        """Record a reconciled import once (False when another delivery did), replacing our claim when given,
+        and release its in-flight slot."""
+        path = self._import_path(manifest.batch_id, marker.operation)
+        expected = 0 if claim is None else claim.generation
+        created = self._store.put_json(self.bucket, path, marker.to_dict(), if_generation=expected) is not None
         self._store.delete(self.bucket, self._inflight_path(manifest.store, _epoch(manifest.created), marker.operation))
         return created
 
@@ -413,6 +513,12 @@ class BatchLedger:
         path = self._path(batch_id, "exports", f"{target}.json")
         marker = ExportMarker(target, ExportStatus.STARTING, claimed=self._now().isoformat())
         return self._claim(batch_id, path, marker.to_dict(), ExportStatus.STARTING)
+
+    def reclaim_export(self, claim: Claim, marker: ExportMarker) -> Claim | None:
+        """Replace the marker read with ``claim`` by ``marker`` (a new claim on it), or None when another
+        delivery moved it first."""
+        written = self._store.put_json(self.bucket, claim.path, marker.to_dict(), if_generation=claim.generation)
+        return None if written is None else Claim(claim.batch_id, claim.path, written)
 
     def complete_export(self, claim: Claim, marker: ExportMarker) -> bool:
         """Replace our claim (or the running marker we read) with ``marker``; False when someone else moved on."""

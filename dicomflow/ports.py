@@ -122,6 +122,9 @@ class HealthcareApi(Protocol):
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         """The SOP Instance UIDs the store holds in one series (empty when the series is absent)."""
 
+    def study_instances(self, study_uid: str) -> set[tuple[str, str]]:
+        """The (Series, SOP Instance UID) pairs the store holds in one study (empty when the study is absent)."""
+
     def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
         """The stored instance as a Part-10 file, in its stored transfer syntax (NotFoundError when absent)."""
 

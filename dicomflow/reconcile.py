@@ -15,6 +15,7 @@ from dicomflow.conflicts import Conflict
 from dicomflow.content import same_content
 from dicomflow.errors import ObjectGoneError
 from dicomflow.ledger import Manifest, ManifestFile
+from dicomflow.pool import bounded
 from dicomflow.ports import HealthcareApi
 from dicomflow.records import FailedFile, PendingRecord, Stage
 
@@ -32,15 +33,37 @@ class Reconciled:
 
 
 def present_instances(healthcare: HealthcareApi, records: Iterable[PendingRecord]) -> set[InstanceKey]:
-    """The (study, series, SOP) UIDs of ``records`` that the store holds: one QIDO-RS query per series."""
-    by_series: dict[tuple[str, str], set[str]] = defaultdict(set)
+    """The (study, series, SOP) UIDs of ``records`` that the store holds (``stored_instances`` of their series)."""
+    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for record in records:
-        by_series[(record.study_uid, record.series_uid)].add(record.sop_uid)
-    present: set[InstanceKey] = set()
-    for (study, series), wanted in by_series.items():
-        stored = healthcare.series_instances(study, series)
-        present.update((study, series, sop) for sop in wanted & stored)
-    return present
+        wanted[(record.study_uid, record.series_uid)].add(record.sop_uid)
+    stored = stored_instances(healthcare, wanted)
+    return {(study, series, sop) for (study, series), sops in wanted.items() for sop in sops & stored[(study, series)]}
+
+
+def stored_instances(healthcare: HealthcareApi, series: Iterable[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+    """The SOP Instance UIDs the store holds in each (study, series), at the coarsest level that answers in fewer
+    calls: one study-level instance query for a study with several of these series (one call up to 50,000 of its
+    instances), a series-level query for a study with one; the queries run concurrently on the bounded pool."""
+    by_study: dict[str, set[str]] = defaultdict(set)
+    for study, one in series:
+        by_study[study].add(one)
+
+    def query(study: str) -> dict[tuple[str, str], set[str]]:
+        members = by_study[study]
+        if len(members) == 1:
+            [only] = members
+            return {(study, only): healthcare.series_instances(study, only)}
+        found: dict[tuple[str, str], set[str]] = {(study, one): set() for one in members}
+        for one, sop in healthcare.study_instances(study):
+            if one in members:
+                found[(study, one)].add(sop)
+        return found
+
+    stored: dict[tuple[str, str], set[str]] = {}
+    for answer in bounded(query, sorted(by_study)):
+        stored.update(answer)
+    return stored
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from dicomflow import parsing
 from dicomflow.errors import MalformedEventError
+from dicomflow.parsing import guarded
 
 RECORD_VERSION = 1
 BATCH_TIME_FORMAT = "%Y%m%dT%H%M%SZ"  # batch ids start with their UTC creation time in this form: they sort by it
+BATCH_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127}")  # a path segment of the ledger
+MAX_OBJECT_BYTES = 5 * 1024**4  # Cloud Storage's largest object (5 TiB)
+MAX_ATTEMPT = 1000
+_GS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]/[^\r\n]{1,1024}")
 
 
 class Stage(StrEnum):
@@ -23,6 +30,8 @@ class Stage(StrEnum):
     RECONCILE = "reconcile"
     CONFLICT = "conflict"  # the store holds the same UIDs with other content; this file was not stored
     OPERATION = "operation"  # the operation itself: stuck, or its follow-up refused for good
+    STAGING = "staging"  # the copy into the staging prefix was refused for good (403, 400), MAX_ATTEMPTS times
+    MESSAGE = "message"  # a message (not a file) that cannot be processed: a watch or record that does not parse
 
 
 class WatchKind(StrEnum):
@@ -70,25 +79,26 @@ class PendingRecord:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> PendingRecord:
-        """From the record's JSON object (extra keys, e.g. a manifest entry's ``via``, are ignored)."""
-        try:
+        """From the record's JSON object (extra keys, e.g. a manifest entry's ``via``, are ignored); every field
+        type- and range-checked (MalformedEventError naming the field)."""
+        what = "pending record"
+        with guarded(what):
+            body = parsing.obj(body, what)
             return cls(
-                bucket=str(body["bucket"]),
-                name=str(body["name"]),
-                generation=str(body["generation"]),
-                size=int(body["size"]),
-                crc32c=body.get("crc32c"),
-                study_uid=str(body["study_uid"]),
-                series_uid=str(body["series_uid"]),
-                sop_uid=str(body["sop_uid"]),
-                transfer_syntax=str(body["transfer_syntax"]),
-                modality=body.get("modality"),
-                event_time=str(body["event_time"]),
-                attempt=int(body.get("attempt", 1)),
-                replaced=body.get("replaced") is True,
+                bucket=parsing.text(body, "bucket", what, pattern=parsing.BUCKET),
+                name=parsing.object_name(body, "name", what),
+                generation=parsing.text(body, "generation", what, pattern=parsing.GENERATION),
+                size=parsing.integer(body, "size", what, minimum=-1, maximum=MAX_OBJECT_BYTES),
+                crc32c=parsing.optional_text(body, "crc32c", what, max_chars=16),
+                study_uid=parsing.text(body, "study_uid", what, pattern=parsing.UID),
+                series_uid=parsing.text(body, "series_uid", what, pattern=parsing.UID),
+                sop_uid=parsing.text(body, "sop_uid", what, pattern=parsing.UID),
+                transfer_syntax=parsing.text(body, "transfer_syntax", what, max_chars=64),
+                modality=parsing.optional_text(body, "modality", what, max_chars=16),
+                event_time=parsing.text(body, "event_time", what, max_chars=64),
+                attempt=parsing.integer(body, "attempt", what, minimum=1, maximum=MAX_ATTEMPT, default=1),
+                replaced=parsing.flag(body, "replaced"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedEventError(f"pending record lacks a valid field: {exc.__class__.__name__} {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -133,18 +143,31 @@ class SkippedFile:
 
 
 def parse_pending(data: bytes) -> PendingRecord | ReadyMarker | SkippedFile:
-    """A message of the pending topic: a file's record, a folder's ready marker, or a skipped DICOMDIR."""
-    body = _load(data, "pending record")
-    kind = body.get("kind")
-    try:
+    """A message of the pending topic: a file's record, a folder's ready marker, or a skipped DICOMDIR.
+    Total: any other input is a MalformedEventError naming the field."""
+    with guarded("pending message"):
+        body = _load(data, "pending record")
+        kind = body.get("kind")
         if kind == "ready":
-            return ReadyMarker(str(body["bucket"]), str(body["folder"]), str(body["event_time"]))
+            what = "pending ready marker"
+            return ReadyMarker(parsing.text(body, "bucket", what, pattern=parsing.BUCKET),
+                               _folder(body, what), parsing.text(body, "event_time", what, max_chars=64))  # fmt: skip
         if kind == "skipped":
-            return SkippedFile(str(body["bucket"]), str(body["name"]), str(body["generation"]),
-                               str(body["event_time"]))  # fmt: skip
-    except KeyError as exc:
-        raise MalformedEventError(f"pending {kind} message lacks field {exc}") from exc
-    return PendingRecord.from_dict(body)
+            what = "pending skipped DICOMDIR"
+            return SkippedFile(parsing.text(body, "bucket", what, pattern=parsing.BUCKET),
+                               parsing.object_name(body, "name", what),
+                               parsing.text(body, "generation", what, pattern=parsing.GENERATION),
+                               parsing.text(body, "event_time", what, max_chars=64))  # fmt: skip
+        if kind is not None:
+            raise MalformedEventError("pending message has an unknown kind")
+        return PendingRecord.from_dict(body)
+
+
+def _folder(body: Mapping[str, Any], what: str) -> str:
+    folder = parsing.text(body, "folder", what, max_chars=parsing.MAX_NAME_BYTES)
+    if folder and not folder.endswith("/"):
+        raise MalformedEventError(f"{what} field 'folder' does not end with '/'")
+    return folder
 
 
 @dataclass(frozen=True)
@@ -182,20 +205,20 @@ class WatchMessage:
 
     @classmethod
     def from_json(cls, data: bytes) -> WatchMessage:
-        body = _load(data, "watch message")
-        try:
-            target = body.get("target")
+        """Total: any input that is not a watch is a MalformedEventError naming the field."""
+        what = "watch message"
+        with guarded(what):
+            body = _load(data, what)
+            kind = parsing.text(body, "kind", what, max_chars=16)
+            if kind not in {k.value for k in WatchKind}:
+                raise MalformedEventError("watch message has an unknown kind")
             return cls(
-                str(body["operation"]),
-                str(body["batch_id"]),
-                str(body["manifest_uri"]),
-                WatchKind(body["kind"]),
-                None if target is None else str(target),
+                parsing.text(body, "operation", what, max_chars=1100, pattern=parsing.OPERATION),
+                parsing.text(body, "batch_id", what, max_chars=128, pattern=BATCH_ID),
+                parsing.text(body, "manifest_uri", what, max_chars=2048, pattern=_GS_URI),
+                WatchKind(kind),
+                parsing.optional_text(body, "target", what, max_chars=256),
             )
-        except KeyError as exc:
-            raise MalformedEventError(f"watch message lacks field {exc}") from exc
-        except ValueError as exc:
-            raise MalformedEventError("watch message has an unknown kind") from exc
 
 
 def instant(value: str, default: datetime) -> datetime:
@@ -211,13 +234,8 @@ _NEVER = datetime.max.replace(tzinfo=UTC)  # an unreadable time never counts as 
 
 
 def _load(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEventError(f"{what} is not JSON") from exc
-    if not isinstance(body, dict):
-        raise MalformedEventError(f"{what} is not a JSON object")
+    body = parsing.load_object(data, what)
     version = body.get("version")
-    if version != RECORD_VERSION:
-        raise MalformedEventError(f"{what} has unsupported version {version!r}")
+    if version != RECORD_VERSION or isinstance(version, bool):
+        raise MalformedEventError(f"{what} has an unsupported version")
     return body

@@ -261,6 +261,18 @@ class Settings:
     operation_max_age_seconds: float = setting(
         "21600", _number(float, minimum=0), "An operation still running after this long is reported stuck."
     )
+    follow_poll_seconds: float = setting(
+        "240", _number(float, minimum=0, maximum=540),
+        "Seconds one on_operation invocation keeps polling operations.get for a running operation before it hands "
+        "the watch back to Pub/Sub's redelivery, so the follow-up learns that an import or export ended within "
+        "FOLLOW_INTERVAL_SECONDS of its end; keep it at least 60 s below on_operation's timeout. 0: no polling "
+        "(every check is one delivery, paced by the subscription's retry backoff).",
+    )  # fmt: skip
+    follow_interval_seconds: float = setting(
+        "2", _number(float, minimum=0.1, maximum=60),
+        "Seconds between two operations.get calls while an invocation polls (one call per interval and running "
+        "operation: a 10-minute import costs about 600 / interval calls).",
+    )  # fmt: skip
     log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
     log_object_names: str = setting(
         "full", _choice("full", "hashed"),
@@ -293,6 +305,19 @@ class Settings:
 
     def route_named(self, name: str) -> Route:
         return next((r for r in self.routes if r.name == name), self.default_route)
+
+    @property
+    def pending_dead_letter_topic(self) -> str:
+        """Where flush puts pending messages it can never process (derived: ``{PENDING_TOPIC}-dead-letter``)."""
+        return f"{self.pending_topic}-dead-letter"
+
+    def refuses(self, bucket: str, name: str) -> str | None:
+        """Why a record naming this object must not be imported (None: it may), re-checked by every flush."""
+        if bucket not in self.source_buckets:
+            return "pending record field 'bucket' is not one of SOURCE_BUCKETS"
+        if self.excluded(bucket, name):
+            return "pending record field 'name' is excluded (EXCLUDE_PREFIXES, the pipeline's state or exports)"
+        return None
 
     @property
     def stores(self) -> tuple[str, ...]:

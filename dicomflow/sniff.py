@@ -81,7 +81,7 @@ def sniff_header(
         if len(data) < _META_START or data[_PREAMBLE:_META_START] != b"DICM":
             raise NotDicomError("not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble")
         try:
-            return _parse(data, complete, size)
+            return _parse(data, complete, size, max_bytes)
         except _IncompleteError as incomplete:
             if complete:
                 raise NotDicomError(f"unreadable DICOM: the object ends inside {incomplete}") from None
@@ -110,6 +110,7 @@ class _Syntax:
     little: bool
     base: int = 0  # offset of the walked bytes within the object
     inflated: bool = False  # offsets are within the inflated data set of a deflated transfer syntax
+    capped: bool = False  # the inflated data set stops at MAX_HEADER_BYTES: the rest was never inflated
 
     def offset(self, pos: int) -> str:
         return f"inflated data set offset {pos}" if self.inflated else f"offset {self.base + pos}"
@@ -224,8 +225,9 @@ def _text(raw: bytes | None) -> str:
     return (raw or b"").decode("ascii", errors="replace").strip(" \0")
 
 
-def _parse(data: bytes, complete: bool, size: int | None) -> HeaderInfo | MediaDirectory:
-    """Walk the file meta information, then the data set up to SeriesInstanceUID."""
+def _parse(data: bytes, complete: bool, size: int | None, max_bytes: int) -> HeaderInfo | MediaDirectory:
+    """Walk the file meta information, then the data set up to SeriesInstanceUID (a deflated data set is
+    inflated to at most ``max_bytes``)."""
     meta_syntax = _Syntax(explicit=True, little=True)
     if len(data) >= _META_START + 2 and _group(data, _META_START, meta_syntax) != 0x0002:
         raise NotDicomError(f"unreadable DICOM: no file meta information (group 0002) at offset {_META_START}")
@@ -235,9 +237,16 @@ def _parse(data: bytes, complete: bool, size: int | None) -> HeaderInfo | MediaD
     transfer_syntax = _text(meta.get(_TRANSFER_SYNTAX))
     if not transfer_syntax:
         raise NotDicomError("file meta information has no TransferSyntaxUID")
-    body, syntax = _data_set(data, start, transfer_syntax)
+    body, syntax = _data_set(data, start, transfer_syntax, max_bytes)
     try:
-        values = _walk(body, syntax, complete=complete, size=size)
+        values = _walk(body, syntax, complete=complete and not syntax.capped, size=size)
+    except _IncompleteError:
+        if syntax.capped:  # more input cannot help: the header does not end within the cap
+            raise NotDicomError(
+                f"not DICOM or header too large: the deflated data set inflates past {max_bytes} bytes "
+                "(MAX_HEADER_BYTES) before its header ends"
+            ) from None
+        raise
     except _BadVRError as exc:
         if exc.pos != 0 or syntax.inflated or not syntax.little:
             raise
@@ -281,17 +290,20 @@ def _meta(data: bytes, syntax: _Syntax, size: int | None) -> tuple[dict[int, byt
         pos = end
 
 
-def _data_set(data: bytes, start: int, transfer_syntax: str) -> tuple[bytes, _Syntax]:
-    """The data set's bytes and how they are encoded."""
+def _data_set(data: bytes, start: int, transfer_syntax: str, max_bytes: int) -> tuple[bytes, _Syntax]:
+    """The data set's bytes and how they are encoded; a deflated one inflated to at most ``max_bytes`` (a
+    deflate bomb costs no more memory than the largest header)."""
     if transfer_syntax == _IMPLICIT_LE:
         return data[start:], _Syntax(explicit=False, little=True, base=start)
     if transfer_syntax == _EXPLICIT_BE:
         return data[start:], _Syntax(explicit=True, little=False, base=start)
     if transfer_syntax == _DEFLATED:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
-            inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[start:])
+            inflated = inflater.decompress(memoryview(data)[start:], max_bytes)
         except zlib.error:
             message = f"unreadable DICOM: the deflated data set at offset {start} cannot be inflated"
             raise NotDicomError(message) from None
-        return inflated, _Syntax(explicit=True, little=True, inflated=True)
+        capped = bool(inflater.unconsumed_tail)
+        return inflated, _Syntax(explicit=True, little=True, inflated=True, capped=capped)
     return data[start:], _Syntax(explicit=True, little=True, base=start)

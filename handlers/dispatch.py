@@ -3,7 +3,8 @@
 Functions-framework turns a return into HTTP 200 (acknowledged) and an exception into HTTP 500 (Pub/Sub and
 Eventarc redeliver with backoff). So:
 
-    malformed event, or a type we do not handle  -> logged (never the payload), acknowledged
+    malformed event, or a type we do not handle  -> logged (never the payload), reported (``on_malformed``),
+                                                    acknowledged
     RetryableError (429, 5xx, timeouts)          -> logged at WARNING, raised: redelivered
     OperationPendingError                        -> raised: redelivered (logged at INFO by the core)
     PermanentError (invalid, denied, not found)  -> logged at ERROR, reported (``on_permanent``), acknowledged
@@ -34,6 +35,7 @@ def serve(
     *,
     describe: Callable[[Item], Mapping[str, Any]] = lambda _: {},
     on_permanent: Callable[[Runtime, Item, PermanentError], None] | None = None,
+    on_malformed: Callable[[Runtime, CloudEvent, MalformedEventError], None] | None = None,
 ) -> Result | None:
     """Run one event through ``parse`` and ``call`` under the policy above; the core's answer, or None."""
     rt = runtime(component)
@@ -42,6 +44,8 @@ def serve(
         item = parse(cloud_event)
     except MalformedEventError as exc:
         log.error("malformed event acknowledged", extra=fields(event_type=event_type, error=str(exc)))
+        if on_malformed is not None:
+            on_malformed(rt, cloud_event, exc)
         return None
     if item is None:
         log.debug("event type not handled", extra=fields(event_type=event_type))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from cloudevents.http import CloudEvent
 
-from dicomflow.errors import PermanentError
+from dicomflow.errors import MalformedEventError, PermanentError
 from dicomflow.events import PUBSUB_PUBLISHED, pubsub_message
+from dicomflow.failures import report_failed
 from dicomflow.follow import Follower, FollowResult
+from dicomflow.poison import message_failure
 from dicomflow.records import FailedFile, Stage, WatchMessage
 from handlers.dispatch import serve
 from handlers.runtime import Runtime
@@ -31,7 +33,19 @@ def _report(rt: Runtime, watch: WatchMessage, error: PermanentError) -> None:
     rt.publisher.publish(rt.settings.failed_topic, [(failed.to_json(), failed.attributes())])
 
 
+def _report_malformed(rt: Runtime, cloud_event: CloudEvent, error: MalformedEventError) -> None:
+    """A watch that cannot be parsed is reported once on dicom-failed (stage ``message``, named by its message
+    id), with a failure note, and acknowledged: never HTTP 500 until the dead-letter policy gives up."""
+    try:
+        message_id = pubsub_message(cloud_event.data).message_id
+    except MalformedEventError:
+        message_id = None
+    source = "on_operation"
+    report_failed([message_failure(source, message_id or str(cloud_event["id"])[:256], str(error))],
+                  rt.settings, rt.publisher, rt.store)  # fmt: skip
+
+
 def handle(cloud_event: CloudEvent) -> FollowResult | None:
     """Return to acknowledge; raise while the operation runs or on transient failures (Pub/Sub redelivers)."""
-    return serve("on_operation", cloud_event, _parse, _follow, on_permanent=_report,
+    return serve("on_operation", cloud_event, _parse, _follow, on_permanent=_report, on_malformed=_report_malformed,
                  describe=lambda watch: {"batch_id": watch.batch_id, "operation": watch.operation})  # fmt: skip

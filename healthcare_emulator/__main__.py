@@ -16,6 +16,7 @@ from healthcare_emulator.errors import ApiError
 from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
 from healthcare_emulator.server import EmulatorServer
+from healthcare_emulator.timing import TimingProfile
 
 
 class _JsonFormatter(logging.Formatter):
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--faults", type=Path, help="JSON list of fault rules installed at start (see faults.py)")
     parser.add_argument("--fault-seed", type=int, help="seed of the fault rates (reproducible chaos)")
     parser.add_argument(
+        "--timing", type=Path, help="JSON timing profile: operation durations, request latencies (see timing.py)"
+    )
+    parser.add_argument(
         "--no-fuzzy-matching",
         action="store_true",
         help="QIDO-RS ignores fuzzymatching=true: literal matching and a 'Warning: 299' header (PS3.18 8.3.4.2)",
@@ -81,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, ApiError) as exc:
             print(f"healthcare_emulator: cannot load --faults {args.faults}: {exc}", file=sys.stderr)
             return 2
+    timing = None
+    if args.timing:
+        try:
+            timing = TimingProfile.from_json(json.loads(args.timing.read_text()))
+        except (OSError, ValueError, ApiError) as exc:
+            print(f"healthcare_emulator: cannot load --timing {args.timing}: {exc}", file=sys.stderr)
+            return 2
     try:
         server = EmulatorServer(
             data_dir,
@@ -90,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             faults,
             fuzzy_matching=not args.no_fuzzy_matching,
             pubsub_emulator_host=os.environ.get("PUBSUB_EMULATOR_HOST"),
+            timing=timing,
         )
     except OSError as exc:
         print(f"healthcare_emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)

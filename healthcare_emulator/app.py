@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 from healthcare_emulator import deidentify_api, dicomweb, logging_api, metrics, rest, rest_iam
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.service import Emulator
+from healthcare_emulator.timing import TimingProfile
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,15 @@ def _faults(emulator: Emulator, request: Request) -> Response:
     return rest.json_response({"rules": emulator.faults.rules()})
 
 
+def _timing(emulator: Emulator, request: Request) -> Response:
+    if request.method == "POST":
+        emulator.clocks.set(TimingProfile.from_json(rest.json_body(request)))
+    elif request.method == "DELETE":
+        emulator.clocks.set(None)
+    profile = emulator.clocks.profile
+    return rest.json_response({"timing": profile.to_json() if profile else None})
+
+
 def dispatch(emulator: Emulator, request: Request) -> Response:
     """Find the route for a request and run it, answering errors in Google's JSON shape."""
     path = request.path
@@ -119,7 +129,10 @@ def dispatch(emulator: Emulator, request: Request) -> Response:
         return Response("ok", mimetype="text/plain")
     if path == "/emulator/faults":
         return _faults(emulator, request)
+    if path == "/emulator/timing":
+        return _timing(emulator, request)
     emulator.faults.check(request.method, path)
+    emulator.clocks.wait_request(request.method, path)
     if path == "/v2/entries:list" and request.method == "POST":
         return logging_api.list_entries(emulator, request)
     view = _LOGS_VIEW.match(path)

@@ -131,7 +131,9 @@ def gcs_export_job(
                 raise OperationFailedError("CANCELLED", "operation cancelled by request")
             resource = f"/studies/{record.study}/series/{record.series}/instances/{record.sop}"
             try:
-                for name, payload, content_type in export_objects(export, record, repository.read_instance(record)):
+                data = repository.read_instance(record)
+                context.size += len(data)
+                for name, payload, content_type in export_objects(export, record, data):
                     gcs.write(export.bucket, name, payload, content_type)
             except RenderError as exc:
                 context.record_failure(resource, str(exc))

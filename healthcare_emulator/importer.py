@@ -55,6 +55,7 @@ def import_job(
     def run(context: OperationContext) -> dict[str, Any] | None:
         names = _matching_names(gcs, pattern)
         context.set_pending(len(names))
+        sizes: list[int] = []
 
         def one(name: str) -> tuple[str, str | None]:
             uri = f"gs://{pattern.bucket}/{name}"
@@ -66,6 +67,7 @@ def import_job(
                 return uri, "object does not exist"
             except StorageError as exc:
                 return uri, str(exc)
+            sizes.append(len(data))
             return uri, store_bytes(repository, store, data, storage_class, on_stored)
 
         with ThreadPoolExecutor(max_workers=_READ_PARALLELISM, thread_name_prefix="import-read") as pool:
@@ -77,6 +79,7 @@ def import_job(
                         context.record_success()
                     else:
                         context.record_failure(uri, failure)
+        context.size = sum(sizes)
         return None
 
     return run

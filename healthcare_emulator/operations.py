@@ -51,6 +51,7 @@ class OperationContext:
     errors: list[tuple[str, str]] = field(default_factory=list)
     error_times: list[str] = field(default_factory=list)
     cancel_requested: bool = False
+    size: int = 0  # bytes the job read (imports) or wrote (exports): what a timing profile's per-MB term counts
 
     def set_pending(self, count: int) -> None:
         self.pending = count

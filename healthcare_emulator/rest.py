@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -279,15 +280,20 @@ def require_storage(emulator: Emulator) -> None:
 
 
 def _delayed(emulator: Emulator, store: str, operation: str, job: Job) -> Job:
-    """Apply this store's operation-delay fault (if one is set) before the job works; cleared rules end it."""
+    """Apply this store's operation-delay fault (if one is set) before the job works; cleared rules end it. Under
+    a timing profile the operation then lasts at least the profile's duration for what it did (``timing``)."""
     delay = emulator.faults.operation_delay(store, operation)
-    if not delay:
-        return job
 
     def run(context: OperationContext) -> dict[str, Any] | None:
-        with contextlib.suppress(FaultsClearedError):
-            emulator.faults.sleep(delay)
-        return job(context)
+        if delay:
+            with contextlib.suppress(FaultsClearedError):
+                emulator.faults.sleep(delay)
+        started = time.monotonic()
+        try:
+            return job(context)
+        finally:
+            seconds = emulator.clocks.operation_seconds(operation, context.success + context.failure, context.size)
+            emulator.clocks.wait_until(started + seconds)
 
     return run
 

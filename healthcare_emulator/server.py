@@ -13,6 +13,7 @@ from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
 from healthcare_emulator.notifications import Notifier
 from healthcare_emulator.service import Emulator
+from healthcare_emulator.timing import TimingProfile
 
 
 class EmulatorServer:
@@ -28,8 +29,12 @@ class EmulatorServer:
         *,
         fuzzy_matching: bool = True,
         pubsub_emulator_host: str | None = None,
+        timing: TimingProfile | None = None,
     ) -> None:
-        self.emulator = Emulator.open(data_dir, gcs)
+        # a timed operation waits out its duration on a runner thread: more of them, so that as many operations
+        # run at once as the pipeline starts (MAX_CONCURRENT_OPERATIONS imports plus their exports)
+        self.emulator = Emulator.open(data_dir, gcs, workers=16 if timing else 4)
+        self.emulator.clocks.set(timing)
         if faults is not None:
             self.emulator.faults = faults
         self.emulator.fuzzy_matching = fuzzy_matching

@@ -14,6 +14,7 @@ from healthcare_emulator.names import DatasetName, StoreName
 from healthcare_emulator.notifications import Notifier, StoredInstance
 from healthcare_emulator.operations import OperationRunner
 from healthcare_emulator.repository import Repository
+from healthcare_emulator.timing import Clocks
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Emulator:
     gcs: GcsClient
     data_dir: Path
     faults: FaultInjector = field(default_factory=FaultInjector)
+    clocks: Clocks = field(default_factory=Clocks)  # the timing profile (off by default)
     notifier: Notifier = field(default_factory=Notifier)
     url: str = ""  # the server's own address (http://127.0.0.1:PORT), the base of the URLs it hands out
     fuzzy_matching: bool = True

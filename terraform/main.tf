@@ -180,6 +180,8 @@ locals {
     MAX_ATTEMPTS              = tostring(var.settings.max_attempts)
     CONFLICT_POLICY           = var.settings.conflict_policy
     OPERATION_MAX_AGE_SECONDS = tostring(var.settings.operation_max_age_seconds)
+    FOLLOW_POLL_SECONDS       = tostring(var.settings.follow_poll_seconds)
+    FOLLOW_INTERVAL_SECONDS   = tostring(var.settings.follow_interval_seconds)
     LOG_LEVEL                 = upper(var.settings.log_level)
     LOG_OBJECT_NAMES          = var.settings.log_object_names
     # LOG_HASH_KEY comes from Secret Manager (secret_environment_variables below), never from plain config.
@@ -511,8 +513,8 @@ resource "google_pubsub_subscription" "operations" {
 
   lifecycle {
     precondition {
-      condition     = var.operations_delivery.max_delivery_attempts * var.operations_delivery.maximum_backoff_seconds >= var.settings.operation_max_age_seconds
-      error_message = "The operations_delivery.max_delivery_attempts x maximum_backoff_seconds must cover settings.operation_max_age_seconds, or running operations are dead-lettered before the pipeline reports them stuck."
+      condition     = var.operations_delivery.max_delivery_attempts * (var.operations_delivery.maximum_backoff_seconds + var.settings.follow_poll_seconds) >= var.settings.operation_max_age_seconds
+      error_message = "The operations_delivery.max_delivery_attempts x (maximum_backoff_seconds + settings.follow_poll_seconds) must cover settings.operation_max_age_seconds, or running operations are dead-lettered before the pipeline reports them stuck."
     }
   }
 
@@ -640,6 +642,10 @@ resource "google_cloudfunctions2_function" "main" {
     precondition {
       condition     = var.settings.flush_run_seconds + 60 <= var.functions.on_flush.timeout_seconds
       error_message = "settings.flush_run_seconds must be at least 60 s below functions.on_flush.timeout_seconds: the last pass of a flush run must end before the function times out."
+    }
+    precondition {
+      condition     = var.settings.follow_poll_seconds + 60 <= var.functions.on_operation.timeout_seconds
+      error_message = "settings.follow_poll_seconds must be at least 60 s below functions.on_operation.timeout_seconds: an operation noticed at the end of the poll window is still reconciled before the function times out."
     }
   }
 

@@ -264,6 +264,9 @@ variable "settings" {
         DICOMweb and re-drives the file once (on_operation then gets roles/healthcare.dicomEditor on every store
         instead of dicomViewer, for dicomWebDelete).
       operation_max_age_seconds (OPERATION_MAX_AGE_SECONDS, 21600, >= 0): an operation still running after this long is reported stuck.
+      follow_poll_seconds (FOLLOW_POLL_SECONDS, 240, 0..540): seconds one on_operation delivery polls a running operation before
+        handing the watch back to the retry backoff; at least 60 s below functions.on_operation.timeout_seconds. 0: no polling.
+      follow_interval_seconds (FOLLOW_INTERVAL_SECONDS, 2, 0.1..60): seconds between operations.get calls while polling.
       log_level (LOG_LEVEL, "INFO"): DEBUG, INFO, WARNING or ERROR.
       log_object_names (LOG_OBJECT_NAMES, "full"): full, or hashed (every object name in a log line is a keyed
         hash; needs log_hash_key_secret).
@@ -315,6 +318,8 @@ variable "settings" {
     max_attempts              = optional(number, 3)
     conflict_policy           = optional(string, "report")
     operation_max_age_seconds = optional(number, 21600)
+    follow_poll_seconds       = optional(number, 240)
+    follow_interval_seconds   = optional(number, 2)
     log_level                 = optional(string, "INFO")
     log_object_names          = optional(string, "full")
   })
@@ -441,6 +446,10 @@ variable "settings" {
   validation {
     condition     = var.settings.operation_max_age_seconds >= 0
     error_message = "The settings.operation_max_age_seconds must be at least 0."
+  }
+  validation {
+    condition     = var.settings.follow_poll_seconds >= 0 && var.settings.follow_poll_seconds <= 540 && var.settings.follow_interval_seconds >= 0.1 && var.settings.follow_interval_seconds <= 60
+    error_message = "The settings.follow_poll_seconds must be between 0 and 540, settings.follow_interval_seconds between 0.1 and 60."
   }
   validation {
     condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], upper(var.settings.log_level))
@@ -696,15 +705,18 @@ variable "pending_subscription" {
 variable "operations_delivery" {
   description = <<-EOT
     Delivery of watch messages from the operations topic to on_operation (a push subscription):
-    on_operation answers 500 while an operation runs, so the retry policy's exponential backoff
-    (`minimum_backoff_seconds`..`maximum_backoff_seconds`) paces the polling, and a message that
+    on_operation polls a running operation for settings.follow_poll_seconds, then answers 500, so
+    the retry policy's exponential backoff (`minimum_backoff_seconds`..`maximum_backoff_seconds`)
+    is the gap between two poll windows: its ceiling (10 s) bounds how late the end of an operation
+    is noticed when it falls in that gap (Pub/Sub's own default, 600 s, would), and a message that
     failed `max_delivery_attempts` times (5-100) goes to the dead-letter topic. Keep
-    max_delivery_attempts x maximum_backoff_seconds above settings.operation_max_age_seconds so that
+    max_delivery_attempts x (maximum_backoff_seconds + settings.follow_poll_seconds) above
+    settings.operation_max_age_seconds so that
     the pipeline reports a stuck operation itself before Pub/Sub gives up on it.
   EOT
   type = object({
     minimum_backoff_seconds = optional(number, 10)
-    maximum_backoff_seconds = optional(number, 600)
+    maximum_backoff_seconds = optional(number, 10)
     max_delivery_attempts   = optional(number, 100)
   })
   default  = {}

@@ -150,9 +150,10 @@ def _meta_group(data: bytes) -> Dataset:
 
 def _inflated_header(data: bytes) -> Dataset:
     """pydicom's reading of the inflatable start of a deflated data set (after the meta group)."""
-    if data[132:136] != b"\x02\x00\x00\x00":
-        raise ValueError("no group length to find the data set by")
-    start = 144 + struct.unpack("<I", data[140:144])[0]
+    fp = io.BytesIO(data)
+    read_preamble(fp, False)
+    _read_file_meta_info(fp)
+    start = fp.tell()  # where pydicom's walk of the meta group ended (its group length may be damaged)
     inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), b""
     for at in range(start, len(data), 64):
         try:

@@ -6,6 +6,7 @@ emulators' clients read (``STORAGE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``) an
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -61,13 +62,15 @@ def healthcare_stores(settings: Settings) -> Callable[[str], HealthcareApi]:
     endpoint = settings.healthcare_api_endpoint
     client, session = build_client(endpoint), build_session(endpoint)
     retry = RetryPolicy(attempts=settings.api_retry_attempts)
+    lock = threading.Lock()  # the REST client (httplib2) is shared and not thread-safe
     apis: dict[str, HealthcareApi] = {
-        name: GoogleHealthcareApi(client, session, name, retry, base_url=endpoint) for name in settings.stores
+        name: GoogleHealthcareApi(client, session, name, retry, base_url=endpoint, lock=lock)
+        for name in settings.stores
     }
 
     def store(name: str) -> HealthcareApi:
         if name not in apis:  # a batch of a route removed since: its store is still followed up
-            apis[name] = GoogleHealthcareApi(client, session, name, retry, base_url=endpoint)
+            apis[name] = GoogleHealthcareApi(client, session, name, retry, base_url=endpoint, lock=lock)
         return apis[name]
 
     return store

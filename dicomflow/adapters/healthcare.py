@@ -6,11 +6,13 @@ other answers become the permanent error of their status (``dicomflow.adapters.e
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import httplib2
 import requests
+import requests.adapters
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
@@ -24,7 +26,8 @@ _WRITE = "roles/healthcare.dicomEditor on the DICOM store"  # dicomStores.import
 _OPERATIONS = "roles/healthcare.datasetViewer on the dataset"  # operations.get
 
 
-_QIDO_PAGE = 1000
+_CONNECTIONS = 64
+_QIDO_PAGE = 50_000  # the most instances one QIDO-RS page may hold (limit; studies and series: 5,000)
 _DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
 
 
@@ -41,21 +44,36 @@ def build_client(endpoint: str | None, version: str = "v1") -> Any:
 def build_session(endpoint: str | None) -> requests.Session:
     """An HTTP session for DICOMweb: plain for the local emulator, authorized (ADC) for the real API."""
     if endpoint:
-        return requests.Session()
+        return _pooled(requests.Session())
     import google.auth  # noqa: PLC0415 - only needed against the real API
     from google.auth.transport.requests import AuthorizedSession  # noqa: PLC0415
 
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    return AuthorizedSession(credentials)  # type: ignore[no-untyped-call]  # pragma: no cover
+    return _pooled(AuthorizedSession(credentials))  # type: ignore[no-untyped-call]  # pragma: no cover
+
+
+def _pooled(session: requests.Session) -> requests.Session:
+    """Keep a connection per concurrent query (reconcile's pool) instead of requests' 10 per host."""
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_CONNECTIONS)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return session
 
 
 class GoogleHealthcareApi:
     """HealthcareApi for one DICOM store."""
 
     def __init__(
-        self, client: Any, session: requests.Session, store_name: str, retry: RetryPolicy, base_url: str | None = None
+        self,
+        client: Any,
+        session: requests.Session,
+        store_name: str,
+        retry: RetryPolicy,
+        base_url: str | None = None,
+        lock: threading.Lock | None = None,
     ) -> None:
         self._client = client
+        self._lock = lock or threading.Lock()  # httplib2 is not thread-safe: one REST call at a time per client
         self._session = session
         self._store = store_name
         self._retry = retry
@@ -64,7 +82,8 @@ class GoogleHealthcareApi:
     def _execute(self, what: str, request: Callable[[], Any], role: str) -> Any:
         def once() -> Any:
             try:
-                return request().execute(num_retries=0)
+                with self._lock:
+                    return request().execute(num_retries=0)
             except HttpError as exc:
                 raise from_status(what, int(exc.resp.status), _error_message(exc), hint=needs(role)) from exc
             except (TimeoutError, ConnectionError, httplib2.HttpLib2Error) as exc:
@@ -94,13 +113,26 @@ class GoogleHealthcareApi:
         return str(operation["name"])
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
-        """QIDO-RS of one series, paged (the API caps a page)."""
+        """QIDO-RS of one series' instances, paged (the API caps a page)."""
         url = f"{self._base_url}/v1/{self._store}/dicomWeb/studies/{study_uid}/series/{series_uid}/instances"
-        found: set[str] = set()
+        return {sop for _series, sop in self._instances(url) if sop}
+
+    def study_instances(self, study_uid: str) -> set[tuple[str, str]]:
+        """QIDO-RS of one study's instances (every series at once), paged."""
+        url = f"{self._base_url}/v1/{self._store}/dicomWeb/studies/{study_uid}/instances"
+        return {(series, sop) for series, sop in self._instances(url) if series and sop}
+
+    def _instances(self, url: str) -> list[tuple[str, str]]:
+        """(Series, SOP Instance UID) of every instance an instance-level QIDO-RS ``url`` matches: pages of
+        _QIDO_PAGE (the API's most for instances), ``offset`` moved on until a page comes back short."""
+        found: list[tuple[str, str]] = []
         offset = 0
         while True:
-            page = self._qido(url, {"limit": str(_QIDO_PAGE), "offset": str(offset), "includefield": "00080018"})
-            found.update(str(item["00080018"]["Value"][0]) for item in page if "00080018" in item)
+            params: dict[str, str | list[str]] = {
+                "limit": str(_QIDO_PAGE), "offset": str(offset), "includefield": ["0020000E", "00080018"]
+            }  # fmt: skip
+            page = self._qido(url, params)
+            found.extend((_first(item, "0020000E"), _first(item, "00080018")) for item in page)
             if len(page) < _QIDO_PAGE:
                 return found
             offset += len(page)
@@ -142,7 +174,7 @@ class GoogleHealthcareApi:
 
         return call_with_retry("DICOMweb DELETE", once, self._retry)
 
-    def _qido(self, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
+    def _qido(self, url: str, params: dict[str, str | list[str]]) -> list[dict[str, Any]]:
         def once() -> list[dict[str, Any]]:
             try:
                 response = self._session.get(
@@ -162,6 +194,12 @@ class GoogleHealthcareApi:
     def get_operation(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._execute(f"get {name}", lambda: self._operations().get(name=name), _OPERATIONS)
         return result
+
+
+def _first(item: dict[str, Any], tag: str) -> str:
+    """The first value of ``tag`` in a DICOM JSON result ('' when it has none)."""
+    values = item.get(tag, {}).get("Value") or [""]
+    return str(values[0])
 
 
 def _error_message(exc: HttpError) -> str:

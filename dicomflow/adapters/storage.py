@@ -11,6 +11,7 @@ from google.cloud import storage
 
 from dicomflow.adapters.errors import needs, translated
 from dicomflow.errors import NotFoundError, ObjectGoneError, PermanentError, RetryableError
+from dicomflow.parsing import MAX_STATE_BYTES, load_json
 from dicomflow.ports import Listing, ObjectInfo
 
 T = TypeVar("T")
@@ -63,6 +64,8 @@ class GcsObjectStore:
             blob = _object_call(bucket, name, "reading", lambda: self._client.bucket(bucket).get_blob(name))
             if blob is None:
                 return None
+            if blob.size is not None and blob.size > MAX_STATE_BYTES:
+                raise PermanentError(f"gs://{bucket}/{name} is larger than {MAX_STATE_BYTES} bytes")
             data = _object_call(
                 bucket, name, "reading", lambda: blob.download_as_bytes(if_generation_match=blob.generation)
             )
@@ -70,10 +73,7 @@ class GcsObjectStore:
             return None
         except gexc.PreconditionFailed as exc:
             raise RetryableError(f"gs://{bucket}/{name} changed while being read") from exc
-        try:
-            return json.loads(data), int(blob.generation)
-        except ValueError as exc:
-            raise PermanentError(f"gs://{bucket}/{name} is not JSON") from exc
+        return load_json(data, f"gs://{bucket}/{name}", max_bytes=MAX_STATE_BYTES), int(blob.generation)
 
     def put_json(self, bucket: str, name: str, body: Any, *, if_generation: int) -> int | None:
         blob = self._blob(bucket, name)

@@ -1,9 +1,10 @@
 """Objects examined as intake would (selection, header sniffing) and checked against the store by their UIDs,
-in chunks, with header reads on a bounded pool and one QIDO-RS query per series."""
+in chunks, with header reads on a bounded pool and the chunk's series queried together (``stored_instances``)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from dicomflow.events import ObjectEvent
 from dicomflow.intake import Examined, examine, select
 from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo
+from dicomflow.reconcile import stored_instances
 from dicomflow.records import PendingRecord
 
 CHUNK = 500
@@ -50,17 +52,30 @@ class Scanned:
 
 
 class SeriesCache:
-    """The SOP Instance UIDs a record's store (its route's) holds per series, asked once per store and series."""
+    """The SOP Instance UIDs a record's store (its route's) holds per series, asked once per store and series:
+    a chunk's new series are fetched together (``prefetch``: concurrent, study-level where that is fewer calls)."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._series: dict[tuple[str, str, str], set[str]] = {}
 
+    def _store(self, record: PendingRecord) -> str:
+        return self._ctx.settings.route_for(record.bucket, record.name).store
+
+    def prefetch(self, records: Iterable[PendingRecord]) -> None:
+        missing: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for record in records:
+            store = self._store(record)
+            if (store, record.study_uid, record.series_uid) not in self._series:
+                missing[store].add((record.study_uid, record.series_uid))
+        for store, series in missing.items():
+            for (study, one), sops in stored_instances(self._ctx.stores(store), series).items():
+                self._series[(store, study, one)] = sops
+
     def holds(self, record: PendingRecord) -> bool:
-        store = self._ctx.settings.route_for(record.bucket, record.name).store
-        key = (store, record.study_uid, record.series_uid)
+        key = (self._store(record), record.study_uid, record.series_uid)
         if key not in self._series:
-            self._series[key] = self._ctx.stores(store).series_instances(record.study_uid, record.series_uid)
+            self.prefetch([record])
         return record.sop_uid in self._series[key]
 
 
@@ -84,6 +99,7 @@ def scan(ctx: Context, infos: Iterable[ObjectInfo], series: SeriesCache) -> Iter
     iterator = iter(infos)
     while chunk := list(islice(iterator, CHUNK)):
         examined = bounded(lambda info: examine(_event(info), ctx.settings, store=ctx.store), chunk)
+        series.prefetch(result.record for result in examined if result.record is not None)
         yield [
             Scanned(info, result, None if result.record is None else series.holds(result.record))
             for info, result in zip(chunk, examined, strict=True)

@@ -182,6 +182,9 @@ class FakeHealthcare:
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         return {sop for study, series, sop in self.stored if (study, series) == (study_uid, series_uid)}
 
+    def study_instances(self, study_uid: str) -> set[tuple[str, str]]:
+        return {(series, sop) for study, series, sop in self.stored if study == study_uid}
+
     def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         key = (study_uid, series_uid, sop_uid)
         self.delete_calls.append(key)

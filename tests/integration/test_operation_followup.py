@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -159,7 +161,9 @@ def test_a_redelivered_watch_never_starts_a_second_export_or_result(
 def test_an_operation_is_waited_for_then_reported_stuck_after_the_maximum_age(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN an import held by the emulator until the test lets it go (no race with a delay on a loaded machine)
+    # GIVEN a follow-up that does not poll (redelivery only), and an import held by the emulator until the test
+    # lets it go (no race with a delay on a loaded machine)
+    _targets(monkeypatch, FOLLOW_POLL_SECONDS="0")
     pipeline.inject_fault({"kind": "operation-delay", "seconds": 900, "count": 1})
     _intake_all(pipeline, _upload(pipeline, generate_dataset(1, 1, 1, seed=641), "slow"))
     _flush()
@@ -183,6 +187,69 @@ def test_an_operation_is_waited_for_then_reported_stuck_after_the_maximum_age(
     [stuck] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
     assert stuck["stage"] == "operation"
     assert "still not done" in stuck["reason"]
+
+
+def _operation_gets(pipeline: Pipeline) -> int:
+    rules = requests.get(pipeline.faults_url, timeout=10).json()["rules"]
+    return sum(int(r["fired"]) for r in rules if r.get("path") == _GET_OPERATION)
+
+
+_GET_OPERATION = r"/operations/[^/:]+$"
+
+
+def test_the_follow_up_notices_an_operations_end_while_it_holds_the_watch(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a follow-up that polls inside one delivery, an import the emulator keeps running until released, and a
+    # no-op latency rule that counts the operations.get calls (operations live on the dataset: not store-scoped)
+    _targets(monkeypatch, FOLLOW_POLL_SECONDS="240", FOLLOW_INTERVAL_SECONDS="0.2")
+    pipeline.inject_fault({"kind": "operation-delay", "seconds": 600, "count": 1, "operation": "ImportDicomData"})
+    rule = {"method": "GET", "path": _GET_OPERATION, "seconds": 0.001, "rate": 1.0}
+    requests.post(pipeline.faults_url, json=rule, timeout=10).raise_for_status()
+    instances = generate_dataset(1, 1, 2, seed=645)
+    _intake_all(pipeline, _upload(pipeline, instances, "held"))
+    _flush()
+    [message] = pipeline.pull("operations")
+    request = _push_envelope(message.message.data, dict(message.message.attributes))
+    with ThreadPoolExecutor(1) as pool:
+        # WHEN the watch is delivered once, while the import is still running
+        delivery = pool.submit(_deliver, _operation_client(), request)
+        deadline = time.monotonic() + 120
+        while _operation_gets(pipeline) < 3:  # the delivery polls the operation, holding the watch
+            assert not delivery.done(), f"the delivery ended while the import ran: HTTP {delivery.result()}"
+            assert time.monotonic() < deadline, "the follow-up never polled the operation"
+            time.sleep(0.2)
+        assert not delivery.done()
+        requests.delete(pipeline.faults_url, timeout=10).raise_for_status()  # the import starts working now
+        status = delivery.result(timeout=240)
+    # THEN that same delivery noticed the end and finished the batch: acknowledged, no redelivery needed
+    assert status == 200
+    [result] = results(pipeline)
+    assert (result["outcome"], result["imported"]) == ("success", 2)
+    assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in instances)
+
+
+def test_reconcile_asks_the_store_one_study_level_query_for_a_study_of_several_series(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a study already holding an instance of another upload, and a batch of 3 new series of that study,
+    # with no-op latency rules counting the study-level and series-level instance queries
+    _targets(monkeypatch)
+    older = generate_dataset(1, 4, 1, seed=661)
+    _intake_all(pipeline, _upload(pipeline, older[:1], "older"))
+    _flush()
+    drain_operations(pipeline)
+    results(pipeline)
+    for path in (r"/studies/[^/]+/instances$", r"/series/[^/]+/instances$"):
+        pipeline.inject_fault({"method": "GET", "path": path, "seconds": 0.001, "rate": 1.0})
+    _intake_all(pipeline, _upload(pipeline, older[1:], "newer"))
+    # WHEN the batch is imported and reconciled
+    _flush()
+    drain_operations(pipeline)
+    # THEN each of its 3 files is counted imported (the older instance is not the batch's), from one study query
+    [result] = results(pipeline)
+    assert (result["files"], result["imported"], result["failed"], result["redriven"]) == (3, 3, 0, 0)
+    assert pipeline.faults_fired() == [1, 0]
 
 
 def test_a_malformed_watch_is_acknowledged(pipeline: Pipeline) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from dicomflow.errors import MalformedEventError
-from dicomflow.events import MAX_MESSAGE_BYTES, PUBSUB_PUBLISHED, parse_object_event, pubsub_message
+from dicomflow.events import PUBSUB_PUBLISHED, parse_object_event, pubsub_message
+from dicomflow.parsing import MAX_MESSAGE_BYTES
 
 CASES = json.loads((Path(__file__).parent / "golden" / "events.json").read_text())
 

@@ -62,7 +62,7 @@ class World:
 
 
 def test_a_running_operation_is_retried_until_it_is_too_old() -> None:
-    world = World([_file("1.1.1.1")], _settings(operation_max_age_seconds=3600))
+    world = World([_file("1.1.1.1")], _settings(operation_max_age_seconds=3600, follow_poll_seconds=0))
     created = (NOW - timedelta(seconds=60)).isoformat()
     world.healthcare.operations[IMPORT_OP] = {"name": IMPORT_OP, "metadata": {"createTime": created}}
     with pytest.raises(OperationPendingError):
@@ -72,6 +72,65 @@ def test_a_running_operation_is_retried_until_it_is_too_old() -> None:
     assert result.state == "finished"
     [stuck] = world.publisher.bodies("dicom-failed")
     assert stuck["stage"] == "operation"
+
+
+class PollClock:
+    """A monotonic clock that only moves when the follower sleeps, and the sleeps it was asked for."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+def _ending_after(world: World, gets: int) -> list[int]:
+    """Make the import operation answer ``done: false`` to its first ``gets - 1`` operations.get calls."""
+    calls: list[int] = []
+    created = (NOW - timedelta(seconds=60)).isoformat()
+
+    def get_operation(name: str) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) < gets:
+            return {"name": name, "metadata": {"createTime": created}}
+        return {"name": name, "done": True, "response": {}}
+
+    world.healthcare.get_operation = get_operation  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_running_operation_is_polled_within_one_delivery_until_it_ends() -> None:
+    # GIVEN an import that is done at its 4th operations.get, and a poll window of 60 s every 2 s
+    world = World([_file("1.1.1.1")], _settings(follow_poll_seconds=60, follow_interval_seconds=2))
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1")}
+    calls, clock = _ending_after(world, 4), PollClock()
+    follower = Follower(world.settings, store=world.store, healthcare=world.healthcare, publisher=world.publisher,
+                        now=lambda: NOW, clock=clock, sleep=clock.sleep)  # fmt: skip
+    # WHEN one delivery follows it up
+    result = follower.follow(world.watch())
+    # THEN it noticed the end itself (no redelivery): three sleeps of one interval, four calls, batch finished
+    assert (result.state, result.polls, len(calls)) == ("finished", 4, 4)
+    assert clock.sleeps == [2, 2, 2]
+
+
+def test_polling_hands_the_watch_back_to_redelivery_after_the_poll_window() -> None:
+    # GIVEN an import that outlasts the 5 s window (interval 2 s)
+    world = World([_file("1.1.1.1")], _settings(follow_poll_seconds=5, follow_interval_seconds=2))
+    calls, clock = _ending_after(world, 100), PollClock()
+    follower = Follower(world.settings, store=world.store, healthcare=world.healthcare, publisher=world.publisher,
+                        now=lambda: NOW, clock=clock, sleep=clock.sleep)  # fmt: skip
+    # WHEN one delivery follows it up THEN it raises for redelivery once the window is spent, its last wait cut
+    # to the window's end: calls at 0, 2, 4 and 5 s
+    with pytest.raises(OperationPendingError):
+        follower.follow(world.watch())
+    assert clock.sleeps == [2, 2, 1]
+    assert len(calls) == 4
+    assert world.publisher.bodies("dicom-results") == []
 
 
 def test_reconcile_redrives_a_missing_file_and_reports_it_at_the_last_attempt() -> None:

@@ -32,7 +32,14 @@ from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeS
 
 SETTINGS = Settings(project_id="proj", location="l", dataset="d", dicom_store="s", source_buckets=("src",),
                     state_bucket="state")  # fmt: skip
-WATCH = WatchMessage("projects/p/operations/7", "B1", "gs://state/dicomflow/batches/B1/manifest.json", WatchKind.IMPORT)
+WATCH = WatchMessage(
+    "projects/p/locations/l/datasets/d/operations/7",
+    "B1",
+    "gs://state/dicomflow/batches/B1/manifest.json",
+    WatchKind.IMPORT,
+)
+
+STORE = FakeStore()
 
 
 def _finalize_event() -> CloudEvent:
@@ -84,7 +91,8 @@ ACKED = [
 def publisher(monkeypatch: pytest.MonkeyPatch) -> FakePublisher:
     fake = FakePublisher()
     healthcare = FakeHealthcare()
-    rt = Runtime(SETTINGS, FakeStore(), fake, FakeSubscriber(), healthcare, lambda _store: healthcare)
+    STORE.objects.clear()
+    rt = Runtime(SETTINGS, STORE, fake, FakeSubscriber(), healthcare, lambda _store: healthcare)
     monkeypatch.setattr(dispatch, "runtime", lambda component: rt)
     return fake
 
@@ -132,6 +140,24 @@ def test_a_malformed_watch_is_acknowledged_without_calling_the_core(
     monkeypatch.setattr(operation, "Follower", type("Follower", (FailingFollower,), {"error": RetryableError("x")}))
     assert operation.handle(_watch_event(b"{not json")) is None
     assert operation.handle(_watch_event(json.dumps({"version": 1, "kind": "import"}).encode())) is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"{not json", b"[" * 100_000, json.dumps({**json.loads(WATCH.to_json()), "operation": "operations/7"}).encode(),
+     json.dumps({**json.loads(WATCH.to_json()), "batch_id": {"a": 1}}).encode(), b"\xff\x00"],
+    ids=["not json", "deep", "malformed operation name", "object batch id", "binary"],
+)  # fmt: skip
+def test_a_malformed_watch_is_reported_once_on_the_failed_topic_with_a_note(
+    payload: bytes, publisher: FakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(operation, "Follower", type("Follower", (FailingFollower,), {"error": RetryableError("x")}))
+    assert operation.handle(_watch_event(payload)) is None  # acknowledged: never HTTP 500 until the dead letter
+    [failed] = publisher.bodies("dicom-failed")
+    assert (failed["stage"], failed["name"]) == ("message", "pubsub:on_operation/m1")
+    assert failed["reason"] and len(failed["reason"]) < 300
+    notes = [k for k in STORE.objects if k[1].startswith("dicomflow/failed/")]
+    assert len(notes) == 1
 
 
 def test_a_malformed_storage_event_is_acknowledged_without_calling_the_core(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -158,3 +159,35 @@ def test_publish_all_sends_one_publish_call_per_topic() -> None:
     publish_all(examined, SETTINGS, publisher, store)
     assert sorted(calls) == [("dicom-failed", 1), ("dicom-pending", 5)]
     assert sorted(r["sop_uid"] for r in publisher.bodies("dicom-pending")) == [f"1.2.3.{i}" for i in range(5)]
+
+
+class _DenyingStore(FakeStore):
+    def read_range(self, bucket: str, name: str, generation: str | None, start: int, end: int) -> bytes:
+        from dicomflow.errors import PermissionDeniedError
+
+        raise PermissionDeniedError(f"reading gs://{bucket}/{name}: HTTP 403 (grant roles/storage.objectViewer)", 403)
+
+
+def test_intake_reports_a_read_refused_for_good_on_the_failed_topic_with_a_note() -> None:
+    # GIVEN an object the pipeline may not read (403)
+    store, publisher = _DenyingStore({("incoming", "a/IM1.dcm"): DICOM}), FakePublisher()
+    event = ObjectEvent("incoming", "a/IM1.dcm", "7", len(DICOM), None, "2026-11-28T10:00:00Z")
+    # WHEN intake handles its event THEN it is reported (once) with the API's reason, and noted for status
+    assert handle_object_event(event, SETTINGS, store=store, publisher=publisher) is IntakeOutcome.FAILED
+    [failed] = publisher.bodies("dicom-failed")
+    assert (failed["stage"], failed["name"], failed["generation"]) == ("intake", "a/IM1.dcm", "7")
+    assert "HTTP 403" in failed["reason"]
+    assert failure_notes(SETTINGS, store).read("incoming", "a/IM1.dcm", "7") is not None
+    assert publisher.bodies("dicom-pending") == []
+
+
+def test_intake_reports_a_deflate_bomb_as_not_dicom() -> None:
+    from devstack.hostile import deflate_bomb
+
+    bomb = deflate_bomb(64 << 20)
+    settings = dataclasses.replace(SETTINGS, max_header_bytes=1 << 20)
+    store, publisher = FakeStore({("incoming", "a/bomb.dcm"): bomb}), FakePublisher()
+    event = ObjectEvent("incoming", "a/bomb.dcm", "7", len(bomb), None, "2026-11-28T10:00:00Z")
+    assert handle_object_event(event, settings, store=store, publisher=publisher) is IntakeOutcome.FAILED
+    [failed] = publisher.bodies("dicom-failed")
+    assert "header too large" in failed["reason"]

@@ -233,3 +233,31 @@ def test_sniff_refuses_a_uid_repeated_with_another_value_since_readers_disagree_
     same = b"\x20\x00\x0d\x00UI\x06\x001.2.3\x00"
     info, _ = _sniff(data[:end] + same + data[end:])
     assert isinstance(info, HeaderInfo) and info.study_uid == "1.2.3"
+
+
+def test_sniff_caps_inflation_of_a_deflate_bomb_at_max_header_bytes() -> None:
+    # GIVEN a 256 KiB upload whose deflated data set inflates to 256 MiB before its UIDs
+    import tracemalloc
+
+    from devstack.hostile import deflate_bomb
+
+    bomb = deflate_bomb(256 << 20)
+    assert len(bomb) < 1 << 20
+    # WHEN it is sniffed with a 4 MiB header limit
+    tracemalloc.start()
+    try:
+        with pytest.raises(NotDicomError, match=r"^not DICOM or header too large: .* inflates past 4194304 bytes"):
+            sniff_header(Reader(bomb), len(bomb), first_read=65536, max_bytes=4 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # THEN it is refused as not DICOM, having inflated no more than the limit (plus the upload itself)
+    assert peak < 3 * (4 << 20) + 2 * len(bomb)
+
+
+def test_sniff_still_reads_a_deflated_header_that_ends_within_the_cap() -> None:
+    from devstack.hostile import deflate_bomb
+
+    bomb = deflate_bomb(1 << 20, sop_uid="1.2.3.4.9")
+    info, _ = _sniff(bomb)
+    assert isinstance(info, HeaderInfo) and info.sop_uid == "1.2.3.4.9"

@@ -130,3 +130,20 @@ class HealthcareApi(Protocol):
 
     def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         """Delete one stored instance (DICOMweb DELETE, synchronous for an instance); False when it was not there."""
+
+
+@dataclass(frozen=True)
+class FileError:
+    """One item an operation failed, with the API's own reason (from Cloud Logging)."""
+
+    source: str  # gs:// URI of an imported object, or the DICOMweb path of an exported/de-identified instance
+    code: int  # google.rpc.Code
+    message: str
+
+
+class ErrorLog(Protocol):
+    """The per-item errors the Healthcare API logged for an operation (Cloud Logging)."""
+
+    def operation_errors(self, operation_name: str, limit: int) -> list[FileError]:
+        """At most ``limit`` errors of ``operation_name`` (projects/P/locations/L/datasets/D/operations/ID),
+        oldest first; empty when none are logged (yet: ingestion lags)."""

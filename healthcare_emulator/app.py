@@ -13,7 +13,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from healthcare_emulator import deidentify_api, dicomweb, metrics, rest, rest_iam
+from healthcare_emulator import deidentify_api, dicomweb, logging_api, metrics, rest, rest_iam
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.service import Emulator
 from healthcare_emulator.timing import TimingProfile
@@ -98,6 +98,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 _LOGS = re.compile(r"^/logs/(?P<name>projects/.+/operations/[^/]+)$")
+_LOGS_VIEW = re.compile(r"^/logs/query;query=(?P<query>.*)$")
 
 
 def _error(error: ApiError) -> Response:
@@ -132,6 +133,11 @@ def dispatch(emulator: Emulator, request: Request) -> Response:
         return _timing(emulator, request)
     emulator.faults.check(request.method, path)
     emulator.clocks.wait_request(request.method, path)
+    if path == "/v2/entries:list" and request.method == "POST":
+        return logging_api.list_entries(emulator, request)
+    view = _LOGS_VIEW.match(path)
+    if view and request.method == "GET":
+        return logging_api.logs_view(emulator, request, view["query"])
     logs = _LOGS.match(path)
     if logs and request.method == "GET":
         return rest.operation_logs(emulator, request, logs["name"])

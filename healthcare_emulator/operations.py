@@ -1,8 +1,10 @@
 """Long-running operations: started by import/export/delete, run in the background, polled by clients.
 
 An operation's JSON follows ``google.longrunning.Operation`` with the Healthcare ``OperationMetadata``
-(counters as int64 strings, zero counters omitted as proto3 JSON does). Per-item failures are recorded and
-served at the operation's ``logsUrl``. Running operations live in memory and are persisted on every
+(counters as int64 strings, zero counters omitted as proto3 JSON does, but the ``counter`` message itself always
+written, ``{}`` when every count is zero). Per-item failures of imports, exports and de-identifications are
+written as Cloud Logging entries (``log_entries``), served by ``entries:list`` and the ``logsUrl`` view.
+Running operations live in memory and are persisted on every
 change of phase and every few items; on start-up, an operation a previous process left unfinished ends
 with an ABORTED error, so nothing stays pending forever.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from healthcare_emulator.errors import RPC_CODES
+from healthcare_emulator.log_entries import LogSource, error_entry, logs_url
 from healthcare_emulator.names import DatasetName
 from healthcare_emulator.repository import Repository, now_rfc3339
 
@@ -46,6 +49,7 @@ class OperationContext:
     failure: int = 0
     pending: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    error_times: list[str] = field(default_factory=list)
     cancel_requested: bool = False
     size: int = 0  # bytes the job read (imports) or wrote (exports): what a timing profile's per-MB term counts
 
@@ -62,6 +66,7 @@ class OperationContext:
         self.failure += 1
         self.pending = max(0, self.pending - 1)
         self.errors.append((resource, reason))
+        self.error_times.append(now_rfc3339())
         self._maybe_persist()
 
     def _maybe_persist(self) -> None:
@@ -77,6 +82,7 @@ class _Running:
     body: dict[str, Any]
     dataset: str
     context: OperationContext
+    log_source: LogSource
     flushed_errors: int = 0
 
 
@@ -102,8 +108,12 @@ class OperationRunner:
         base_url: str,
         job: Job,
         service: str = "dicom.DicomService",
+        store: str | None = None,
     ) -> dict[str, Any]:
-        """Create an operation for ``job`` and run it in the background; return the operation JSON."""
+        """Create an operation for ``job`` and run it in the background; return the operation JSON.
+
+        ``store`` is the DICOM store the job works on, named in the log entries of its failed items.
+        """
         name = f"{dataset}/operations/{secrets.randbits(63)}"
         body: dict[str, Any] = {
             "name": name,
@@ -111,12 +121,14 @@ class OperationRunner:
                 "@type": f"type.googleapis.com/google.cloud.healthcare.{api_version}.OperationMetadata",
                 "apiMethodName": f"google.cloud.healthcare.{api_version}.{service}.{method}",
                 "createTime": now_rfc3339(),
-                "logsUrl": f"{base_url.rstrip('/')}/logs/{name}",
+                "logsUrl": logs_url(base_url, name),
+                "counter": {},
             },
         }
         context = OperationContext(name=name, _runner=self)
+        log_source = LogSource(name, method, store)
         with self._lock:
-            self._running[name] = _Running(body=body, dataset=str(dataset), context=context)
+            self._running[name] = _Running(body=body, dataset=str(dataset), context=context, log_source=log_source)
         self._repository.save_operation(name, str(dataset), body)
         self._pool.submit(self._run, name, job, api_version, response_type)
         return self.get(name) or body
@@ -173,10 +185,21 @@ class OperationRunner:
             if running is None:
                 return
             body = _snapshot(running)
-            new_errors = context.errors[running.flushed_errors :]
-            running.flushed_errors = len(context.errors)
+            first = running.flushed_errors
+            new_errors = context.errors[first:]
+            new_times = context.error_times[first : first + len(new_errors)]
+            running.flushed_errors = first + len(new_errors)
             dataset = running.dataset
+            source = running.log_source
         self._repository.add_operation_errors(context.name, new_errors)
+        if source.logs() and new_errors:
+            received = now_rfc3339()
+            code = RPC_CODES["INVALID_ARGUMENT"]
+            entries = [
+                error_entry(source, first + index + 1, resource, reason, code, timestamp, received)
+                for index, ((resource, reason), timestamp) in enumerate(zip(new_errors, new_times, strict=True))
+            ]
+            self._repository.add_log_entries(source.project, entries)
         self._repository.save_operation(context.name, dataset, body)
 
     def _run(self, name: str, job: Job, api_version: str, response_type: str | None) -> None:
@@ -220,7 +243,7 @@ class OperationRunner:
                     "code": RPC_CODES["INVALID_ARGUMENT"],
                     "message": (
                         f"{context.failure} of {context.failure + context.success} items failed; "
-                        "per-item errors are listed at the operation's logsUrl"
+                        "per-item errors are in Cloud Logging (see the operation's logsUrl)"
                     ),
                     "details": [
                         {
@@ -262,8 +285,7 @@ def _snapshot(running: _Running) -> dict[str, Any]:
         )
         if value
     }
-    if counter:
-        body["metadata"]["counter"] = counter
+    body["metadata"]["counter"] = counter
     if context.cancel_requested:
         body["metadata"]["cancelRequested"] = True
     return body

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS operation_errors (
     operation TEXT NOT NULL, seq INTEGER NOT NULL, resource TEXT NOT NULL, reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS operation_errors_by_operation ON operation_errors (operation, seq);
+CREATE TABLE IF NOT EXISTS log_entries (
+    project TEXT NOT NULL, timestamp TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_entries_by_project ON log_entries (project, timestamp, seq);
 CREATE TABLE IF NOT EXISTS iam_policies (
     resource TEXT PRIMARY KEY, body TEXT NOT NULL
 );
@@ -356,6 +360,23 @@ class Repository:
             "SELECT resource, reason FROM operation_errors WHERE operation = ? ORDER BY seq", (operation,)
         )
         return [(str(row[0]), str(row[1])) for row in rows]
+
+    # ----- Cloud Logging entries (the per-item errors of operations, as LogEntry JSON) -----
+
+    def add_log_entries(self, project: str, entries: list[dict[str, Any]]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO log_entries (project, timestamp, body) VALUES (?, ?, ?)",
+                [(project, entry["timestamp"], json.dumps(entry)) for entry in entries],
+            )
+
+    def log_entries(self, projects: list[str]) -> list[dict[str, Any]]:
+        """Every entry of ``projects``, oldest first (equal timestamps in insertion order)."""
+        marks = ", ".join("?" for _ in projects)
+        rows = self._query(
+            f"SELECT body FROM log_entries WHERE project IN ({marks}) ORDER BY timestamp, seq", tuple(projects)
+        )
+        return [json.loads(row[0]) for row in rows]
 
 
 def _hashes(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> set[str]:

@@ -227,7 +227,13 @@ def import_data(emulator: Emulator, request: Request, version: str, groups: dict
         import_job(emulator.repository, emulator.gcs, str(name), pattern, storage_class, fails, notify),
     )
     operation = emulator.operations.start(
-        name.dataset, version, "ImportDicomData", "dicom.ImportDicomDataResponse", base_url(emulator, request), job
+        name.dataset,
+        version,
+        "ImportDicomData",
+        "dicom.ImportDicomDataResponse",
+        base_url(emulator, request),
+        job,
+        store=str(name),
     )
     return json_response(operation)
 
@@ -260,6 +266,7 @@ def export_data(emulator: Emulator, request: Request, version: str, groups: dict
         "dicom.ExportDicomDataResponse",
         base_url(emulator, request),
         _delayed(emulator, str(name), "ExportDicomData", job),
+        store=str(name),
     )
     return json_response(operation)
 

@@ -40,6 +40,13 @@ def _instances(api: Any, store: StoreRef) -> set[str]:
     return {item["00080018"]["Value"][0] for item in found}
 
 
+def _logged_reasons(operation: dict[str, Any]) -> dict[str, str]:
+    """Source -> error message of the log entries the operation's logsUrl view shows."""
+    with urllib.request.urlopen(operation["metadata"]["logsUrl"], timeout=10) as response:
+        entries = json.loads(response.read()).get("entries", [])
+    return {e["jsonPayload"]["source"]: e["jsonPayload"]["error"]["message"] for e in entries}
+
+
 # ----- datasets and stores -----
 
 
@@ -182,10 +189,9 @@ def test_import_records_every_failure_and_serves_it_at_logs_url(
     assert operation["metadata"]["counter"] == {"success": "1", "failure": "1"}
     assert "1 of 2 items failed" in operation["error"]["message"]
     # AND the per-file reasons are reachable from the operation's logsUrl
-    with urllib.request.urlopen(operation["metadata"]["logsUrl"], timeout=10) as response:
-        logs = json.loads(response.read())
-    assert [e["resource"] for e in logs["errors"]] == [f"gs://{bucket.name}/again/conflict.dcm"]
-    assert "checksum mismatch" in logs["errors"][0]["reason"]
+    logs = _logged_reasons(operation)
+    assert list(logs) == [f"gs://{bucket.name}/again/conflict.dcm"]
+    assert "checksum mismatch" in logs[f"gs://{bucket.name}/again/conflict.dcm"]
     # AND the stored instance kept its original bytes
     assert _instances(api, store) == {good[0].sop_uid, good[1].sop_uid}
 
@@ -193,8 +199,7 @@ def test_import_records_every_failure_and_serves_it_at_logs_url(
 def test_import_failure_reasons_name_the_problem(api_v1: Any, store: StoreRef, bucket: storage.Bucket) -> None:
     upload(bucket, {"bad/text.dcm": b"hello", "bad/empty.dcm": b""})
     operation = _import(api_v1, store, f"gs://{bucket.name}/bad/*")
-    with urllib.request.urlopen(operation["metadata"]["logsUrl"], timeout=10) as response:
-        reasons = {e["resource"]: e["reason"] for e in json.loads(response.read())["errors"]}
+    reasons = _logged_reasons(operation)
     assert reasons == {
         f"gs://{bucket.name}/bad/empty.dcm": "empty file",
         f"gs://{bucket.name}/bad/text.dcm": "not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble",
@@ -210,10 +215,7 @@ def test_import_of_one_named_object_and_of_nothing(api_v1: Any, store: StoreRef,
     # ...and a missing one is a failed file with the reason
     missing = _import(api_v1, store, f"gs://{bucket.name}/missing.dcm")
     assert missing["metadata"]["counter"] == {"failure": "1"}
-    with urllib.request.urlopen(missing["metadata"]["logsUrl"], timeout=10) as response:
-        assert json.loads(response.read())["errors"] == [
-            {"resource": f"gs://{bucket.name}/missing.dcm", "reason": "object does not exist"}
-        ]
+    assert _logged_reasons(missing) == {f"gs://{bucket.name}/missing.dcm": "object does not exist"}
     # A wildcard that matches nothing ends the operation with NOT_FOUND
     nothing = _import(api_v1, store, f"gs://{bucket.name}/nothing/**")
     assert nothing["error"]["code"] == 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -71,3 +72,45 @@ def test_dicomweb_sample_runs_with_an_anonymous_authorized_session(services: Any
     session = AuthorizedSession(AnonymousCredentials())
     found = _store_and_search(f"{services.healthcare_url}/v1", session, f"{dataset}/dicomStores/s", instance.data)
     assert [item["00080018"]["Value"][0] for item in found] == [instance.sop_uid]
+
+
+def _deidentify_dataset(project_id: str, location: str, dataset_id: str, destination_dataset_id: str) -> Any:
+    """Shaped like Google's published ``deidentify_dataset`` sample: start, poll, then read the counters."""
+    client = discovery.build("healthcare", "v1")
+    source_dataset = f"projects/{project_id}/locations/{location}/datasets/{dataset_id}"
+    destination_dataset = f"projects/{project_id}/locations/{location}/datasets/{destination_dataset_id}"
+    body = {"destinationDataset": destination_dataset, "config": {"dicom": {"keepList": {"tags": ["PatientID"]}}}}
+    request = client.projects().locations().datasets().deidentify(sourceDataset=source_dataset, body=body)
+    operation = request.execute()
+    operation_get = client.projects().locations().datasets().operations().get(name=operation["name"])
+    for _ in range(600):
+        response = operation_get.execute()
+        if response.get("done", False):
+            print(f"Resources succeeded: {response.get('metadata').get('counter').get('success')}")
+            print(f"Resources failed: {response.get('metadata').get('counter').get('failure')}")
+            return response
+        threading.Event().wait(0.5)
+    raise AssertionError("de-identification did not finish")
+
+
+def test_deidentify_dataset_sample_reads_the_counter_of_an_empty_dataset(
+    services: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN discovery.build patched once, and a dataset with a store but no instances
+    monkeypatch.setattr(
+        discovery,
+        "build",
+        functools.partial(
+            discovery.build,
+            client_options={"api_endpoint": services.healthcare_url},
+            credentials=AnonymousCredentials(),
+            static_discovery=True,
+        ),
+    )
+    dataset_id = f"deid-{uuid.uuid4().hex[:8]}"
+    _create_dataset_and_store(PROJECT, LOCATION, dataset_id, "empty-store")
+    # WHEN the sample de-identifies it
+    response = _deidentify_dataset(PROJECT, LOCATION, dataset_id, f"{dataset_id}-out")
+    # THEN it reads metadata.counter without a crash (the counter message is there, empty)
+    assert response["metadata"]["counter"] == {}
+    assert "Resources succeeded: None" in capsys.readouterr().out

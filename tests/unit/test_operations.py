@@ -41,7 +41,9 @@ def test_operation_succeeds_with_counters_and_typed_response(tmp_path: Path) -> 
     assert body["response"] == {"@type": "type.googleapis.com/google.cloud.healthcare.v1.dicom.ImportDicomDataResponse"}
     assert body["metadata"]["counter"] == {"success": "3"}
     assert body["metadata"]["apiMethodName"] == "google.cloud.healthcare.v1.dicom.DicomService.ImportDicomData"
-    assert body["metadata"]["logsUrl"] == f"http://h:1/logs/{body['name']}"
+    operation_id = body["name"].rsplit("/", 1)[1]
+    assert body["metadata"]["logsUrl"].startswith("http://h:1/logs/query;query=")
+    assert body["metadata"]["logsUrl"].endswith(f"operation.id%3D%22{operation_id}%22?project=p")
     assert body["metadata"]["endTime"] >= body["metadata"]["createTime"]
     runner.shutdown()
 
@@ -135,4 +137,52 @@ def test_unfinished_operation_is_aborted_after_a_restart(tmp_path: Path) -> None
     assert body["done"] is True
     assert body["error"]["code"] == 10
     assert "restart" in body["error"]["message"]
+    runner.shutdown()
+
+
+def test_operation_counter_is_written_even_when_every_count_is_zero(tmp_path: Path) -> None:
+    # GIVEN a job that has nothing to do (a de-identification of a dataset without instances)
+    runner = OperationRunner(Repository(tmp_path))
+    # WHEN it runs
+    body = _wait(runner, _start(runner, lambda context: None))
+    # THEN the counter message is there, empty, as the real API's JSON has it
+    assert body["metadata"]["counter"] == {}
+    runner.shutdown()
+
+
+def test_failed_items_become_cloud_logging_entries_of_the_store(tmp_path: Path) -> None:
+    repository = Repository(tmp_path)
+    runner = OperationRunner(repository)
+
+    def job(context: OperationContext) -> None:
+        context.set_pending(2)
+        context.record_failure("gs://b/x.dcm", "not DICOM")
+        context.record_success()
+
+    body = runner.start(
+        DATASET,
+        "v1",
+        "ImportDicomData",
+        "dicom.ImportDicomDataResponse",
+        "http://h:1",
+        job,
+        store=f"{DATASET}/dicomStores/s",
+    )
+    _wait(runner, body["name"])
+    operation_id = body["name"].rsplit("/", 1)[1]
+    [entry] = repository.log_entries(["p"])
+    assert entry["logName"] == "projects/p/logs/healthcare.googleapis.com%2Fimport_dicom"
+    assert entry["resource"] == {
+        "type": "healthcare_dicom_store",
+        "labels": {"project_id": "p", "location": "l", "dataset_id": "d", "dicom_store_id": "s"},
+    }
+    assert entry["severity"] == "ERROR"
+    assert entry["operation"]["id"] == operation_id
+    assert entry["insertId"] == f"{operation_id}-1"
+    assert entry["jsonPayload"] == {
+        "@type": "type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry",
+        "source": "gs://b/x.dcm",
+        "error": {"code": 3, "message": "not DICOM"},
+    }
+    assert entry["receiveTimestamp"] >= entry["timestamp"]
     runner.shutdown()

@@ -31,20 +31,51 @@ OPERATION = re.compile(
 
 
 def load_json(data: bytes | str, what: str, *, max_bytes: int = MAX_MESSAGE_BYTES, max_depth: int = MAX_DEPTH) -> Any:
-    """``data`` as JSON, at most ``max_bytes`` long and ``max_depth`` deep."""
+    """``data`` as JSON, at most ``max_bytes`` long and ``max_depth`` deep.
+
+    The depth is measured on the text before any parser sees it: ``json.loads`` recurses once per level, and a
+    message of a few hundred thousand brackets would otherwise reach the interpreter's recursion limit, where
+    any finalizer the garbage collector runs at that moment fails too (an "unraisable" error in another frame).
+    """
     if not isinstance(data, (bytes, bytearray, str)):
         raise MalformedEventError(f"{what} is not text")
     if len(data) > max_bytes:
         raise MalformedEventError(f"{what} is larger than {max_bytes} bytes")
     try:
-        body = json.loads(data, parse_int=_bounded_int)
-    except RecursionError:
-        raise MalformedEventError(f"{what} nests deeper than {max_depth} levels") from None
-    except (UnicodeDecodeError, ValueError):  # JSONDecodeError, and integers of more digits than int() takes
+        text = data if isinstance(data, str) else bytes(data).decode(json.detect_encoding(data), "surrogatepass")
+    except UnicodeDecodeError:
         raise MalformedEventError(f"{what} is not JSON") from None
-    if _depth(body, max_depth) > max_depth:
+    _check_nesting(text, what, max_depth)
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except ValueError:  # JSONDecodeError, and integers of more digits than int() takes
+        raise MalformedEventError(f"{what} is not JSON") from None
+
+
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)  # an unterminated one runs to the end
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_INNERMOST_PAIR = re.compile(r"\[\]|\{\}")
+
+
+def _check_nesting(text: str, what: str, max_depth: int) -> None:
+    """Refuse ``text`` whose brackets (outside strings) nest deeper than ``max_depth`` or do not pair up.
+
+    Each pass removes the innermost pairs, so balanced brackets of depth d are gone after d passes; what is left
+    once no pair remains cannot be JSON. Linear in the text per pass, at most ``max_depth + 1`` passes.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    for _ in range(max_depth):
+        if not brackets:
+            return
+        fewer = _INNERMOST_PAIR.sub("", brackets)
+        if fewer == brackets:
+            raise MalformedEventError(f"{what} is not JSON")
+        brackets = fewer
+    if not brackets:
+        return
+    if _INNERMOST_PAIR.search(brackets):
         raise MalformedEventError(f"{what} nests deeper than {max_depth} levels")
-    return body
+    raise MalformedEventError(f"{what} is not JSON")
 
 
 def _bounded_int(digits: str) -> int | float:
@@ -57,20 +88,6 @@ def load_object(data: bytes | str, what: str, *, max_bytes: int = MAX_MESSAGE_BY
     if not isinstance(body, dict):
         raise MalformedEventError(f"{what} is not a JSON object")
     return body
-
-
-def _depth(value: Any, limit: int) -> int:
-    """How deep ``value`` nests (iteratively; stops counting past ``limit``)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth > limit:
-                return depth
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 @contextmanager

@@ -274,3 +274,44 @@ def test_every_message_parser_is_total_over_binary_garbage(data: bytes) -> None:
 def test_watch_message_is_total_over_any_json_value_in_any_field(field: str, value: Any) -> None:
     with contextlib.suppress(MalformedEventError):
         WatchMessage.from_json(json.dumps({**json.loads(WATCH.to_json()), field: value}).encode())
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+def test_nesting_is_measured_before_the_json_parser_recurses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """json.loads recurses per level; near the recursion limit even a finalizer run by the collector fails."""
+    from dicomflow import parsing
+
+    def no_parser(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("json.loads reached")
+
+    monkeypatch.setattr(json, "loads", no_parser)
+    for deep in ("[" * 200_000 + "]" * 200_000, _nested(33), "[" * 200_000, '["' + "[" * 5000):
+        with pytest.raises(MalformedEventError):
+            parsing.load_json(deep, "message")
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [(_nested(32), "fine"), ("[" * 32 + "]" * 32, "fine"), (_nested(33), "deep"), ("[" * 33 + "]" * 33, "deep"),
+     (json.dumps({"a": "[[[[" * 100, "b": "}}}"}), "fine"), (json.dumps(["\\\"[[[" * 50]), "fine"),
+     ("[}", "not"), ("{not json", "not"), ("[" * 200_000, "not"), ("]" * 50 + "[" * 50, "not")],
+)  # fmt: skip
+def test_nesting_limit_counts_brackets_outside_strings_only(text: str, meaning: str) -> None:
+    from dicomflow.parsing import load_json
+
+    if meaning == "fine":
+        assert load_json(text, "message") == json.loads(text)
+    else:
+        error = _assert_malformed(lambda: load_json(text, "message"))
+        assert ("nests deeper than 32 levels" if meaning == "deep" else "is not JSON") in str(error)
+
+
+def test_json_in_any_encoding_json_loads_takes_still_parses() -> None:
+    from dicomflow.parsing import load_json
+
+    body = {"name": "ünïcode/[a].dcm", "n": [1, [2]]}
+    for encoding in ("utf-8", "utf-16", "utf-32", "utf-8-sig"):
+        assert load_json(json.dumps(body, ensure_ascii=False).encode(encoding), "message") == body

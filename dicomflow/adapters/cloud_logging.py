@@ -10,14 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httplib2
-from googleapiclient import discovery
-from googleapiclient.errors import HttpError
-
-from dicomflow.adapters.errors import from_status, needs
-from dicomflow.errors import RetryableError
+from dicomflow.adapters import discovery_calls
 from dicomflow.ports import FileError
-from dicomflow.retry import RetryPolicy, call_with_retry
+from dicomflow.retry import RetryPolicy
 
 _TIMEOUT = 60
 _MAX_PAGE = 1000
@@ -25,13 +20,8 @@ _ROLE = "roles/logging.viewer on the project"
 
 
 def build_logging_client(endpoint: str | None) -> Any:
-    """A discovery client for logging v2; with ``endpoint`` (the local emulator) it sends no credentials."""
-    if endpoint:
-        return discovery.build(
-            "logging", "v2", http=httplib2.Http(timeout=_TIMEOUT), client_options={"api_endpoint": endpoint},
-            static_discovery=True, cache_discovery=False,
-        )  # fmt: skip
-    return discovery.build("logging", "v2", static_discovery=True, cache_discovery=False)  # pragma: no cover
+    """A Cloud Logging v2 discovery client; with ``endpoint`` (the local emulator) it sends no credentials."""
+    return discovery_calls.build("logging", "v2", endpoint, timeout=_TIMEOUT)
 
 
 def operation_filter(operation_name: str) -> str:
@@ -66,18 +56,8 @@ class GoogleErrorLog:
         return found[:limit]
 
     def _execute(self, request: Callable[[], Any]) -> dict[str, Any]:
-        what = "Cloud Logging entries.list"
-
-        def once() -> dict[str, Any]:
-            try:
-                answer: dict[str, Any] = request().execute(num_retries=0)
-                return answer
-            except HttpError as exc:
-                raise from_status(what, int(exc.resp.status), hint=needs(_ROLE)) from exc
-            except (TimeoutError, ConnectionError, httplib2.HttpLib2Error) as exc:
-                raise RetryableError(f"{what}: {type(exc).__name__}") from exc
-
-        return call_with_retry(what, once, self._retry)
+        answer: dict[str, Any] = discovery_calls.execute("Cloud Logging entries.list", request, self._retry, role=_ROLE)
+        return answer
 
 
 def _file_error(entry: dict[str, Any]) -> FileError:

@@ -5,17 +5,14 @@ other answers become the permanent error of their status (``dicomflow.adapters.e
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import httplib2
 import requests
 import requests.adapters
-from googleapiclient import discovery
-from googleapiclient.errors import HttpError
 
+from dicomflow.adapters import discovery_calls
 from dicomflow.adapters.errors import from_status, needs
 from dicomflow.errors import RetryableError
 from dicomflow.retry import RetryPolicy, call_with_retry
@@ -32,13 +29,8 @@ _DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
 
 
 def build_client(endpoint: str | None, version: str = "v1") -> Any:
-    """A discovery client; with ``endpoint`` (the local emulator) it sends no credentials."""
-    if endpoint:
-        return discovery.build(
-            "healthcare", version, http=httplib2.Http(timeout=_TIMEOUT), client_options={"api_endpoint": endpoint},
-            static_discovery=True, cache_discovery=False,
-        )  # fmt: skip
-    return discovery.build("healthcare", version, static_discovery=True, cache_discovery=False)  # pragma: no cover
+    """A Healthcare API discovery client; with ``endpoint`` (the local emulator) it sends no credentials."""
+    return discovery_calls.build("healthcare", version, endpoint, timeout=_TIMEOUT)
 
 
 def build_session(endpoint: str | None) -> requests.Session:
@@ -80,16 +72,7 @@ class GoogleHealthcareApi:
         self._base_url = (base_url or _DEFAULT_ENDPOINT).rstrip("/")
 
     def _execute(self, what: str, request: Callable[[], Any], role: str) -> Any:
-        def once() -> Any:
-            try:
-                with self._lock:
-                    return request().execute(num_retries=0)
-            except HttpError as exc:
-                raise from_status(what, int(exc.resp.status), _error_message(exc), hint=needs(role)) from exc
-            except (TimeoutError, ConnectionError, httplib2.HttpLib2Error) as exc:
-                raise RetryableError(f"{what}: {type(exc).__name__}") from exc
-
-        return call_with_retry(what, once, self._retry)
+        return discovery_calls.execute(what, request, self._retry, role=role, lock=self._lock)
 
     @property
     def store_name(self) -> str:
@@ -200,13 +183,6 @@ def _first(item: dict[str, Any], tag: str) -> str:
     """The first value of ``tag`` in a DICOM JSON result ('' when it has none)."""
     values = item.get(tag, {}).get("Value") or [""]
     return str(values[0])
-
-
-def _error_message(exc: HttpError) -> str:
-    try:
-        return str(json.loads(exc.content)["error"]["message"])[:300]
-    except (ValueError, KeyError, TypeError):
-        return ""
 
 
 def _response_message(response: requests.Response) -> str:

@@ -28,11 +28,11 @@ from __future__ import annotations
 import random
 import re
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from healthcare_emulator.errors import ApiError, invalid_argument
+from healthcare_emulator.waits import Waits
 
 _STATUS_NAMES = {
     403: "PERMISSION_DENIED",  # a caller without the role: how the pipeline and the CLI name the role to grant
@@ -115,8 +115,7 @@ class FaultInjector:
         self._rules: list[FaultRule] = []
         self._operation_faults: list[OperationFault] = []
         self._lock = threading.Lock()
-        self._cleared = threading.Condition(self._lock)
-        self._generation = 0  # bumped by clear(): wakes every sleeper
+        self._sleepers = Waits()  # clear() ends every sleep
 
     def add(self, body: dict[str, Any]) -> None:
         kind = body.get("kind", "http")
@@ -171,20 +170,12 @@ class FaultInjector:
         with self._lock:
             self._rules.clear()
             self._operation_faults.clear()
-            self._generation += 1
-            self._cleared.notify_all()
+        self._sleepers.cancel_all()
 
     def sleep(self, seconds: float) -> None:
         """Sleep for a fault's latency; raises FaultsClearedError when the rules are cleared meanwhile."""
-        deadline = time.monotonic() + seconds
-        with self._lock:
-            generation = self._generation
-            while self._generation == generation:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._cleared.wait(left)
-        raise FaultsClearedError
+        if not self._sleepers.wait(seconds):
+            raise FaultsClearedError
 
     def rules(self) -> list[dict[str, Any]]:
         with self._lock:

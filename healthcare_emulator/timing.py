@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from healthcare_emulator.errors import invalid_argument
+from healthcare_emulator.waits import Waits
 
 _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 _OPERATION_GET = re.compile(r"/operations/[^/:]+$")
@@ -109,8 +110,7 @@ class Clocks:
 
     def __init__(self, profile: TimingProfile | None = None) -> None:
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._generation = 0
+        self._waits = Waits()
         self._profile = profile
         self._random = random.Random(profile.seed if profile else None)
 
@@ -122,8 +122,7 @@ class Clocks:
         with self._lock:
             self._profile = profile
             self._random = random.Random(profile.seed if profile else None)
-            self._generation += 1
-            self._changed.notify_all()
+        self._waits.cancel_all()
 
     def wait_request(self, method: str, path: str) -> None:
         """Wait the latency this request draws from the profile (none without one)."""
@@ -144,13 +143,5 @@ class Clocks:
         self._wait(deadline - time.monotonic())
 
     def _wait(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        deadline = time.monotonic() + seconds
-        with self._lock:
-            generation = self._generation
-            while self._generation == generation:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._changed.wait(left)
+        if seconds > 0:
+            self._waits.wait(seconds)

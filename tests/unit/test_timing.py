@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
+import time
 
 import pytest
 
@@ -12,8 +14,9 @@ from devstack.latency_proxy import call_kind
 from devstack.relay import PushRoute
 from devstack.timing import CLOUD, LOCAL, SOURCES
 from healthcare_emulator.errors import ApiError
-from healthcare_emulator.timing import Duration, Latency, TimingProfile, request_kind
+from healthcare_emulator.timing import Clocks, Duration, Latency, TimingProfile, request_kind
 
+CLOUD_LIKE = TimingProfile(latency={"qido": Latency(0.05, 0.1)})
 STORE = "/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
 
 
@@ -78,3 +81,21 @@ def test_a_rewrite_is_told_from_other_cloud_storage_calls() -> None:
     assert call_kind("POST", "/storage/v1/b/a/o/x/rewriteTo/b/b/o/y?sourceGeneration=1") == "rewrite"
     assert call_kind("GET", "/storage/v1/b/a/o/x") == "other"
     assert call_kind("POST", "/upload/storage/v1/b/a/o?uploadType=multipart") == "other"
+
+
+def test_changing_the_profile_cuts_a_wait_short() -> None:
+    clocks = Clocks(CLOUD_LIKE)
+    waiter = threading.Thread(target=clocks.wait_until, args=(time.monotonic() + 600,), daemon=True)
+    waiter.start()
+    give_up = time.monotonic() + 60
+    while waiter.is_alive() and time.monotonic() < give_up:  # set until the wait has begun and been woken
+        clocks.set(None)
+        waiter.join(timeout=0.05)
+    assert not waiter.is_alive()
+
+
+def test_a_wait_without_a_change_runs_its_full_time() -> None:
+    clocks = Clocks(CLOUD_LIKE)
+    deadline = time.monotonic() + 0.05
+    clocks.wait_until(deadline)
+    assert time.monotonic() >= deadline

@@ -8,19 +8,15 @@ functions see the cloud's per-call cost. It forwards the request as is and the w
 
 from __future__ import annotations
 
-import http.client
 import math
 import random
 import threading
 import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from devstack.forwarding import ForwardingProxy
 from devstack.timing import Percentiles
 
 _Z99 = 2.3263478740408408
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-                         "proxy-authorization", "proxy-authenticate", "content-length"})  # fmt: skip
 
 
 def call_kind(method: str, path: str) -> str:
@@ -36,78 +32,24 @@ def draw(latency: Percentiles, rng: random.Random) -> float:
     return rng.lognormvariate(math.log(latency.p50_ms), sigma) / 1000
 
 
-class LatencyProxy:
+class LatencyProxy(ForwardingProxy):
     """Serves on ``address``, forwards to ``target`` (http://host:port) after the drawn latency; counts calls."""
 
     def __init__(
         self, address: tuple[str, int], target: str, latency: dict[str, Percentiles], seed: int | None = None
     ) -> None:
-        parsed = urllib.parse.urlsplit(target)
-        self.target = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        super().__init__(address, target, name="gcs-latency-proxy")
         self.latency = latency
         self.calls: dict[str, int] = {"rewrite": 0, "other": 0}
         self.waited: dict[str, float] = {"rewrite": 0.0, "other": 0.0}
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(address, self._handler())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> LatencyProxy:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-latency-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _delay(self, method: str, path: str) -> float:
+    def before_forward(self, method: str, path: str) -> None:
         kind = call_kind(method, path)
         with self._lock:
             latency = self.latency.get(kind)
             seconds = draw(latency, self._random) if latency else 0.0
             self.calls[kind] += 1
             self.waited[kind] += seconds
-        return seconds
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                time.sleep(proxy._delay(self.command, self.path))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                connection = http.client.HTTPConnection(*proxy.target, timeout=300)
-                try:
-                    connection.request(self.command, self.path, body=body, headers=headers)
-                    answer = connection.getresponse()
-                    data = answer.read()
-                finally:
-                    connection.close()
-                self.send_response(answer.status, answer.reason)
-                for key, value in answer.getheaders():
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward  # noqa: N815 - http.server's names
-
-        return Handler
+        time.sleep(seconds)

@@ -43,8 +43,9 @@ def _store_and_search(base_url: str, session: Any, store: str, dcm: bytes) -> li
     return result
 
 
-def test_discovery_sample_runs_with_the_patched_build(services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN discovery.build patched once, as the README says
+@pytest.fixture
+def patched_build(services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """discovery.build patched once, as the README says: the emulator's endpoint, anonymous credentials."""
     monkeypatch.setattr(
         discovery,
         "build",
@@ -55,6 +56,11 @@ def test_discovery_sample_runs_with_the_patched_build(services: Any, monkeypatch
             static_discovery=True,
         ),
     )
+
+
+@pytest.mark.usefixtures("patched_build")
+def test_discovery_sample_runs_with_the_patched_build() -> None:
+    # GIVEN discovery.build patched once, as the README says (the fixture)
     dataset_id = f"sample-{uuid.uuid4().hex[:8]}"
     # WHEN the sample-shaped code runs unchanged
     store = _create_dataset_and_store(PROJECT, LOCATION, dataset_id, "sample-store")
@@ -93,20 +99,9 @@ def _deidentify_dataset(project_id: str, location: str, dataset_id: str, destina
     raise AssertionError("de-identification did not finish")
 
 
-def test_deidentify_dataset_sample_reads_the_counter_of_an_empty_dataset(
-    services: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GIVEN discovery.build patched once, and a dataset with a store but no instances
-    monkeypatch.setattr(
-        discovery,
-        "build",
-        functools.partial(
-            discovery.build,
-            client_options={"api_endpoint": services.healthcare_url},
-            credentials=AnonymousCredentials(),
-            static_discovery=True,
-        ),
-    )
+@pytest.mark.usefixtures("patched_build")
+def test_deidentify_dataset_sample_reads_the_counter_of_an_empty_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN discovery.build patched once (the fixture), and a dataset with a store but no instances
     dataset_id = f"deid-{uuid.uuid4().hex[:8]}"
     _create_dataset_and_store(PROJECT, LOCATION, dataset_id, "empty-store")
     # WHEN the sample de-identifies it

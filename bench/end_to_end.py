@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e_figures import PendingTap, RunFigures, collect, percentile, wait_for_files
-from bench.intake_relay import IntakeRelay
 from devstack.client import storage_client
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints, flush_run_seconds
 from devstack.synthetic import SyntheticInstance, generate_dataset
@@ -55,20 +54,20 @@ def stack(
     timing: str = "local",
     operations_backoff: tuple[float, float] | None = None,
 ) -> Iterator[tuple[StackEndpoints, PendingTap]]:
-    """The local stack; ``intake`` > 0: finalize notifications reach intake that many at a time (IntakeRelay,
-    and as many server threads), else through the Pub/Sub emulator's own push (two at a time). ``timing``: the
+    """The local stack; ``intake`` > 0: finalize notifications reach intake that many at a time (the stack's
+    relay, and as many server threads), else 8 at a time (the stack's default). ``timing``: the
     stack's timing profile (devstack.timing); ``operations_backoff``: the watch relay's retry policy instead."""
     threads = (("THREADS", str(intake)),) if intake else ()
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         config = StackConfig.on_free_ports(
             settle_seconds=settle, max_wait_seconds=600, flush_interval=interval, data_dir=Path(tmp),
             extra_env=(*threads, *extra_env), timing=timing, operations_backoff=operations_backoff,
+            **({"intake_deliveries": intake} if intake else {}),
         )  # fmt: skip
         local = LocalStack(config)
         endpoints = local.start()
         try:
-            relay = IntakeRelay(endpoints.functions["on_object_finalized"], intake) if intake else None
-            with relay or contextlib.nullcontext(), PendingTap() as tap:
+            with PendingTap() as tap:
                 yield endpoints, tap
         finally:
             local.stop()
@@ -339,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "--intake-concurrency",
         type=int,
         default=0,
-        help="deliver finalize events N at a time, as Eventarc does (0: the emulator's push)",
+        help="deliver finalize events N at a time, as Eventarc does (0: the stack's 8)",
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the results")
     parser.add_argument(

@@ -91,6 +91,7 @@ class StackConfig:
     restart_window_seconds: float = 60.0
     timing: str = "local"  # devstack.timing.PROFILES: local (the stand-ins' own clocks) or cloud
     operations_backoff: tuple[float, float] | None = None  # (min, max) s instead of the profile's (benchmarks)
+    intake_deliveries: int = 8  # finalize notifications pushed to on_object_finalized at once (Eventarc: many)
 
     @property
     def timing_profile(self) -> TimingProfile:
@@ -241,9 +242,10 @@ class LocalStack:
 
     def _routes(self, functions: dict[str, str]) -> list[PushRoute]:
         """Push subscriptions as deployed: notifications of source buckets only (Eventarc triggers are per bucket)
-        with Pub/Sub's retry backoff (1-10 s); watches with the timing profile's retry policy (local: 1 s doubling
-        up to 5 s; cloud: Terraform's 10..10 s) and a dead-letter topic after 100,
-        8 at a time (each follow-up holds its watch while it polls the operation: one instance each, as deployed)."""
+        with Pub/Sub's retry backoff (1-10 s), ``intake_deliveries`` at a time; watches with the timing profile's
+        retry policy (local: 1 s doubling up to 5 s; cloud: Terraform's 10..10 s) and a dead-letter topic after
+        100, 8 at a time (each follow-up holds its watch while it polls the operation: one instance each, as
+        deployed)."""
         sources = frozenset(b.strip() for b in self._env["SOURCE_BUCKETS"].split(",") if b.strip())
         profile = self.config.timing_profile
         low, high = self.config.operations_backoff or (
@@ -252,7 +254,7 @@ class LocalStack:
         )
         return [
             PushRoute(PROJECT, wiring.NOTIFICATIONS_RELAY, functions["on_object_finalized"], max_backoff_seconds=10,
-                      accept=_from_buckets(sources), workers=8),
+                      accept=_from_buckets(sources), workers=self.config.intake_deliveries),
             PushRoute(PROJECT, wiring.OPERATIONS_RELAY, functions["on_operation"],
                       min_backoff_seconds=low, max_backoff_seconds=high,
                       dead_letter_topic="dicom-operations-dead", max_attempts=100, workers=8),

@@ -1,15 +1,10 @@
 """DICOM store options of the Terraform module: BigQuery stream configs and the Pub/Sub notification config.
 
-Some locals are evaluated for real with ``terraform console`` (no provider needed): their expression text,
-with every ``var.X`` replaced by a value and every ``local.Y`` by its own expression.
+Some locals are evaluated for real with ``terraform console`` (tests/terraform/console.py).
 """
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +12,8 @@ import pytest
 
 pytest.importorskip("hcl2", reason="python-hcl2 lives in .hclvenv: run scripts/terraform_checks.sh")
 
-from tests.terraform.test_terraform import _locals, _resources, _variables
-
-needs_terraform = pytest.mark.skipif(shutil.which("terraform") is None, reason="needs the terraform CLI")
-
-
-def _expression(name: str) -> str:
-    text = _locals()[name]
-    assert isinstance(text, str) and text.startswith("${") and text.endswith("}"), name
-    return text[2:-1]
-
-
-def _evaluate(name: str, variables: dict[str, Any], workdir: Path) -> Any:
-    """The value of local NAME for these variables, computed by terraform console."""
-    expression = _expression(name)
-    for _ in range(5):  # inline the locals it uses (they may use others)
-        expression = re.sub(r"\blocal\.(\w+)\b", lambda m: f"({_expression(m.group(1))})", expression)
-    expression = re.sub(
-        r"\bvar\.(\w+)\b", lambda m: f"jsondecode({json.dumps(json.dumps(variables[m.group(1)]))})", expression
-    )
-    done = subprocess.run(
-        ["terraform", "console"], input=f"jsonencode({expression})\n", cwd=workdir,
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(json.loads(done.stdout.strip()))
+from tests.terraform.console import evaluate, needs_terraform
+from tests.terraform.test_terraform import _resources, _variables
 
 
 def test_store_is_managed_by_google_beta_for_stream_configs():
@@ -78,7 +50,7 @@ def test_stream_config_tables_get_the_healthcare_agent_bigquery_grants(tmp_path:
         "store_stream_configs": [{"table_uri": "bq://p1.meta.stream"}, {"table_uri": "bq://other.proj:x.ds2.t"}],
     }
     # WHEN the module groups the tables by dataset
-    datasets = _evaluate("export_bigquery_datasets", variables, tmp_path)
+    datasets = evaluate("export_bigquery_datasets", variables, tmp_path)
     # THEN each dataset is granted once, with its project
     assert datasets == {
         "p1.meta": {"project": "p1", "dataset_id": "meta"},
@@ -101,8 +73,8 @@ def test_store_notification_topic_is_created_or_reused(
     tmp_path: Path, notifications: dict[str, Any], created: bool, topic_id: str | None
 ):
     variables = {"store_notifications": notifications, "project_id": "p"}
-    assert _evaluate("store_notification_topic_create", variables, tmp_path) is created
-    assert _evaluate("store_notification_topic_id", variables, tmp_path) == topic_id
+    assert evaluate("store_notification_topic_create", variables, tmp_path) is created
+    assert evaluate("store_notification_topic_id", variables, tmp_path) == topic_id
     topic = _resources()["google_pubsub_topic"]["store_notifications"]
     assert topic["count"] == "${local.store_notification_topic_create ? 1 : 0}"
     grant = _resources()["google_pubsub_topic_iam_member"]["healthcare_agent_notifications"]

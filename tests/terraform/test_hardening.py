@@ -4,51 +4,14 @@ dead-letter topic, and the log hash key of the functions and the backfill job.""
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytest.importorskip("hcl2", reason="python-hcl2 lives in .hclvenv: run scripts/terraform_checks.sh")
 
-from tests.terraform.test_dicom_store import needs_terraform
+from tests.terraform.console import evaluate, needs_terraform
 from tests.terraform.test_terraform import EXAMPLES, TERRAFORM, _blocks, _locals, _resources, _variables
-
-
-def _expression(name: str) -> str:
-    """Local NAME as an HCL expression: its ``${...}`` body, or its template as a string literal."""
-    text = _locals()[name]
-    assert isinstance(text, str), name
-    return text[2:-1] if text.startswith("${") and _closing(text, 1) == len(text) - 1 else json.dumps(text)
-
-
-def _closing(text: str, start: int) -> int:
-    """Index of the brace that closes the one at ``start``."""
-    depth = 0
-    for index in range(start, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[index], 0)
-        if depth == 0:
-            return index
-    return -1
-
-
-def _evaluate(name: str, variables: dict[str, Any], workdir: Path) -> Any:
-    """The value of local NAME for these variables, computed by terraform console (no provider needed)."""
-    expression = _expression(name)
-    for _ in range(6):  # inline the locals it uses (they may use others)
-        expression = re.sub(r"\blocal\.(\w+)\b", lambda m: f"({_expression(m.group(1))})", expression)
-    expression = re.sub(
-        r"\bvar\.(\w+)\b", lambda m: f"jsondecode({json.dumps(json.dumps(variables[m.group(1)]))})", expression
-    )
-    done = subprocess.run(
-        ["terraform", "console"], input=f"jsonencode({' '.join(expression.split())})\n", cwd=workdir,
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(json.loads(done.stdout.strip()))
 
 
 def _dynamic(body: dict, name: str) -> dict:
@@ -125,7 +88,7 @@ def test_reused_buckets_are_the_ones_checked(
         "state_bucket": {**defaults, **state},
         "export_bucket": {**defaults, "enabled": True, **export},
     }  # fmt: skip
-    assert sorted(_evaluate("reused_buckets", variables, tmp_path)) == checked
+    assert sorted(evaluate("reused_buckets", variables, tmp_path)) == checked
 
 
 def test_reused_buckets_must_be_uniform_and_enforce_public_access_prevention() -> None:

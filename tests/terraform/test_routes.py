@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("hcl2", reason="python-hcl2 lives in .hclvenv: run scripts/terraform_checks.sh")
 
-from tests.terraform.test_dicom_store import _evaluate, needs_terraform
+from tests.terraform.console import evaluate, needs_terraform
 from tests.terraform.test_terraform import _resources
 
 STORE_B = "projects/research/locations/europe-west4/datasets/rs/dicomStores/site-b"
@@ -30,7 +30,7 @@ VARIABLES = {"settings": {"routes": ROUTES}, "project_id": "main-proj"}
 
 @needs_terraform
 def test_routes_reach_the_functions_as_json_without_empty_fields(tmp_path: Path) -> None:
-    routes = _evaluate("routes", VARIABLES, tmp_path)
+    routes = evaluate("routes", VARIABLES, tmp_path)
     png = {"name": "png", "gcs": "gs://b-viewer/png", "mime_type": "image/png"}
     assert routes[0] == {"name": "site-b", "prefix": "gs://incoming/site-b/", "store": STORE_B,
                          "storage_class": "NEARLINE", "export_targets": [png]}  # fmt: skip
@@ -40,14 +40,14 @@ def test_routes_reach_the_functions_as_json_without_empty_fields(tmp_path: Path)
 
 @needs_terraform
 def test_route_stores_datasets_and_other_projects_are_granted(tmp_path: Path) -> None:
-    assert sorted(_evaluate("route_stores", VARIABLES, tmp_path)) == sorted([STORE_B, STORE_C])
-    assert sorted(_evaluate("route_datasets", VARIABLES, tmp_path)) == [
+    assert sorted(evaluate("route_stores", VARIABLES, tmp_path)) == sorted([STORE_B, STORE_C])
+    assert sorted(evaluate("route_datasets", VARIABLES, tmp_path)) == [
         "projects/main-proj/locations/us-central1/datasets/other",
         "projects/research/locations/europe-west4/datasets/rs",
     ]
     # only the other project's Healthcare agent needs its own grants; it writes that route's exports
-    assert _evaluate("route_projects", VARIABLES, tmp_path) == ["research"]
-    assert _evaluate("route_export_buckets_elsewhere", VARIABLES, tmp_path) == [
+    assert evaluate("route_projects", VARIABLES, tmp_path) == ["research"]
+    assert evaluate("route_export_buckets_elsewhere", VARIABLES, tmp_path) == [
         {"project": "research", "bucket": "b-viewer"}]  # fmt: skip
 
 

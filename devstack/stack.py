@@ -148,7 +148,8 @@ def function_environment(
         "SOURCE_BUCKETS": INCOMING_BUCKET, "STATE_BUCKET": STATE_BUCKET, "EXPORT_TARGETS": config.export_targets,
         "SETTLE_SECONDS": str(config.settle_seconds), "MAX_WAIT_SECONDS": str(config.max_wait_seconds),
         "FLUSH_RUN_SECONDS": str(flush_run_seconds(config.flush_interval)),
-        "HEALTHCARE_API_ENDPOINT": healthcare_url, "STORAGE_EMULATOR_HOST": endpoints_storage,
+        "HEALTHCARE_API_ENDPOINT": healthcare_url, "LOGGING_API_ENDPOINT": healthcare_url,
+        "STORAGE_EMULATOR_HOST": endpoints_storage,
         "PUBSUB_EMULATOR_HOST": pubsub_host, **dict(config.extra_env),
     }  # fmt: skip
 

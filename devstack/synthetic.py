@@ -478,3 +478,33 @@ def _positive(text: str) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def without_sop_class(data: bytes) -> bytes:
+    """``data`` without its SOP Class UID: a header intake accepts (it needs the three instance UIDs), a file
+    the store refuses ("missing SOPClassUID")."""
+    import io  # noqa: PLC0415 - only the refusal cases need pydicom's reader and writer
+
+    import pydicom  # noqa: PLC0415
+
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    del dataset.SOPClassUID
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=False)
+    return out.getvalue()
+
+
+def deflated_cut_short(data: bytes) -> bytes:
+    """``data`` re-encoded as Deflated Explicit VR Little Endian with its deflate stream cut a third short: the
+    header still inflates (intake reads the UIDs), the data set does not ("unreadable data set")."""
+    import io  # noqa: PLC0415
+
+    import pydicom  # noqa: PLC0415
+    from pydicom.uid import DeflatedExplicitVRLittleEndian  # noqa: PLC0415
+
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    deflated = out.getvalue()
+    return deflated[: len(deflated) - len(deflated) // 3]

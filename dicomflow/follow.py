@@ -3,7 +3,8 @@
     not done             -> polled (operations.get every FOLLOW_INTERVAL_SECONDS) for up to
                             FOLLOW_POLL_SECONDS, then OperationPendingError (Pub/Sub redelivers with backoff);
                             reported stuck once older than OPERATION_MAX_AGE_SECONDS
-    import done          -> reconcile its files (``reconcile``), settle its conflicts (``conflicts``: report, or
+    import done          -> reconcile its files (``reconcile``; reasons of reported files from Cloud Logging,
+                            ``logged_reasons``), settle its conflicts (``conflicts``: report, or
                             replace the stored instance), delete its staged copies, record it once
     every import done    -> write the filter file, claim and start each export target once, watch it
     export done          -> record its outcome
@@ -38,8 +39,9 @@ from dicomflow.ledger import (
     ImportMarker,
     Manifest,
 )
+from dicomflow.logged_reasons import LoggedReasons
 from dicomflow.logs import fields
-from dicomflow.ports import HealthcareApi, ObjectStore, Publisher
+from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher
 from dicomflow.reconcile import Sources, present_instances, reconcile_import
 from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
 from dicomflow.results import summarize
@@ -83,6 +85,7 @@ class Follower:
         stores: Callable[[str], HealthcareApi] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        error_log: ErrorLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -91,6 +94,7 @@ class Follower:
         self.publisher = publisher
         self.now = now
         self._clock, self._sleep = clock, sleep
+        self._reasons = LoggedReasons(error_log, settings.failure_log_wait_seconds, clock, sleep)
         self.ledger = BatchLedger(store, settings.state_bucket, settings.state_prefix, now=now)
 
     def follow(self, watch: WatchMessage) -> FollowResult:
@@ -165,8 +169,9 @@ class Follower:
         """Under our claim: reconcile, settle conflicts, re-drive, report, delete copies, record -- once."""
         sources = Sources(self._exists, lambda r: self.store.read(r.bucket, r.name, r.generation))
         outcome = reconcile_import(
-            manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources
-        )
+            manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources,
+            logged=lambda: self._reasons.of(watch.operation, lro.failures(operation)),
+        )  # fmt: skip
         settled = settle_conflicts(
             outcome.conflicts,
             self.settings.conflict_policy,

@@ -23,6 +23,14 @@ def counter(operation: Mapping[str, Any]) -> dict[str, Any]:
     return dict(operation.get("metadata", {}).get("counter", {}))
 
 
+def failures(operation: Mapping[str, Any]) -> int:
+    """How many items the operation failed (its counter's ``failure``; 0 when absent or unreadable)."""
+    try:
+        return int(counter(operation).get("failure", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def reason(operation: Mapping[str, Any]) -> str:
     """Why an operation's files may be missing, in one line."""
     if operation.get("stuck"):

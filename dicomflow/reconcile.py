@@ -81,15 +81,18 @@ def reconcile_import(
     healthcare: HealthcareApi,
     max_attempts: int,
     sources: Sources,
+    logged: Callable[[], Mapping[str, str]] = dict,
 ) -> Reconciled:
     """What became of each file that ``operation_name`` was to import. A missing file whose source generation
     is gone is settled at once (stage ``deleted``); the other missing ones are re-driven or reported. A file
     whose UIDs are in the store although the import failed it holds other content than the stored instance: a
-    conflict (``outcome.conflicts``), never counted as imported."""
+    conflict (``outcome.conflicts``), never counted as imported. A reported file's reason is the one Cloud
+    Logging holds for it (``logged()``, called once, at the first file that needs a reason), else its sample
+    error, else the operation's summary."""
     entry = manifest.import_of(operation_name)
     files = manifest.files_via(entry.uri) if entry else []
     present = present_instances(healthcare, (f.record for f in files))
-    reasons = lro.sample_errors(operation)
+    reasons = _Reasons(lro.sample_errors(operation), logged)
     in_store = [f for f in files if _uids(f.record) in present]
     conflicts = _conflicts(in_store, len(files) - len(in_store), operation, reasons, healthcare, sources)
     outcome = Reconciled()
@@ -123,7 +126,7 @@ def _conflicts(
     in_store: list[ManifestFile],
     missing: int,
     operation: Mapping[str, Any],
-    reasons: Mapping[str, str],
+    reasons: _Reasons,
     healthcare: HealthcareApi,
     sources: Sources,
 ) -> dict[ManifestFile, bytes]:
@@ -134,7 +137,7 @@ def _conflicts(
     operation failed more files than are missing is any file compared: its stored instance (WADO-RS) against
     its source, data set by data set, those the operation's sample errors name first, until the surplus is
     found. An import without failures costs nothing here."""
-    surplus = _failures(operation) - missing
+    surplus = lro.failures(operation) - missing
     if surplus <= 0:
         return {}
     ordered = sorted(in_store, key=lambda f: f.imported_from not in reasons)
@@ -149,6 +152,22 @@ def _conflicts(
     return found
 
 
+class _Reasons:
+    """Per-file reasons by gs:// URI: Cloud Logging's, read at the first need, over the sample errors."""
+
+    def __init__(self, samples: Mapping[str, str], logged: Callable[[], Mapping[str, str]]) -> None:
+        self._samples, self._logged = samples, logged
+        self._known: dict[str, str] | None = None
+
+    def get(self, uri: str) -> str | None:
+        if self._known is None:
+            self._known = {**self._samples, **self._logged()}
+        return self._known.get(uri)
+
+    def __contains__(self, uri: str) -> bool:
+        return self.get(uri) is not None
+
+
 def _sibling_stored(file: ManifestFile, stored: bytes, batch: Iterable[ManifestFile], sources: Sources) -> bool:
     """Whether the stored instance is another file of the batch with the same UIDs (read only when there is one)."""
     for other in batch:
@@ -160,13 +179,6 @@ def _sibling_stored(file: ManifestFile, stored: bytes, batch: Iterable[ManifestF
         except ObjectGoneError:
             continue
     return False
-
-
-def _failures(operation: Mapping[str, Any]) -> int:
-    try:
-        return int(lro.counter(operation).get("failure", 0))
-    except (TypeError, ValueError):
-        return 0
 
 
 def _uids(record: PendingRecord) -> InstanceKey:

@@ -235,6 +235,10 @@ class Settings:
     healthcare_api_endpoint: str | None = setting(
         "", _endpoint, "Override of https://healthcare.googleapis.com (the local emulator)."
     )
+    logging_api_endpoint: str | None = setting(
+        "", _endpoint, "Override of https://logging.googleapis.com, where the follow-up reads the API's per-file "
+        "reasons (the local emulator serves that read API too).",
+    )  # fmt: skip
     api_retry_attempts: int = setting(
         "6", _number(int, minimum=1, maximum=20), "Attempts for a Healthcare API call answered 429/5xx or timing out."
     )
@@ -272,6 +276,12 @@ class Settings:
         "2", _number(float, minimum=0.1, maximum=60),
         "Seconds between two operations.get calls while an invocation polls (one call per interval and running "
         "operation: a 10-minute import costs about 600 / interval calls).",
+    )  # fmt: skip
+    failure_log_wait_seconds: float = setting(
+        "30", _number(float, minimum=0, maximum=120),
+        "Seconds a follow-up waits for Cloud Logging to hold the per-file errors of a finished import that failed "
+        "files (log ingestion lags), reading again every 5 s, before it reports them with the fallback reasons "
+        "(the operation's sample errors, then its summary). Only when a file is reported; 0: one read.",
     )  # fmt: skip
     log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
     log_object_names: str = setting(

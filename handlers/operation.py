@@ -21,7 +21,8 @@ def _parse(cloud_event: CloudEvent) -> WatchMessage | None:
 
 
 def _follow(rt: Runtime, watch: WatchMessage) -> FollowResult:
-    follower = Follower(rt.settings, store=rt.store, healthcare=rt.healthcare, publisher=rt.publisher, stores=rt.stores)
+    follower = Follower(rt.settings, store=rt.store, healthcare=rt.healthcare, publisher=rt.publisher,
+                        stores=rt.stores, error_log=rt.error_log)  # fmt: skip
     return follower.follow(watch)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from dicomflow.adapters.factory import build_ports
 from dicomflow.errors import OperationPendingError
 from dicomflow.logs import ObjectNames, configure
-from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
+from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.settings import Settings
 
 
@@ -24,6 +24,7 @@ class Runtime:
     subscriber: Subscriber
     healthcare: HealthcareApi  # the default route's store
     stores: Callable[[str], HealthcareApi]  # every route's store, by resource name
+    error_log: ErrorLog  # the API's per-file errors (Cloud Logging)
 
 
 _built: dict[str, Runtime] = {}
@@ -47,7 +48,9 @@ def _build(component: str) -> Runtime:
     names = ObjectNames.policy(settings.log_object_names, settings.log_hash_key)
     configure(component, settings.log_level, expected=(OperationPendingError,), names=names)
     ports = build_ports(settings, os.environ)
-    return Runtime(settings, ports.store, ports.publisher, ports.subscriber, ports.healthcare, ports.stores)
+    return Runtime(
+        settings, ports.store, ports.publisher, ports.subscriber, ports.healthcare, ports.stores, ports.error_log
+    )
 
 
 def reset() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -42,6 +43,8 @@ def parse_instance(data: bytes) -> ParsedInstance:
         stream = BytesIO(data)
         dataset = pydicom.dcmread(stream, stop_before_pixels=True)
         metadata = dataset_to_metadata(dataset, _pixel_data_vr(dataset, data, stream.tell()))
+    except zlib.error as exc:  # one file's corrupt deflate stream fails that file, not the whole import
+        raise InvalidInstanceError("cannot parse DICOM file: its deflated data set does not inflate") from exc
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError) as exc:
         raise InvalidInstanceError(f"cannot parse DICOM file: {type(exc).__name__}") from exc
     uids = {

@@ -1,7 +1,8 @@
 """The Google implementations of every port, built from settings and the process environment.
 
 Against the real services: Application Default Credentials. Against the local stand-ins: the variables the
-emulators' clients read (``STORAGE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``) and ``HEALTHCARE_API_ENDPOINT``.
+emulators' clients read (``STORAGE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``), ``HEALTHCARE_API_ENDPOINT`` and
+``LOGGING_API_ENDPOINT``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from requests.adapters import HTTPAdapter
 
+from dicomflow.adapters.cloud_logging import GoogleErrorLog, build_logging_client
 from dicomflow.adapters.healthcare import GoogleHealthcareApi, build_client, build_session
 from dicomflow.adapters.pubsub import PubSubPublisher, PubSubSubscriber
 from dicomflow.adapters.storage import GcsObjectStore
-from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
+from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.retry import RetryPolicy
 from dicomflow.settings import Settings
 
@@ -34,6 +36,7 @@ class Ports:
     subscriber: Subscriber
     healthcare: HealthcareApi  # the default route's store
     stores: Callable[[str], HealthcareApi]  # any route's store, by resource name
+    error_log: ErrorLog  # the API's per-file errors in Cloud Logging
 
 
 def storage_client(project: str, env: Mapping[str, str]) -> storage.Client:
@@ -84,4 +87,7 @@ def build_ports(settings: Settings, env: Mapping[str, str]) -> Ports:
         subscriber=PubSubSubscriber(settings.project_id),
         healthcare=stores(settings.store_name),
         stores=stores,
+        error_log=GoogleErrorLog(
+            build_logging_client(settings.logging_api_endpoint), RetryPolicy(attempts=settings.api_retry_attempts)
+        ),
     )

@@ -1,4 +1,4 @@
-"""In-memory fakes of the adapter Protocols: Cloud Storage, Pub/Sub, the Healthcare API."""
+"""In-memory fakes of the adapter Protocols: Cloud Storage, Pub/Sub, the Healthcare API, Cloud Logging."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dicomflow.errors import NotFoundError, ObjectGoneError, RetryableError
-from dicomflow.ports import Listing, ObjectInfo, ReceivedMessage
+from dicomflow.ports import FileError, Listing, ObjectInfo, ReceivedMessage
 from tests.fakes.bucket import FakeLister
 
 _EPOCH = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)  # the fake store's clock starts here
@@ -195,3 +195,22 @@ class FakeHealthcare:
         self.stored.discard(key)
         self.contents.pop(key, None)
         return True
+
+
+@dataclass
+class FakeErrorLog:
+    """ErrorLog in memory: each operation's logged errors, hidden from the first ``lag_reads`` reads (ingestion
+    lag), or every read refused with ``refuse``; ``reads`` records (operation, limit) of each call."""
+
+    entries: dict[str, list[FileError]] = field(default_factory=dict)
+    lag_reads: int = 0
+    refuse: Exception | None = None
+    reads: list[tuple[str, int]] = field(default_factory=list)
+
+    def operation_errors(self, operation_name: str, limit: int) -> list[FileError]:
+        self.reads.append((operation_name, limit))
+        if self.refuse is not None:
+            raise self.refuse
+        if len(self.reads) <= self.lag_reads:
+            return []
+        return self.entries.get(operation_name, [])[:limit]

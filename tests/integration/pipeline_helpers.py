@@ -113,6 +113,7 @@ def pipeline_fixture(
         "PENDING_SUBSCRIPTION": names["pending-sub"], "OPERATIONS_TOPIC": names["operations"],
         "FAILED_TOPIC": names["failed"], "RESULTS_TOPIC": names["results"], "SETTLE_SECONDS": "0",
         "MAX_WAIT_SECONDS": "0", "FLUSH_RUN_SECONDS": "0", "HEALTHCARE_API_ENDPOINT": services.healthcare_url,
+        "LOGGING_API_ENDPOINT": services.healthcare_url,
         "STORAGE_EMULATOR_HOST": services.storage_host, "API_RETRY_ATTEMPTS": "5",
     }  # fmt: skip
     for key, value in env.items():

@@ -28,7 +28,7 @@ from dicomflow.records import WatchKind, WatchMessage
 from dicomflow.settings import Settings
 from handlers import dispatch, finalize, flush, operation
 from handlers.runtime import Runtime
-from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
+from tests.fakes.services import FakeErrorLog, FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 
 SETTINGS = Settings(project_id="proj", location="l", dataset="d", dicom_store="s", source_buckets=("src",),
                     state_bucket="state")  # fmt: skip
@@ -92,7 +92,7 @@ def publisher(monkeypatch: pytest.MonkeyPatch) -> FakePublisher:
     fake = FakePublisher()
     healthcare = FakeHealthcare()
     STORE.objects.clear()
-    rt = Runtime(SETTINGS, STORE, fake, FakeSubscriber(), healthcare, lambda _store: healthcare)
+    rt = Runtime(SETTINGS, STORE, fake, FakeSubscriber(), healthcare, lambda _store: healthcare, FakeErrorLog())
     monkeypatch.setattr(dispatch, "runtime", lambda component: rt)
     return fake
 

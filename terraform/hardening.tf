@@ -72,6 +72,19 @@ resource "google_project_iam_custom_role" "dicom_importer" {
   depends_on = [google_project_service.main]
 }
 
+# The follow-up reads the per-file errors the Healthcare API logs for a finished import (Cloud Logging
+# entries.list on the project: dicomflow/logged_reasons.py). roles/logging.viewer also reads sinks,
+# metrics, buckets and views; this role holds only the entries read.
+resource "google_project_iam_custom_role" "log_reader" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_log_reader"
+  title       = "dicomflow log reader"
+  description = "Reads log entries (entries.list), nothing else: the dicomflow follow-up reads the Healthcare API's per-file import errors."
+  permissions = ["logging.logEntries.list"]
+
+  depends_on = [google_project_service.main]
+}
+
 # The follow-up reads the store through DICOMweb (QIDO-RS, WADO-RS), starts exports and, with
 # conflict_policy "replace", deletes a conflicting instance: roles/healthcare.dicomViewer and dicomEditor
 # hold much more (store metadata, listing, storing, editing).

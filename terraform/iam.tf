@@ -15,6 +15,9 @@
 #                        dead-letters poison pending messages        -> publisher on pending-dead-letter
 #                        publishes watches / failures                -> publisher on operations, failed
 #   on_operation         operations.get                              -> datasetViewer on the dataset
+#                        per-file import errors (Cloud Logging)      -> custom role log_reader on the project
+#                                                                       (logging.viewer in route projects: entries
+#                                                                       are logged where the store is)
 #                        QIDO-RS, WADO-RS, dicomStores.export        -> custom role dicom_follower on the store
 #                        with conflict_policy "replace": DICOMweb
 #                        DELETE of a conflicting instance            -> the same role adds dicomWebDelete
@@ -196,6 +199,20 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   name     = google_cloudfunctions2_function.main[each.key].name # a gen2 function's Cloud Run service has its name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.invoker.email}"
+}
+
+# Project level: Cloud Logging's entries.list with resourceNames = projects/P needs logging.logEntries.list
+# on the project (a log view grant would need queries by view). Route stores in other projects log their
+# imports there: the predefined role, since this project's custom role cannot be granted elsewhere.
+resource "google_project_iam_member" "follower_log_reader" {
+  for_each = merge(
+    { (var.project_id) = google_project_iam_custom_role.log_reader.name },
+    { for p in local.route_projects : p => "roles/logging.viewer" },
+  )
+
+  project = each.key
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.function["on_operation"].email}"
 }
 
 # Project level only: Eventarc has no resource-level IAM for receiving events.

@@ -174,6 +174,7 @@ locals {
     FLUSH_LEASE_SECONDS       = tostring(var.settings.flush_lease_seconds)
     FLUSH_RUN_SECONDS         = tostring(var.settings.flush_run_seconds)
     HEALTHCARE_API_ENDPOINT   = var.settings.healthcare_api_endpoint
+    LOGGING_API_ENDPOINT      = var.settings.logging_api_endpoint
     API_RETRY_ATTEMPTS        = tostring(var.settings.api_retry_attempts)
     EXPORT_TARGETS            = length(local.export_targets) == 0 ? "" : jsonencode(local.export_targets)
     ROUTES                    = length(local.routes) == 0 ? "" : jsonencode(local.routes)
@@ -182,6 +183,7 @@ locals {
     OPERATION_MAX_AGE_SECONDS = tostring(var.settings.operation_max_age_seconds)
     FOLLOW_POLL_SECONDS       = tostring(var.settings.follow_poll_seconds)
     FOLLOW_INTERVAL_SECONDS   = tostring(var.settings.follow_interval_seconds)
+    FAILURE_LOG_WAIT_SECONDS  = tostring(var.settings.failure_log_wait_seconds)
     LOG_LEVEL                 = upper(var.settings.log_level)
     LOG_OBJECT_NAMES          = var.settings.log_object_names
     # LOG_HASH_KEY comes from Secret Manager (secret_environment_variables below), never from plain config.
@@ -644,8 +646,8 @@ resource "google_cloudfunctions2_function" "main" {
       error_message = "settings.flush_run_seconds must be at least 60 s below functions.on_flush.timeout_seconds: the last pass of a flush run must end before the function times out."
     }
     precondition {
-      condition     = var.settings.follow_poll_seconds + 60 <= var.functions.on_operation.timeout_seconds
-      error_message = "settings.follow_poll_seconds must be at least 60 s below functions.on_operation.timeout_seconds: an operation noticed at the end of the poll window is still reconciled before the function times out."
+      condition     = var.settings.follow_poll_seconds + var.settings.failure_log_wait_seconds + 60 <= var.functions.on_operation.timeout_seconds
+      error_message = "settings.follow_poll_seconds + settings.failure_log_wait_seconds must be at least 60 s below functions.on_operation.timeout_seconds: an operation noticed at the end of the poll window is still reconciled (waiting for its failures' log entries at most failure_log_wait_seconds) before the function times out."
     }
   }
 

@@ -250,6 +250,8 @@ variable "settings" {
         pull again as folders settle) before it hands over to the next tick; keep it below the flush_schedule interval
         (55 of 60 s) and at least 60 s below functions.on_flush.timeout_seconds. 0: one pass per tick.
       healthcare_api_endpoint (HEALTHCARE_API_ENDPOINT, ""): API endpoint override, only for the local emulator; leave empty in the cloud.
+      logging_api_endpoint (LOGGING_API_ENDPOINT, ""): Cloud Logging endpoint override (where the follow-up reads per-file
+        reasons), only for the local emulator; leave empty in the cloud.
       api_retry_attempts (API_RETRY_ATTEMPTS, 6, 1..20): attempts for a Healthcare API call answered 429/5xx or timing out.
       export_targets (EXPORT_TARGETS, []): exports fired for every imported batch; each {name, gcs = "gs://bucket/prefix",
         mime_type} or {name, bigquery = "bq://project.dataset.table", write_disposition}; passed as JSON.
@@ -267,6 +269,9 @@ variable "settings" {
       follow_poll_seconds (FOLLOW_POLL_SECONDS, 240, 0..540): seconds one on_operation delivery polls a running operation before
         handing the watch back to the retry backoff; at least 60 s below functions.on_operation.timeout_seconds. 0: no polling.
       follow_interval_seconds (FOLLOW_INTERVAL_SECONDS, 2, 0.1..60): seconds between operations.get calls while polling.
+      failure_log_wait_seconds (FAILURE_LOG_WAIT_SECONDS, 30, 0..120): seconds a follow-up waits for Cloud Logging to hold
+        the per-file errors of an import that failed files before it reports them with the fallback reasons; keep
+        follow_poll_seconds + this at least 60 s below functions.on_operation.timeout_seconds.
       log_level (LOG_LEVEL, "INFO"): DEBUG, INFO, WARNING or ERROR.
       log_object_names (LOG_OBJECT_NAMES, "full"): full, or hashed (every object name in a log line is a keyed
         hash; needs log_hash_key_secret).
@@ -294,6 +299,7 @@ variable "settings" {
     flush_lease_seconds       = optional(number, 30)
     flush_run_seconds         = optional(number, 55)
     healthcare_api_endpoint   = optional(string, "")
+    logging_api_endpoint      = optional(string, "")
     api_retry_attempts        = optional(number, 6)
     export_targets = optional(list(object({
       name              = string
@@ -320,6 +326,7 @@ variable "settings" {
     operation_max_age_seconds = optional(number, 21600)
     follow_poll_seconds       = optional(number, 240)
     follow_interval_seconds   = optional(number, 2)
+    failure_log_wait_seconds  = optional(number, 30)
     log_level                 = optional(string, "INFO")
     log_object_names          = optional(string, "full")
   })
@@ -395,6 +402,16 @@ variable "settings" {
   validation {
     condition     = var.settings.healthcare_api_endpoint == "" || can(regex("^https?://[^/\\s]+/?$", var.settings.healthcare_api_endpoint))
     error_message = "The settings.healthcare_api_endpoint must be empty (the real API) or a base URL such as http://127.0.0.1:8089."
+  }
+
+  validation {
+    condition     = var.settings.logging_api_endpoint == "" || can(regex("^https?://[^/\\s]+/?$", var.settings.logging_api_endpoint))
+    error_message = "The settings.logging_api_endpoint must be empty (the real API) or a base URL such as http://127.0.0.1:8089."
+  }
+
+  validation {
+    condition     = var.settings.failure_log_wait_seconds >= 0 && var.settings.failure_log_wait_seconds <= 120
+    error_message = "The settings.failure_log_wait_seconds must be between 0 and 120."
   }
   validation {
     condition     = floor(var.settings.api_retry_attempts) == var.settings.api_retry_attempts && var.settings.api_retry_attempts >= 1 && var.settings.api_retry_attempts <= 20
@@ -580,7 +597,8 @@ variable "functions" {
     on_operation: one request per instance (its Healthcare API client, httplib2, is not
     thread-safe); it scales out instead. Event-driven functions (on_object_finalized, on_flush) time
     out after at most 540 s, on_operation (Pub/Sub push) after at most 600 s, the push subscription's
-    ack deadline.
+    ack deadline; its default, 360 s, is settings.follow_poll_seconds (240) + failure_log_wait_seconds (30)
+    + 60 s to reconcile and report.
   EOT
   type = object({
     on_object_finalized = optional(object({
@@ -604,7 +622,7 @@ variable "functions" {
     on_operation = optional(object({
       available_memory                 = optional(string, "512M")
       available_cpu                    = optional(string)
-      timeout_seconds                  = optional(number, 300)
+      timeout_seconds                  = optional(number, 360)
       min_instance_count               = optional(number, 0)
       max_instance_count               = optional(number, 10)
       max_instance_request_concurrency = optional(number, 1)

@@ -67,6 +67,15 @@ def test_flush_starts_imports_through_a_custom_role_with_the_import_permission_o
     assert _locals()["function_store_roles_elsewhere"]["on_flush"] == "roles/healthcare.dicomEditor"
 
 
+def test_the_follow_up_reads_log_entries_through_a_custom_role_with_the_list_permission_only() -> None:
+    role = _resources()["google_project_iam_custom_role"]["log_reader"]
+    assert role["permissions"] == ["logging.logEntries.list"]
+    grant = _resources()["google_project_iam_member"]["follower_log_reader"]
+    assert grant["member"] == 'serviceAccount:${google_service_account.function["on_operation"].email}'
+    assert "google_project_iam_custom_role.log_reader.name" in str(grant["for_each"])
+    assert '"roles/logging.viewer"' in str(grant["for_each"])  # route projects elsewhere
+
+
 @needs_terraform
 @pytest.mark.parametrize(
     ("source", "state", "export", "checked"),

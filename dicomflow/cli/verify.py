@@ -1,5 +1,6 @@
 """Proof of completeness: every DICOM object under a prefix is in the store (by its UIDs), reported failed
-(with the reason the pipeline noted, or why its header cannot be read), or missing. Exit status 1 when
+(with the reason the pipeline noted, or why its header cannot be read; a file whose UIDs the store holds with
+another file's content is reported failed as a conflict, not in store), or missing. Exit status 1 when
 something is missing.
 
     dicomflow verify gs://BUCKET/PREFIX
@@ -18,6 +19,8 @@ from dicomflow.cli.scan import SeriesCache, candidates, scan
 from dicomflow.cli.source import GcsPrefix
 from dicomflow.failures import FailureNotes, ReportedFiles, failure_notes
 from dicomflow.ledger import FailureNote
+from dicomflow.ports import ObjectInfo
+from dicomflow.records import Stage
 
 NAME = "verify"
 HELP = "is every DICOM object under a prefix in the store? (exit 1 when something is missing)"
@@ -54,7 +57,9 @@ def verify(ctx: Context, where: GcsPrefix, *, progress: bool = True) -> list[dic
             record, failed = item.examined.record, item.examined.failed
             if record is not None:
                 entry["sop_uid"] = record.sop_uid
-            if item.in_store:
+            if item.in_store and (conflict := _conflict(notes, reported, where.bucket, item.info)) is not None:
+                entry["state"], entry["reason"] = FAILED, f"{conflict.stage}: {conflict.reason}"  # other content
+            elif item.in_store:
                 entry["state"] = IN_STORE
             elif failed is not None:
                 entry["state"], entry["reason"] = FAILED, failed.reason
@@ -72,6 +77,14 @@ def verify(ctx: Context, where: GcsPrefix, *, progress: bool = True) -> list[dic
     bar.finish()
     _older_reports(ctx, where, [o for o in objects if o["state"] == MISSING])
     return objects
+
+
+def _conflict(notes: FailureNotes, reported: ReportedFiles, bucket: str, info: ObjectInfo) -> FailureNote | None:
+    """The conflict report of this very generation: its UIDs are in the store, with another file's content."""
+    if not reported.holds(bucket, info.name, info.generation):
+        return None
+    note = notes.read(bucket, info.name, info.generation)
+    return note if note is not None and note.stage == Stage.CONFLICT else None
 
 
 def _note(notes: FailureNotes, reported: ReportedFiles, bucket: str, name: str) -> tuple[str, FailureNote] | None:

@@ -1,6 +1,7 @@
 """Every failed file with the API's own reason, through the real functions, the emulator and its Cloud Logging
 read API: a batch of 300 files of which 40 the import refuses for different reasons puts 40 messages on
-dicom-failed, each with the reason logged for that file (the operation's sample errors hold 10 at most); with
+dicom-failed, each with the reason logged for that file (the operation's sample errors hold 10 at most), and
+``verify`` and ``status`` show those reasons; with
 reading logs refused (403) the files are still reported, with the fallback reasons and one ERROR naming the
 role to grant."""
 
@@ -15,6 +16,7 @@ from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 
 from devstack.synthetic import deflated_cut_short, generate_dataset, make_instance, without_sop_class
+from dicomflow.cli import app
 from handlers import runtime as runtime_module
 from tests.integration.conftest import PROJECT, upload
 from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, drain_operations, results
@@ -66,7 +68,9 @@ def one_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("one_attempt")
-def test_each_of_40_refused_files_is_reported_with_the_reason_logged_for_it(pipeline: Pipeline) -> None:
+def test_each_of_40_refused_files_is_reported_with_the_reason_logged_for_it(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN 13 instances already in the store
     stored = generate_dataset(1, 1, 13, seed=2511)
     assert _import_and_follow(pipeline, {f"first/{i.relative_path}": i.data for i in stored}) == []
@@ -90,6 +94,19 @@ def test_each_of_40_refused_files_is_reported_with_the_reason_logged_for_it(pipe
     assert len({logged[f"gs://{pipeline.bucket.name}/{m['name']}"] for m in failed}) == 3
     [result] = results(pipeline)
     assert (result["files"], result["imported"], result["failed"]) == (300, 260, 40)
+    # AND verify gives each refused file the same reason, and status groups them by it
+    verified = _cli(capsys, "verify", f"gs://{pipeline.bucket.name}/in2512/")
+    refused = {o["name"]: o["reason"] for o in verified["objects"] if o["state"] == "reported failed"}
+    assert refused == {m["name"]: f"{m['stage']}: {m['reason']}" for m in failed}
+    groups = {(g["stage"], g["files"]) for g in _cli(capsys, "status", "--no-peek")["failures"]}
+    assert groups == {("reconcile", 14), ("reconcile", 13), ("conflict", 13)}
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """``dicomflow ARGV --json``'s parsed report (the functions' log lines before it dropped)."""
+    capsys.readouterr()
+    app.main([argv[0], "--json", *argv[1:]])
+    return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.usefixtures("one_attempt")

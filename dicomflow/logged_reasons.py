@@ -3,7 +3,9 @@
 The Healthcare API logs one entry per failed file; the operation's ``sampleErrors`` are deprecated and hold a
 handful at most. Read only when a file is about to be reported, with one bounded, paged query per operation.
 Log ingestion lags, so a read that finds fewer errors than the operation failed files is repeated every
-``READ_INTERVAL_SECONDS`` for up to FAILURE_LOG_WAIT_SECONDS; then what was found is used. Logs that cannot be
+``READ_INTERVAL_SECONDS`` for up to FAILURE_LOG_WAIT_SECONDS, and ends early once two reads find the same
+errors (the API logs "a limited number of errors" past a threshold it sizes by the input: a log that stopped
+growing will not hold the rest); then what was found is used. Logs that cannot be
 read (no role, an outage) give no reasons, with one ERROR naming the role: the caller falls back to the
 sample errors and then to the operation's summary.
 """
@@ -40,7 +42,7 @@ class LoggedReasons:
             return {}
         wanted = min(failures, MAX_LOGGED_REASONS)
         deadline = self.clock() + self.wait_seconds
-        reads = 0
+        reads, before = 0, -1
         while True:
             reads += 1
             try:
@@ -55,8 +57,10 @@ class LoggedReasons:
                 return {}
             reasons = {e.source: e.message[:_REASON_CHARS] for e in errors if e.source and e.message}
             left = deadline - self.clock()
-            if len(reasons) >= wanted or left <= 0:
+            settled = len(reasons) == before > 0  # the log stopped growing: capped, not lagging
+            if len(reasons) >= wanted or left <= 0 or settled:
                 log.info("per-file reasons read", extra=fields(
                     operation=operation_name, failures=failures, logged=len(reasons), reads=reads))  # fmt: skip
                 return reasons
+            before = len(reasons)
             self.sleep(min(READ_INTERVAL_SECONDS, left))

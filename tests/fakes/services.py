@@ -204,6 +204,7 @@ class FakeErrorLog:
 
     entries: dict[str, list[FileError]] = field(default_factory=dict)
     lag_reads: int = 0
+    shown: list[int] = field(default_factory=list)  # per read after the lag, how many entries it shows
     refuse: Exception | None = None
     reads: list[tuple[str, int]] = field(default_factory=list)
 
@@ -213,4 +214,6 @@ class FakeErrorLog:
             raise self.refuse
         if len(self.reads) <= self.lag_reads:
             return []
-        return self.entries.get(operation_name, [])[:limit]
+        read = len(self.reads) - self.lag_reads - 1
+        shown = self.shown[min(read, len(self.shown) - 1)] if self.shown else limit
+        return self.entries.get(operation_name, [])[: min(limit, shown)]

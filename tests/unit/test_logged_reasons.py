@@ -64,6 +64,25 @@ def test_a_lagging_log_is_read_again_until_it_holds_every_failure() -> None:
     assert _reasons(world)["up/1.1.1.2.dcm"].endswith("logged: missing SOP Instance UID")
 
 
+def test_a_log_that_stops_growing_short_of_the_failures_is_not_waited_for_longer() -> None:
+    # GIVEN a log that shows one entry, then still one (the API logs a limited number past a threshold)
+    world, errors, clock, follower = _world()
+    errors.shown = [1]
+    follower.follow(world.watch())
+    # THEN two reads, one interval apart, and the second file falls back to its sample error
+    assert len(errors.reads) == 2 and clock.sleeps == [5.0]
+    reasons = _reasons(world)
+    assert reasons["up/1.1.1.2.dcm"].endswith("logged: missing SOP Instance UID")
+    assert reasons["up/1.1.1.3.dcm"].endswith("sample says: bad file")
+
+
+def test_a_log_still_growing_is_read_again() -> None:
+    world, errors, clock, follower = _world()
+    errors.shown = [0, 1, 2]
+    follower.follow(world.watch())
+    assert len(errors.reads) == 3 and clock.sleeps == [5.0, 5.0]
+
+
 def test_after_the_wait_the_files_are_reported_with_the_fallback_reasons() -> None:
     # GIVEN a log that never shows the errors within FAILURE_LOG_WAIT_SECONDS (12 s)
     world, errors, clock, follower = _world(failure_log_wait_seconds=12)

@@ -74,7 +74,7 @@ locals {
       severity  = "ERROR"
       aligner   = "ALIGN_SUM"
       threshold = var.monitoring.files_failed_threshold
-      what      = "More than ${var.monitoring.files_failed_threshold} file(s) were published on the failed topic `${var.settings.failed_topic}` within ${var.monitoring.alignment_seconds} s: not DICOM, refused by the import, missing from the store after ${var.settings.max_attempts} attempt(s), or part of a stuck operation."
+      what      = "More than ${var.monitoring.files_failed_threshold} file(s) were published on the failed topic `${var.settings.failed_topic}` within ${var.monitoring.alignment_seconds} s. The message's stage says why: intake (not DICOM, unreadable, refused read), deleted (gone before its import), conflict (other content under stored UIDs), reconcile (refused by the import or missing after ${var.settings.max_attempts} attempt(s), with the API's reason), staging (copy refused for good), operation (stuck or unfollowable operation), message (an unparseable watch)."
       todo      = var.inspection_subscriptions ? "Read the reasons: `gcloud pubsub subscriptions pull ${var.settings.failed_topic}-inspect --limit 20`." : "Read the reasons on your own subscription to `${var.settings.failed_topic}`."
     }
     operations_stuck = {

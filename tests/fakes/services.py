@@ -98,10 +98,13 @@ class FakeStore:
 class FakePublisher:
     published: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
     fail_topics: set[str] = field(default_factory=set)
+    missing_topics: set[str] = field(default_factory=set)  # refused for good (404), as a topic that does not exist
 
     def publish(self, topic: str, messages: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[str]:
         if topic in self.fail_topics:
             raise RetryableError(f"publishing to {topic} failed")
+        if topic in self.missing_topics:
+            raise NotFoundError(f"publishing to {topic}: HTTP 404 topic not found", 404)
         self.published.extend((topic, data, dict(attributes)) for data, attributes in messages)
         return [str(len(self.published) - i) for i in range(len(messages))]
 

@@ -127,6 +127,22 @@ def test_a_read_refused_for_good_at_intake_is_reported_once(
     assert pipeline.pull("pending") == []
 
 
+def test_a_file_intake_cannot_queue_for_good_is_reported_for_requeue(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN intake configured with a pending topic that does not exist (the Pub/Sub emulator answers 404)
+    [instance] = generate_dataset(1, 1, 1, seed=2904)
+    [name] = _upload(pipeline, [instance], "unqueued")
+    monkeypatch.setenv("PENDING_TOPIC", "no-such-topic-2904")
+    runtime_module.reset()
+    # WHEN intake handles the upload
+    assert _deliver(_finalize_client(), _structured(_object_resource(pipeline.bucket, name))) == 200
+    # THEN the file is on dicom-failed (stage intake) with the API's refusal, for requeue once the topic is fixed
+    [failed] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
+    assert (failed["name"], failed["stage"]) == (name, "intake")
+    assert failed["reason"] == "queueing it for import was refused for good: topic no-such-topic-2904 does not exist"
+
+
 def test_a_staging_copy_refused_for_good_is_reported_exactly_once(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -130,8 +130,23 @@ def test_handler_acknowledges_permanent_errors(
         [failed] = publisher.bodies("dicom-failed")
         assert (failed["stage"], failed["batch_id"], failed["operation"]) == ("operation", "B1", WATCH.operation)
         assert f"HTTP {error.status}" in failed["reason"]
+    elif name == "on_object_finalized":  # a file intake could not queue is reported, for requeue to announce again
+        [failed] = publisher.bodies("dicom-failed")
+        assert failed["stage"] == "intake" and "queueing it for import was refused for good" in failed["reason"]
+        assert f"HTTP {error.status}" in failed["reason"]
     else:
         assert publisher.published == []
+
+
+def test_intake_that_cannot_report_either_has_the_event_redelivered(
+    publisher: FakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN intake refused for good, and the failed topic missing too: nowhere to say so
+    _patch_core(monkeypatch, "on_object_finalized", NotFoundError("publishing: HTTP 404", 404))
+    publisher.missing_topics.add("dicom-failed")
+    # THEN the event is not acknowledged (Eventarc redelivers it for a day, while someone fixes the topics)
+    with pytest.raises(RetryableError):
+        finalize.handle(_finalize_event())
 
 
 def test_a_malformed_watch_is_acknowledged_without_calling_the_core(

@@ -1,9 +1,13 @@
 """Chaos run: bursts of uploads while the Healthcare API answers 503/429, finalize events arrive twice, the
-flush process is killed and the emulator restarts mid-run. Nothing is lost, nothing is duplicated."""
+flush process is killed and the emulator restarts mid-run. Nothing is lost, nothing is duplicated.
+
+``CHAOS_TIMING=cloud`` repeats it under the cloud timing profile (minutes-long imports, API and Cloud Storage
+latency, the operations subscription's 10 s backoff); ``make test`` runs it under local timing."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +42,8 @@ FAULTS = [
 ]
 ABORTED = 10  # google.rpc.Code of an operation the emulator's restart interrupted
 BURSTS, STUDIES_PER_BURST = 3, 5  # 3 x 5 studies x 4 series x 25 instances = 1,500 instances
+TIMING = os.environ.get("CHAOS_TIMING", "local")  # devstack.timing.PROFILES
+FINISH_SECONDS = 600 if TIMING == "local" else 2400  # how long the run may take to import, export and report
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float) -> None:
@@ -70,13 +76,13 @@ def _rule_key(rule: dict[str, object]) -> str:
     return f"{rule.get('method') or '*'} {rule['path']} {what} {how}"
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(900 if TIMING == "local" else 3600)
 def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps(FAULTS))
     config = StackConfig.on_free_ports(
         settle_seconds=1.0, max_wait_seconds=10.0, flush_interval=1.0, data_dir=tmp_path / "stack",
-        emulator_faults=faults, fault_seed=8,
+        emulator_faults=faults, fault_seed=8, timing=TIMING,
     )  # fmt: skip
     stack = LocalStack(config)
     endpoints = stack.start()
@@ -137,7 +143,7 @@ def test_chaos_run_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
             exported = sum(1 for _ in client.list_blobs(EXPORT_BUCKET, prefix="dicom/"))
             return set(stored()) >= set(valid) and exported >= len(valid) and len(results) >= len(manifests) > 0
 
-        _wait(finished, "every valid instance imported, exported and reported", timeout=600)
+        _wait(finished, "every valid instance imported, exported and reported", timeout=FINISH_SECONDS)
         elapsed = time.monotonic() - started
 
         # every valid instance is in the store (its table keys on the UIDs: the store cannot hold one twice)

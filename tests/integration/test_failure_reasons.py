@@ -46,8 +46,11 @@ def _logged(pipeline: Pipeline) -> dict[str, str]:
     """Every per-file import error the emulator logged, by source URI, read as any Cloud Logging client would."""
     client = discovery.build("logging", "v2", client_options={"api_endpoint": pipeline.services.healthcare_url},
                              credentials=AnonymousCredentials(), static_discovery=True)  # fmt: skip
-    body: dict[str, Any] = {"resourceNames": [f"projects/{PROJECT}"], "pageSize": 1000,
-                            "filter": 'resource.type="healthcare_dicom_store" AND severity>=ERROR'}  # fmt: skip
+    store = pipeline.store  # the emulator serves every test of the session: this test's store's imports only
+    query = (f'resource.type="healthcare_dicom_store" AND resource.labels.dataset_id="{store.dataset}" AND '
+             f'resource.labels.dicom_store_id="{store.store}" AND logName="projects/{PROJECT}/logs/'
+             'healthcare.googleapis.com%2Fimport_dicom" AND severity>=ERROR')  # fmt: skip
+    body: dict[str, Any] = {"resourceNames": [f"projects/{PROJECT}"], "pageSize": 1000, "filter": query}
     logged: dict[str, str] = {}
     while True:
         page = client.entries().list(body=body).execute()

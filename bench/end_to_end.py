@@ -149,7 +149,7 @@ def _noticing(figures: RunFigures) -> str:
 
 
 def _header(what: str, settle: float, interval: float, run_seconds: float, intake: int) -> str:
-    delivery = f"{intake} at a time (bench relay)" if intake else "the stack's notifications relay (8 at a time)"
+    delivery = f"{intake} at a time (the stack's relay)" if intake else "the stack's notifications relay (8 at a time)"
     return (f"\nEnd to end — {what}; {platform.machine()}, {os.cpu_count()} cores, Python "
             f"{platform.python_version()}; SETTLE_SECONDS={settle:g}, tick every {interval:g} s, "
             f"FLUSH_RUN_SECONDS={run_seconds:g}; finalize events delivered by {delivery}")  # fmt: skip

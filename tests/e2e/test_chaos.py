@@ -19,7 +19,7 @@ from devstack.processes import ManagedProcess
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, NOTIFICATIONS_TOPIC, STATE_BUCKET, LocalStack, StackConfig
 from devstack.synthetic import generate_dataset
 from devstack.wiring import PROJECT
-from tests.e2e.checks import assert_counts_add_up
+from devstack.checks import assert_counts_add_up
 
 pytestmark = pytest.mark.e2e
 

@@ -26,7 +26,7 @@ from devstack.stack import (
 )
 from devstack.synthetic import SyntheticInstance, generate_dataset, make_instance
 from devstack.wiring import PROJECT
-from tests.e2e.checks import assert_counts_add_up
+from devstack.checks import assert_counts_add_up
 
 pytestmark = pytest.mark.e2e
 

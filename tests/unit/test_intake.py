@@ -18,7 +18,7 @@ from dicomflow.ports import Message
 from dicomflow.records import SkippedFile, parse_pending
 from dicomflow.settings import Settings
 from tests.fakes.services import FakePublisher, FakeStore
-from tests.fileset import write_file_set
+from devstack.fileset import write_file_set
 
 SETTINGS = Settings(
     project_id="proj", location="us-central1", dataset="ds", dicom_store="store", source_buckets=("incoming",),

@@ -90,6 +90,7 @@ class Soak:
 
     def __init__(self, options: Options, data_dir: Path) -> None:
         self.options = options
+        data_dir.mkdir(parents=True, exist_ok=True)
         faults = data_dir / "faults.json"
         faults.write_text(json.dumps(FAULTS))
         self.config = StackConfig.on_free_ports(data_dir=data_dir / "stack", emulator_faults=faults,

@@ -27,10 +27,10 @@ from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
+from devstack.fileset import write_file_set
 from devstack.synthetic import generate_dataset, make_instance
 from dicomflow.errors import NotDicomError
 from dicomflow.sniff import MEDIA_STORAGE_DIRECTORY, HeaderInfo, MediaDirectory, sniff_header
-from tests.fileset import write_file_set
 
 MAX_BYTES = 1 << 16
 _LAST_UID_TAG = 0x0020000E  # the sniffer reads up to the Series Instance UID: so does the oracle

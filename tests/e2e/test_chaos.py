@@ -18,12 +18,12 @@ import pytest
 import requests
 from google.cloud import pubsub_v1
 
+from devstack.checks import assert_counts_add_up
 from devstack.client import operations, read_journal, storage_client
 from devstack.processes import ManagedProcess
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, NOTIFICATIONS_TOPIC, STATE_BUCKET, LocalStack, StackConfig
 from devstack.synthetic import generate_dataset
 from devstack.wiring import PROJECT
-from tests.e2e.checks import assert_counts_add_up
 
 pytestmark = pytest.mark.e2e
 

@@ -14,6 +14,7 @@ import pytest
 import requests
 from google.cloud import pubsub_v1
 
+from devstack.checks import assert_counts_add_up
 from devstack.client import operations, read_journal, storage_client
 from devstack.stack import (
     EXPORT_BUCKET,
@@ -26,7 +27,6 @@ from devstack.stack import (
 )
 from devstack.synthetic import SyntheticInstance, generate_dataset, make_instance
 from devstack.wiring import PROJECT
-from tests.e2e.checks import assert_counts_add_up
 
 pytestmark = pytest.mark.e2e
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import requests
 
+from devstack.checks import assert_counts_add_up
 from devstack.client import read_journal, storage_client, upload_paths
+from devstack.fileset import write_file_set
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, STATE_BUCKET, LocalStack, StackConfig, StackEndpoints
 from devstack.synthetic import generate_dataset, make_instance
-from tests.e2e.checks import assert_counts_add_up
-from tests.fileset import write_file_set
 
 pytestmark = pytest.mark.e2e
 

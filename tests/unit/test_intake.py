@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.fileset import write_file_set
 from devstack.synthetic import generate_dataset, make_instance
 from dicomflow.events import ObjectEvent
 from dicomflow.failures import failure_notes
@@ -18,7 +19,6 @@ from dicomflow.ports import Message
 from dicomflow.records import SkippedFile, parse_pending
 from dicomflow.settings import Settings
 from tests.fakes.services import FakePublisher, FakeStore
-from tests.fileset import write_file_set
 
 SETTINGS = Settings(
     project_id="proj", location="us-central1", dataset="ds", dicom_store="store", source_buckets=("incoming",),

@@ -1,0 +1,204 @@
+"""The soak's bookkeeping, pure: what each uploaded object may become (by its shape), what it became (from the
+store, ``dicom-failed`` and the failure notes), and the verdict against issue 23's "done when".
+
+Outcomes of one upload (an object name at one generation):
+  stored  its SOP Instance UID is in the store with this upload's own data set (digest after the file meta)
+  failed  it was reported on ``dicom-failed`` (journal or failure note)
+  absent  neither
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from devstack.checks import counts_add_up
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    FAILED = "failed"
+    ABSENT = "absent"
+
+
+S, F, A = Outcome.STORED, Outcome.FAILED, Outcome.ABSENT
+
+# What each shape may legitimately become (the README's Soak paragraph says why).
+ALLOWED: dict[str, frozenset[Outcome]] = {
+    "study": frozenset({S}),  # a new study folder: imported in place
+    "drop": frozenset({S}),  # new files in a flat drop folder: staged
+    "resend": frozenset({S}),  # identical bytes re-uploaded to the same name after the original was stored
+    "conflict": frozenset({F}),  # same UIDs, other bytes, same name, after the original was stored
+    "delete": frozenset({S, F, A}),  # deleted 0-6 s after upload: before intake (absent), before staging (failed)...
+    "bad": frozenset({F}),  # not DICOM, empty, garbage after DICM
+    "media": frozenset({S}),  # an extensionless image of a DICOM media file-set
+    "dicomdir": frozenset({A}),  # the file-set's DICOMDIR: skipped, never imported nor reported
+}
+
+
+@dataclass(frozen=True)
+class Upload:
+    shape: str
+    name: str
+    generation: str
+    uids: tuple[str, str, str] | None = None  # study, series, SOP instance
+    digest: str | None = None  # data set digest (devstack content: dicomflow.content.data_set_digest)
+    at: float = 0.0  # seconds into the run
+
+    @property
+    def allowed(self) -> frozenset[Outcome]:
+        return ALLOWED[self.shape]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.name, self.generation
+
+
+@dataclass
+class Observation:
+    """What the soak saw: the store (SOP -> how often listed, SOP -> stored digest) and the failures."""
+
+    listed: Counter[str] = field(default_factory=Counter)
+    digests: dict[str, str] = field(default_factory=dict)
+    failures: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (name, generation) -> reasons
+
+
+def outcome(upload: Upload, seen: Observation) -> tuple[Outcome, bool]:
+    """(outcome, doubled): doubled when it is both stored with its own content and reported failed."""
+    stored = upload.uids is not None and upload.digest is not None and seen.digests.get(upload.uids[2]) == upload.digest
+    failed = upload.key in seen.failures
+    if stored and failed:
+        return S, True
+    return (S if stored else F if failed else A), False
+
+
+@dataclass
+class Tally:
+    uploaded: int = 0
+    by_shape: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    pending: int = 0  # not (yet) in an allowed outcome: lost if it stays so after the drain
+    unexpected: int = 0  # in an outcome its shape does not allow (stored or failed)
+    doubled: int = 0  # an instance listed twice by the store, or a file both stored and reported failed
+    repeated_reports: int = 0  # a file reported on dicom-failed again at the same generation (at least once)
+    without_reason: int = 0
+    unexpected_examples: list[str] = field(default_factory=list)
+    pending_examples: list[str] = field(default_factory=list)
+    doubled_examples: list[str] = field(default_factory=list)
+
+
+def tally(uploads: Iterable[Upload], seen: Observation, examples: int = 5) -> Tally:
+    """Count every upload's outcome against its shape; doubles also count SOPs listed more than once; a file
+    reported on dicom-failed more than once at one generation is counted apart (repeated reports)."""
+    result = Tally()
+    for upload in uploads:
+        got, doubled = outcome(upload, seen)
+        result.uploaded += 1
+        result.by_shape[upload.shape] += 1
+        result.outcomes[got] += 1
+        result.doubled += doubled
+        if doubled:
+            _example(result.doubled_examples, upload, "stored and failed", examples)
+        if got in upload.allowed:
+            continue
+        if got is A:
+            result.pending += 1
+            _example(result.pending_examples, upload, got, examples)
+        else:
+            result.unexpected += 1
+            _example(result.unexpected_examples, upload, got, examples)
+    result.doubled += sum(n - 1 for n in seen.listed.values() if n > 1)
+    result.doubled_examples += [f"SOP {sop} listed {n} times" for sop, n in seen.listed.items() if n > 1][:examples]
+    result.repeated_reports = sum(len(r) - 1 for r in seen.failures.values() if len(r) > 1)
+    result.without_reason = sum(1 for reasons in seen.failures.values() if not all(r.strip() for r in reasons))
+    return result
+
+
+def _example(into: list[str], upload: Upload, got: str, limit: int) -> None:
+    if len(into) < limit:
+        into.append(f"{upload.shape} {upload.name}#{upload.generation}: {got}")
+
+
+# ----- processes over time -----
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # seconds into the run
+    role: str  # pubsub, gcs, healthcare, on_flush, ...
+    pid: int
+    rss_kib: int
+    threads: int
+    fds: int
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+RSS_MARGIN = 0.20
+
+
+def baseline_window(run_seconds: float) -> tuple[float, float]:
+    """Minute 10 of 60 (1/6 of the run) to 2/6: RSS is compared with the first sample in it, threads and open
+    files with the largest in it."""
+    return run_seconds / 6, run_seconds / 3
+
+
+def process_checks(samples: Sequence[Sample], run_seconds: float) -> list[Check]:
+    """Per role: RSS at the end within +20 % of the baseline sample, threads and fds at the end no more than the
+    most seen in the baseline window (the end: the median of the samples in the last sixth of the run)."""
+    start, end = baseline_window(run_seconds)
+    checks = []
+    for role in sorted({s.role for s in samples}):
+        mine = sorted((s for s in samples if s.role == role), key=lambda s: s.at)
+        window = [s for s in mine if start <= s.at <= end]
+        tail = [s for s in mine if s.at >= run_seconds * 5 / 6] or mine[-1:]
+        if not window:
+            checks.append(Check(f"{role} resources", False, "no sample in the baseline window"))
+            continue
+        checks += _role_checks(role, window, tail)
+    return checks
+
+
+def _role_checks(role: str, window: Sequence[Sample], tail: Sequence[Sample]) -> list[Check]:
+    rss0, rss1 = window[0].rss_kib, statistics.median(s.rss_kib for s in tail)
+    threads0, threads1 = max(s.threads for s in window), statistics.median(s.threads for s in tail)
+    fds0, fds1 = max(s.fds for s in window), statistics.median(s.fds for s in tail)
+    return [
+        Check(f"{role} RSS", rss1 <= rss0 * (1 + RSS_MARGIN),
+              f"{rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB ({_change(rss0, rss1)})"),
+        Check(f"{role} threads", threads1 <= threads0, f"{threads0} -> {threads1:g}"),
+        Check(f"{role} open files", fds1 <= fds0, f"{fds0} -> {fds1:g}"),
+    ]  # fmt: skip
+
+
+def _change(before: float, after: float) -> str:
+    return f"{(after - before) / before * 100:+.0f} %" if before else "n/a"
+
+
+# ----- the verdict -----
+
+
+def verdict(
+    counted: Tally, results: Sequence[Mapping[str, Any]], samples: Sequence[Sample], run_seconds: float
+) -> list[Check]:
+    """Issue 23's "done when", one check each (a failed check fails the soak)."""
+    wrong = [r.get("batch_id", "?") for r in results if not counts_add_up(r)]
+    return [
+        Check("0 lost", counted.pending == 0, f"{counted.pending} lost {counted.pending_examples}"),
+        Check("0 doubled", counted.doubled == 0, f"{counted.doubled} doubled {counted.doubled_examples}"),
+        Check("every failure with a reason", counted.without_reason == 0, f"{counted.without_reason} without"),
+        Check("every outcome one its shape allows", counted.unexpected == 0,
+              f"{counted.unexpected} unexpected {counted.unexpected_examples}"),
+        Check("counts add up in every batch result", not wrong and bool(results),
+              f"{len(results)} results, {len(wrong)} not adding up {wrong[:5]}"),
+        *process_checks(samples, run_seconds),
+    ]  # fmt: skip

@@ -1,0 +1,60 @@
+"""Resource use of the stack's processes, from /proc: RSS, threads and open files of each process group the
+stack started (a server's workers included: every stand-in is started in a session of its own)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Usage:
+    rss_kib: int = 0
+    threads: int = 0
+    fds: int = 0
+    processes: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.rss_kib + other.rss_kib, self.threads + other.threads, self.fds + other.fds,
+                     self.processes + other.processes)  # fmt: skip
+
+
+def parse_status(text: str) -> tuple[int, int]:
+    """(VmRSS in KiB, Threads) from the text of /proc/PID/status (0 for a field that is missing)."""
+    values = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "Threads"):
+            values[key] = int(value.split()[0])
+    return values.get("VmRSS", 0), values.get("Threads", 0)
+
+
+def parse_pgrp(stat: str) -> int:
+    """The process group of /proc/PID/stat (the fields after the command name in parentheses)."""
+    return int(stat.rsplit(")", 1)[1].split()[2])
+
+
+def process_usage(pid: int, proc: Path = PROC) -> Usage:
+    """One process's usage, or zero usage when it is gone (or not ours to read)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        rss, threads = parse_status((proc / str(pid) / "status").read_text())
+        fds = len(os.listdir(proc / str(pid) / "fd"))
+        return Usage(rss, threads, fds, 1)
+    return Usage()
+
+
+def groups_usage(leaders: set[int], proc: Path = PROC) -> dict[int, Usage]:
+    """Usage summed over each process group whose leader's PID is in ``leaders``."""
+    found = {leader: Usage() for leader in leaders}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            group = parse_pgrp((entry / "stat").read_text())
+            if group in found:
+                found[group] = found[group] + process_usage(int(entry.name), proc)
+    return found

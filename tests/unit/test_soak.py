@@ -1,0 +1,112 @@
+"""The soak's pure parts: each shape's expected outcomes, the tally, the verdict arithmetic, /proc parsing."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from bench.soak_model import (
+    Observation,
+    Outcome,
+    Sample,
+    Upload,
+    outcome,
+    process_checks,
+    tally,
+    verdict,
+)
+from bench.soak_probe import parse_pgrp, parse_status
+
+UIDS = ("2.25.1", "2.25.2", "2.25.3")
+
+
+def _upload(shape: str, name: str = "soak/a.dcm", generation: str = "1", digest: str | None = "d1") -> Upload:
+    return Upload(shape, name, generation, UIDS if digest else None, digest)
+
+
+def _result(**counts: int) -> dict[str, int]:
+    base = {"files": 3, "imported": 2, "duplicates": 0, "failed": 1, "redriven": 0, "skipped": 0}
+    return {**base, **counts}
+
+
+def test_a_file_is_stored_only_with_its_own_content() -> None:
+    seen = Observation(listed=Counter({"2.25.3": 1}), digests={"2.25.3": "d1"})
+    assert outcome(_upload("study"), seen) == (Outcome.STORED, False)
+    # the conflicting overwrite has the same UIDs and other bytes: the store's content is not its own
+    assert outcome(_upload("conflict", generation="2", digest="d2"), seen) == (Outcome.ABSENT, False)
+
+
+def test_a_file_both_stored_and_reported_failed_is_doubled() -> None:
+    seen = Observation(digests={"2.25.3": "d1"}, failures={("soak/a.dcm", "1"): ["deleted"]})
+    assert outcome(_upload("study"), seen) == (Outcome.STORED, True)
+    assert tally([_upload("study")], seen).doubled == 1
+
+
+def test_each_shape_is_judged_against_its_own_expected_outcomes() -> None:
+    seen = Observation(digests={"2.25.3": "d1"}, failures={("soak/c.dcm", "2"): ["conflict"]})
+    uploads = [
+        _upload("study"),  # stored: expected
+        _upload("conflict", "soak/c.dcm", "2", "d2"),  # failed: expected
+        _upload("delete", "soak/d.dcm", digest="d9"),  # absent: allowed for a delete
+        _upload("dicomdir", "soak/m/DICOMDIR", digest=None),  # absent: expected
+        _upload("drop", "soak/e.dcm", digest="d7"),  # absent: lost (pending until the drain ends)
+        _upload("bad", "soak/b.dcm", digest=None),  # absent: lost, a bad file must be reported
+    ]
+    counted = tally(uploads, seen)
+    assert counted.pending == 2 and counted.unexpected == 0
+    assert counted.outcomes == Counter({"stored": 1, "failed": 1, "absent": 4})
+
+
+def test_a_valid_file_on_dicom_failed_or_a_reported_dicomdir_is_unexpected() -> None:
+    seen = Observation(failures={("soak/a.dcm", "1"): ["reconcile"], ("soak/m/DICOMDIR", "1"): ["intake"]})
+    counted = tally([_upload("study"), _upload("dicomdir", "soak/m/DICOMDIR", digest=None)], seen)
+    assert counted.unexpected == 2 and counted.pending == 0
+
+
+def test_doubles_count_sops_listed_twice_and_repeated_failure_reports_are_counted_apart() -> None:
+    seen = Observation(listed=Counter({"2.25.3": 2}), failures={("soak/b.dcm", "1"): ["x", "x"], ("o", "1"): [""]})
+    counted = tally([], seen)
+    assert (counted.doubled, counted.repeated_reports, counted.without_reason) == (1, 1, 1)
+
+
+def _samples(role: str, rss: list[int], threads: list[int], fds: list[int]) -> list[Sample]:
+    step = 600.0 / (len(rss) - 1)
+    return [Sample(k * step, role, 1, r, t, f) for k, (r, t, f) in enumerate(zip(rss, threads, fds, strict=True))]
+
+
+def test_rss_may_grow_20_percent_over_the_baseline_and_threads_and_fds_not_at_all() -> None:
+    # 600 s run: baseline window 100..200 s (samples at 120 and 180), end = samples at or after 500 s (540, 600)
+    steady = _samples("on_flush", [900, 1000, 1000, 1100, 1150, 1200, 1200, 1200, 1200, 1200, 1200],
+                      [5, 6, 8, 8, 8, 8, 8, 8, 8, 8, 8], [9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9])  # fmt: skip
+    assert all(c.passed for c in process_checks(steady, 600.0))
+    leaking = _samples("pubsub", [900, 1000, 1000, 1100, 1150, 1200, 1200, 1200, 1200, 1210, 1210],
+                       [5, 6, 8, 8, 8, 8, 8, 8, 8, 9, 9], [9, 9, 9, 9, 9, 9, 9, 9, 9, 12, 12])  # fmt: skip
+    assert [c.name for c in process_checks(leaking, 600.0) if not c.passed] == [
+        "pubsub RSS",
+        "pubsub threads",
+        "pubsub open files",
+    ]
+
+
+def test_a_process_without_a_baseline_sample_fails() -> None:
+    [check] = process_checks([Sample(590.0, "gcs", 1, 10, 1, 1)], 600.0)
+    assert not check.passed
+
+
+def test_the_verdict_fails_on_a_result_that_does_not_add_up_or_no_result_at_all() -> None:
+    seen = Observation(digests={"2.25.3": "d1"})
+    good = verdict(tally([_upload("study")], seen), [_result()], [], 600.0)
+    assert all(c.passed for c in good)
+    bad = verdict(tally([_upload("study")], seen), [_result(), _result(imported=3)], [], 600.0)
+    assert [c.name for c in bad if not c.passed] == ["counts add up in every batch result"]
+    assert not next(c for c in verdict(tally([], seen), [], [], 600.0) if c.name.startswith("counts")).passed
+
+
+def test_the_verdict_fails_on_a_lost_file() -> None:
+    checks = verdict(tally([_upload("drop", digest="d5")], Observation()), [_result()], [], 600.0)
+    assert [c.name for c in checks if not c.passed] == ["0 lost"]
+
+
+def test_proc_status_and_stat_are_parsed() -> None:
+    assert parse_status("Name:\tpython\nVmRSS:\t  123456 kB\nThreads:\t7\n") == (123456, 7)
+    assert parse_status("Name:\tzombie\n") == (0, 0)
+    assert parse_pgrp("4242 (gunicorn: worker (x)) S 4200 4100 4100 0 -1") == 4100

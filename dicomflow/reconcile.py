@@ -20,6 +20,7 @@ from dicomflow.ports import HealthcareApi
 from dicomflow.records import FailedFile, PendingRecord, Stage
 
 InstanceKey = tuple[str, str, str]
+_INTERRUPTED_CODES = (4, 10, 14)  # google.rpc.Code DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE: ended, not counted
 
 
 @dataclass
@@ -136,8 +137,10 @@ def _conflicts(
     for other content (the API ignores an identical duplicate, counting it a success). So only when the
     operation failed more files than are missing is any file compared: its stored instance (WADO-RS) against
     its source, data set by data set, those the operation's sample errors name first, until the surplus is
-    found. An import without failures costs nothing here."""
-    surplus = lro.failures(operation) - missing
+    found. An import without failures costs nothing here. An import that ended with an error before its counter
+    accounted for every file (ABORTED by a restart of the API) says nothing of which it refused: every file is
+    compared."""
+    surplus = len(in_store) if _uncounted(operation, len(in_store) + missing) else lro.failures(operation) - missing
     if surplus <= 0:
         return {}
     ordered = sorted(in_store, key=lambda f: f.imported_from not in reasons)
@@ -179,6 +182,16 @@ def _sibling_stored(file: ManifestFile, stored: bytes, batch: Iterable[ManifestF
         except ObjectGoneError:
             continue
     return False
+
+
+def _uncounted(operation: Mapping[str, Any], files: int) -> bool:
+    """Whether the import was interrupted (not failed by its files) before its counter accounted for every file."""
+    try:
+        counted = sum(int(lro.counter(operation).get(key, 0)) for key in ("success", "failure"))
+    except (TypeError, ValueError):
+        counted = 0
+    error = operation.get("error")
+    return isinstance(error, Mapping) and error.get("code") in _INTERRUPTED_CODES and counted < files
 
 
 def _uids(record: PendingRecord) -> InstanceKey:

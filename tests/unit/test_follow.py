@@ -285,6 +285,27 @@ def test_a_file_whose_uids_the_store_holds_with_other_content_is_a_conflict_at_o
     assert (summary["imported"], summary["failed"]) == (1, 1)
 
 
+def test_an_aborted_import_compares_every_file_in_the_store_so_a_conflict_is_not_counted_imported() -> None:
+    # GIVEN an import interrupted by a restart of the API (ABORTED: an error and no counter) of two files whose
+    # UIDs are both in the store, one of them with other content (the store keeps the instance an earlier
+    # batch imported): found by the soak (bench.soak), where such a conflict was counted imported
+    world = World([_file("1.1.1.1"), _file("1.1.1.2")], _settings(max_attempts=3))
+    world.store.objects[("src", "up/1.1.1.1.dcm")] = b"same bytes"
+    world.store.objects[("src", "up/1.1.1.2.dcm")] = b"new bytes"
+    world.healthcare.stored = {("1.1", "1.1.1", "1.1.1.1"), ("1.1", "1.1.1", "1.1.1.2")}
+    world.healthcare.contents = {("1.1", "1.1.1", "1.1.1.1"): b"same bytes", ("1.1", "1.1.1", "1.1.1.2"): b"old bytes"}
+    world.healthcare.operations[IMPORT_OP] = {"done": True, "metadata": {"counter": {}},
+                                              "error": {"code": 10, "message": "operation interrupted"}}  # fmt: skip
+    # WHEN the watch is followed up
+    result = world.follow(world.watch())
+    # THEN the other-content file is reported as a conflict, the other one counted imported
+    [failed] = world.publisher.bodies("dicom-failed")
+    assert (failed["name"], failed["stage"]) == ("up/1.1.1.2.dcm", "conflict")
+    assert (result.redriven, result.failed) == (0, 1)
+    [summary] = world.publisher.bodies("dicom-results")
+    assert (summary["imported"], summary["failed"]) == (1, 1)
+
+
 def test_an_import_without_failures_compares_no_content() -> None:
     # GIVEN both files in the store and an operation without failures (identical duplicates count as success)
     world = World([_file("1.1.1.1"), _file("1.1.1.2")], _settings())

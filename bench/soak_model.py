@@ -146,37 +146,58 @@ class Check:
 RSS_MARGIN = 0.20
 
 
-def baseline_window(run_seconds: float) -> tuple[float, float]:
-    """Minute 10 of 60 (1/6 of the run) to 2/6: RSS is compared with the first sample in it, threads and open
-    files with the largest in it."""
-    return run_seconds / 6, run_seconds / 3
+def baseline_window(started: float, ended: float) -> tuple[float, float]:
+    """The second sixth of a process's life to its second third (minute 10 to 20 of a process that lives the
+    whole hour): RSS is compared with the first sample in it, threads and open files with the largest in it."""
+    life = ended - started
+    return started + life / 6, started + life / 3
 
 
 def process_checks(samples: Sequence[Sample], run_seconds: float) -> list[Check]:
-    """Per role: RSS at the end within +20 % of the baseline sample, threads and fds at the end no more than the
-    most seen in the baseline window (the end: the median of the samples in the last sixth of the run)."""
-    start, end = baseline_window(run_seconds)
+    """Per role, each of its processes (a PID: a kill or a restart starts a new one, whose memory starts
+    afresh) that lived at least a sixth of the run is judged over its own life: RSS at its end within +20 % of
+    its baseline sample, threads and fds at its end no more than the most seen in its baseline window (its end:
+    the median of its samples in the last sixth of its life). A role fails when any of its processes fails, or
+    when none lived long enough to be judged."""
     checks = []
     for role in sorted({s.role for s in samples}):
-        mine = sorted((s for s in samples if s.role == role), key=lambda s: s.at)
-        window = [s for s in mine if start <= s.at <= end]
-        tail = [s for s in mine if s.at >= run_seconds * 5 / 6] or mine[-1:]
-        if not window:
-            checks.append(Check(f"{role} resources", False, "no sample in the baseline window"))
+        lives = _lives([s for s in samples if s.role == role])
+        judged = [life for life in lives if life[-1].at - life[0].at >= run_seconds / 6]
+        if not judged:
+            checks.append(Check(f"{role} resources", False, f"no process lived {run_seconds / 6:.0f} s"))
             continue
-        checks += _role_checks(role, window, tail)
+        per_process = [_role_checks(role, life) for life in judged]
+        for kind in range(len(per_process[0])):
+            of_kind = [process[kind] for process in per_process]
+            failed = [check for check in of_kind if not check.passed]
+            shown = failed or of_kind[-1:]
+            detail = "; ".join(check.detail for check in shown)
+            checks.append(Check(of_kind[0].name, not failed, f"{detail} ({len(judged)} of {len(lives)} PIDs judged)"))
     return checks
 
 
-def _role_checks(role: str, window: Sequence[Sample], tail: Sequence[Sample]) -> list[Check]:
+def _lives(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """The samples of each PID, in time order, oldest process first."""
+    by_pid: dict[int, list[Sample]] = {}
+    for sample in sorted(samples, key=lambda s: s.at):
+        by_pid.setdefault(sample.pid, []).append(sample)
+    return sorted(by_pid.values(), key=lambda life: life[0].at)
+
+
+def _role_checks(role: str, life: Sequence[Sample]) -> list[Check]:
+    started, ended = life[0].at, life[-1].at
+    start, end = baseline_window(started, ended)
+    window = [s for s in life if start <= s.at <= end] or [min(life, key=lambda s: abs(s.at - start))]
+    tail = [s for s in life if s.at >= started + (ended - started) * 5 / 6]
     rss0, rss1 = window[0].rss_kib, statistics.median(s.rss_kib for s in tail)
     threads0, threads1 = max(s.threads for s in window), statistics.median(s.threads for s in tail)
     fds0, fds1 = max(s.fds for s in window), statistics.median(s.fds for s in tail)
+    pid = f"PID {life[0].pid}, {started / 60:.0f}-{ended / 60:.0f} min"
     return [
         Check(f"{role} RSS", rss1 <= rss0 * (1 + RSS_MARGIN),
-              f"{rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB ({_change(rss0, rss1)})"),
-        Check(f"{role} threads", threads1 <= threads0, f"{threads0} -> {threads1:g}"),
-        Check(f"{role} open files", fds1 <= fds0, f"{fds0} -> {fds1:g}"),
+              f"{pid}: {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB ({_change(rss0, rss1)})"),
+        Check(f"{role} threads", threads1 <= threads0, f"{pid}: {threads0} -> {threads1:g}"),
+        Check(f"{role} open files", fds1 <= fds0, f"{pid}: {fds0} -> {fds1:g}"),
     ]  # fmt: skip
 
 

@@ -87,6 +87,22 @@ def test_rss_may_grow_20_percent_over_the_baseline_and_threads_and_fds_not_at_al
     ]
 
 
+def test_each_pid_is_judged_over_its_own_life_so_a_restart_is_not_growth() -> None:
+    # GIVEN a 600 s run whose stack restarts at 300 s: the old process ends small, the new one starts bigger
+    # (a larger store to open, a burst of recovery work) and stays flat; a third PID lives 60 s only
+    old = [Sample(at, "gcs", 1, 1000, 10, 9) for at in range(0, 300, 30)]
+    new = [Sample(at, "gcs", 2, 1600, 22, 12) for at in range(300, 601, 30)]
+    brief = [Sample(at, "gcs", 3, 5000, 90, 90) for at in (0.0, 30.0, 60.0)]
+    # WHEN judged
+    checks = process_checks(old + new + brief, 600.0)
+    # THEN each long-lived PID passes against its own baseline and the brief one is left unjudged
+    assert all(c.passed for c in checks), checks
+    assert "2 of 3 PIDs judged" in checks[0].detail
+    # AND a new PID that keeps growing after its own baseline fails
+    growing = [Sample(at, "gcs", 2, 1600 + (at - 300) * 2, 22, 12) for at in range(300, 601, 30)]
+    assert [c.name for c in process_checks(old + growing, 600.0) if not c.passed] == ["gcs RSS"]
+
+
 def test_a_process_without_a_baseline_sample_fails() -> None:
     [check] = process_checks([Sample(590.0, "gcs", 1, 10, 1, 1)], 600.0)
     assert not check.passed

@@ -1,8 +1,10 @@
 """What the local stack does on a reused ``--data-dir``: Pub/Sub emulator messages were lost with the last
-run, objects and the store were not. Every object of a source bucket that is not in the store yet is queued
-again through the operator CLI's backfill (which skips what the store holds), so nothing uploaded before a
-crash stays unimported. Files reported bad before are not reported again (the backfill finds their failure
-notes in the state bucket)."""
+run, objects, the ledger and the store were not. Two operator CLI commands put back what was lost:
+``rewatch`` publishes the watches of every batch without a result again (an import the last run started is
+reconciled and exported, and a file it refused, a conflict whose UIDs the store holds, is reported), and
+``backfill`` queues again every object of a source bucket whose UIDs the store lacks (which skips what the
+store holds), so nothing uploaded before a crash stays unimported. Files reported bad before are not reported
+again (the backfill finds their failure notes in the state bucket)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from dicomflow.cli.backfill import backfill
 from dicomflow.cli.context import load
+from dicomflow.cli.rewatch import rewatch
 from dicomflow.cli.source import GcsPrefix
 from dicomflow.logs import fields
 
@@ -26,8 +29,12 @@ def write_env_file(data_dir: Path, env: dict[str, str]) -> Path:
 
 
 def recover(env_file: Path) -> int:
-    """Backfill every source bucket; return how many objects were queued again."""
+    """Watch every batch without a result again, then backfill every source bucket; return how many objects
+    were queued again."""
     ctx = load(env_file, into_process=False)
+    watched = rewatch(ctx, progress=False)
+    log.info("recovery: batches without a result watched again",
+             extra=fields(batches=len(watched.open), imports=watched.imports, exports=watched.exports))  # fmt: skip
     queued = 0
     for bucket in ctx.settings.source_buckets:
         report = backfill(ctx, GcsPrefix(bucket, ""), progress=False)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dicomflow.cli import backfill, plan, requeue, status, verify
+from dicomflow.cli import backfill, plan, requeue, rewatch, status, verify
 from dicomflow.cli.context import Context, load
 from dicomflow.errors import ConfigurationError, DicomflowError, PermissionDeniedError
 from dicomflow.logs import ObjectNames, OperatorFormatter
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", type=Path, help="KEY=VALUE settings read over the environment")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the pipeline code does (stderr)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (status, backfill, verify, plan, requeue):
+    for module in (status, backfill, verify, plan, requeue, rewatch):
         sub = commands.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         sub.add_argument("--json", action="store_true", help="print JSON instead of tables")

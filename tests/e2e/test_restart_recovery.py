@@ -9,13 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from devstack.client import storage_client
+from devstack.client import read_journal, storage_client
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints
-from devstack.synthetic import generate_dataset
+from devstack.synthetic import generate_dataset, make_instance
 
 pytestmark = pytest.mark.e2e
 
@@ -65,5 +66,48 @@ def test_a_restart_on_the_same_data_dir_imports_what_was_queued_before_the_stop(
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["counts"] == {"in store": len(instances)}
+    finally:
+        second.stop()
+
+
+def _wait(what: str, condition: Any, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
+def test_a_restart_follows_up_the_import_it_interrupted_so_a_conflict_in_it_is_reported(tmp_path: Path) -> None:
+    # the soak's two lost files (bench.soak, 2026-12-06): conflicts in a batch whose watch died with the Pub/Sub
+    # emulator; their UIDs are in the store, so the backfill queues nothing, and only a watch reports them
+    data_dir = tmp_path / "stack"
+    [original] = generate_dataset(1, 1, 1, seed=962)
+    corrected = make_instance(study_uid=original.study_uid, series_uid=original.series_uid,
+                              sop_uid=original.sop_uid, seed=963, SeriesDescription="CORRECTED")  # fmt: skip
+    first = LocalStack(_config(data_dir, settle_seconds=1))
+    endpoints = first.start()
+    try:
+        bucket = storage_client(endpoints.storage_host).bucket(INCOMING_BUCKET)
+        bucket.blob("first/IM1.dcm").upload_from_string(original.data)
+        _wait("the original was not imported", lambda: _stored(endpoints) == [original.sop_uid])
+        _wait("the original's batch was not reported", lambda: read_journal(endpoints.journal("results")))
+        # GIVEN the conflicting re-send in a batch whose import the emulator holds (started, never ending)
+        hold = {"kind": "operation-delay", "operation": "ImportDicomData", "seconds": 600, "count": 1}
+        requests.post(f"{endpoints.healthcare_url}/emulator/faults", json=hold, timeout=10).raise_for_status()
+        bucket.blob("second/IM1.dcm").upload_from_string(corrected)
+        batches = endpoints.data_dir / "logs" / "on_flush.log"
+        _wait("the re-send's import did not start", lambda: batches.read_text().count("import started") >= 2)
+    finally:
+        first.stop()  # the import's watch is gone with the Pub/Sub emulator; the emulator aborts the import
+    # WHEN the stack starts again on the same --data-dir
+    second = LocalStack(_config(data_dir, settle_seconds=1))
+    endpoints = second.start()
+    try:
+        assert second.recovered.wait(120), "recovery did not finish"
+        # THEN the interrupted batch is followed up: the re-send is reported a conflict, the original stays
+        failed = lambda: [f for f in read_journal(endpoints.journal("failed")) if f["name"] == "second/IM1.dcm"]  # noqa: E731
+        _wait("the conflict was never reported", failed)
+        assert [f["stage"] for f in failed()] == ["conflict"]
+        assert _stored(endpoints) == [original.sop_uid]
     finally:
         second.stop()

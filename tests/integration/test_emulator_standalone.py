@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from googleapiclient.errors import HttpError
 
-from devstack.processes import ManagedProcess, free_port
+from devstack.processes import ManagedProcess, free_port, start_healthcare_emulator
 from devstack.synthetic import generate_dataset
 from healthcare_emulator.__main__ import build_parser
 from tests.integration.conftest import LOCATION, PROJECT, healthcare_client
@@ -171,3 +172,37 @@ def test_help_lists_every_flag() -> None:
     assert flags - {"-h"} <= shown
     assert "STORAGE_EMULATOR_HOST" in result.stdout
     assert "PUBSUB_EMULATOR_HOST" in result.stdout
+
+
+def test_rules_of_a_faults_file_are_installed_at_start_and_fire(tmp_path: Path) -> None:
+    # GIVEN a --faults file with an HTTP rule (the first datasets listing fails) and an operation rule
+    datasets = f"/v1/projects/{PROJECT}/locations/{LOCATION}/datasets"
+    rules = [
+        {"method": "GET", "path": "/datasets$", "status": 503, "count": 1},
+        {"kind": "operation-delay", "operation": "ImportDicomData", "seconds": 5, "count": 2},
+    ]
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps(rules))
+    port = free_port()
+    emulator = start_healthcare_emulator(
+        port, tmp_path / "data", "http://127.0.0.1:9", log_path=tmp_path / "emulator.log", faults=faults
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # WHEN the emulator is started with it THEN it lists both rules, none fired yet
+        with urllib.request.urlopen(f"{url}/emulator/faults", timeout=10) as response:
+            listed = json.loads(response.read())["rules"]
+        assert [(r.get("kind"), r.get("path"), r.get("status"), r["remaining"], r["fired"]) for r in listed] == [
+            (None, "/datasets$", 503, 1, 0),
+            ("operation-delay", None, None, 2, 0),
+        ]
+        # AND the HTTP rule answers the first matching request 503, then lets the next one through
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}{datasets}", timeout=10)
+        assert refused.value.code == 503
+        with urllib.request.urlopen(f"{url}{datasets}", timeout=10) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"{url}/emulator/faults", timeout=10) as response:
+            assert [r["fired"] for r in json.loads(response.read())["rules"]] == [1, 0]
+    finally:
+        emulator.stop()

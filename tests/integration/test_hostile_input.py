@@ -75,8 +75,8 @@ def test_poison_on_pending_is_dead_lettered_and_the_good_files_beside_it_are_imp
     assert all(reason and len(reason) < 300 for reason in reasons)
     assert any("SOURCE_BUCKETS" in r for r in reasons)  # the forged bucket
     assert _flush().status_code == 200
-    assert pipeline.pull("pending") == [] and pipeline.pull("dead-letter") == []
-    assert pipeline.pull("failed") == []
+    assert pipeline.pull_waiting("pending") == [] and pipeline.pull_waiting("dead-letter") == []
+    assert pipeline.pull_waiting("failed") == []
 
 
 def test_unparseable_watches_are_acknowledged_and_reported_once(pipeline: Pipeline) -> None:
@@ -108,7 +108,7 @@ def test_a_deflate_bomb_upload_is_reported_without_inflating_it(pipeline: Pipeli
     [failed] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
     assert failed["name"] == "bomb/IM1.dcm" and "header too large" in failed["reason"]
     assert peak < 200 << 20, f"peak {peak >> 20} MiB"
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
 
 
 def test_a_read_refused_for_good_at_intake_is_reported_once(
@@ -124,7 +124,7 @@ def test_a_read_refused_for_good_at_intake_is_reported_once(
         assert rule.fired >= 1
     [failed] = [json.loads(m.message.data) for m in pipeline.pull("failed")]
     assert (failed["name"], failed["stage"]) == (name, "intake") and "403" in failed["reason"]
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
 
 
 def test_a_file_intake_cannot_queue_for_good_is_reported_for_requeue(
@@ -168,7 +168,7 @@ def test_a_staging_copy_refused_for_good_is_reported_exactly_once(
     assert (failed["name"], failed["stage"]) == (names[0], "staging")
     assert "refused 2 times" in failed["reason"] and "403" in failed["reason"]
     assert _stored_sops(pipeline) == [instances[1].sop_uid]
-    assert pipeline.pull("pending") == []
+    assert pipeline.pull_waiting("pending") == []
 
 
 def test_concurrent_duplicate_deliveries_of_one_watch_redrive_and_report_once(

@@ -94,10 +94,12 @@ def test_clearing_the_rules_cancels_a_request_held_by_a_latency_rule() -> None:
 def test_clearing_the_rules_ends_a_delay_sleep() -> None:
     faults = FaultInjector()
     thread, outcome = _in_thread(lambda: faults.sleep(60))
-    time.sleep(0.05)
-    faults.clear()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
+    # a clear before the thread begins its sleep cannot end it: clear until the sleep ends (not a fixed pause)
+    deadline = time.monotonic() + 30
+    while thread.is_alive():
+        assert time.monotonic() < deadline, "clearing the rules never ended the sleep"
+        faults.clear()
+        thread.join(timeout=0.05)
     assert isinstance(outcome[0], FaultsClearedError)
 
 

@@ -3,39 +3,29 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from dicomflow import staging
 from dicomflow.records import PendingRecord
 from dicomflow.retry import RetryPolicy
 from dicomflow.staging import StagingArea, delete_copies, stage
+from tests.fakes.gathering import Gathering
 from tests.fakes.services import FakeStore
 
 
 class CountingStore(FakeStore):
-    """Rewrites and deletes that take a little while, with the most in flight at once."""
+    """Rewrites and deletes held until ``gathering.size`` of them are in flight at once, the most counted."""
 
-    def __init__(self, objects: dict[tuple[str, str], bytes]) -> None:
+    def __init__(self, objects: dict[tuple[str, str], bytes], at_once: int) -> None:
         super().__init__(objects)
-        self.in_flight = self.most = 0
+        self.gathering = Gathering(at_once)
         self._lock = threading.Lock()
 
-    def _slowly(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-        time.sleep(0.02)  # long enough for the pool's other calls to start meanwhile
-        with self._lock:
-            self.in_flight -= 1
-
     def copy(self, bucket: str, name: str, generation: str, to_bucket: str, to_name: str) -> None:
-        self._slowly()
-        with self._lock:
+        with self.gathering.call(), self._lock:
             super().copy(bucket, name, generation, to_bucket, to_name)
 
     def delete(self, bucket: str, name: str) -> bool:
-        self._slowly()
-        with self._lock:
+        with self.gathering.call(), self._lock:
             return super().delete(bucket, name)
 
 
@@ -49,15 +39,15 @@ def _records(count: int) -> list[PendingRecord]:
 
 
 def test_copies_and_their_deletes_run_up_to_copy_workers_at_once() -> None:
-    # GIVEN 500 files to stage from a store whose rewrites take a while
+    # GIVEN 500 files to stage from a store whose rewrites wait until 17 of them are in flight
     records = _records(500)
-    store = CountingStore({(r.bucket, r.name): b"DICM" for r in records})
+    store = CountingStore({(r.bucket, r.name): b"DICM" for r in records}, at_once=17)
     # WHEN they are staged, then their copies deleted
     staged = stage(store, StagingArea.of("state", "dicomflow/", "B1"), records, RetryPolicy(attempts=1))
-    copied_at_once = store.most
-    store.most = 0
+    copied_at_once = store.gathering.most
+    store.gathering.reset()
     assert delete_copies(store, staged.copies.values()) == 500
     # THEN every file was copied, many more than the old 16 at once but never more than COPY_WORKERS
     assert len(staged.copies) == 500 and not staged.failed
     assert 16 < copied_at_once <= staging.COPY_WORKERS
-    assert 16 < store.most <= staging.COPY_WORKERS
+    assert 16 < store.gathering.most <= staging.COPY_WORKERS

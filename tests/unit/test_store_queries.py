@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import requests
@@ -14,26 +13,25 @@ from dicomflow.adapters.healthcare import GoogleHealthcareApi
 from dicomflow.reconcile import present_instances, stored_instances
 from dicomflow.records import PendingRecord
 from dicomflow.retry import RetryPolicy
+from tests.fakes.gathering import Gathering
 from tests.fakes.services import FakeHealthcare
 
 
 class CountingHealthcare(FakeHealthcare):
-    """A store whose QIDO-RS queries take a little while, counted by level, with the most in flight at once."""
+    """A store whose QIDO-RS queries are counted by level and held until ``at_once`` of them are in flight at
+    once (1: never held), the most counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: int = 1) -> None:
         super().__init__()
         self.calls = {"series": 0, "study": 0}
-        self.in_flight = self.most_in_flight = 0
+        self.gathering = Gathering(at_once)
         self._lock = threading.Lock()
 
     def _query(self, level: str) -> None:
         with self._lock:
             self.calls[level] += 1
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        time.sleep(0.01)  # long enough for the pool's other queries to start meanwhile
-        with self._lock:
-            self.in_flight -= 1
+        with self.gathering.call():
+            pass
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         self._query("series")
@@ -63,7 +61,7 @@ def test_a_batch_of_1000_series_in_100_studies_costs_one_study_query_each_run_co
     # GIVEN 10,000 files over 1,000 series of 100 studies; the store holds every other file, plus instances of
     # other batches in the same studies (a series the batch does not name)
     records = _batch(100, 10, 10)
-    healthcare = CountingHealthcare()
+    healthcare = CountingHealthcare(at_once=2)
     healthcare.stored = {(r.study_uid, r.series_uid, r.sop_uid) for r in records[::2]}
     healthcare.stored |= {(f"1.{st}", f"1.{st}.old", f"1.{st}.old.1") for st in range(100)}
     # WHEN reconcile asks which are present
@@ -71,7 +69,7 @@ def test_a_batch_of_1000_series_in_100_studies_costs_one_study_query_each_run_co
     # THEN exactly the stored files of the batch, at one study-level query per study, several at once
     assert present == {(r.study_uid, r.series_uid, r.sop_uid) for r in records[::2]}
     assert healthcare.calls == {"series": 0, "study": 100}
-    assert 1 < healthcare.most_in_flight <= pool.WORKERS
+    assert 1 < healthcare.gathering.most <= pool.WORKERS
 
 
 def test_a_study_with_one_series_of_the_batch_is_asked_at_series_level() -> None:

@@ -2,7 +2,8 @@
 
 Compressed instances are encoded here with pydicom's encoders (RLE, JPEG-LS and JPEG 2000 through the plugins);
 the syntaxes no open encoder writes (JPEG baseline, extended, lossless SV1, deflated, big endian) come from the
-test files bundled with pydicom. Each instance gets fresh UIDs so that all of them fit in one store.
+test files bundled with pydicom, and HTJ2K from codestreams OpenJPH wrote once (tests/data/htj2k/make.py).
+Each instance gets fresh UIDs so that all of them fit in one store.
 """
 
 from __future__ import annotations
@@ -10,18 +11,23 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    HTJ2K,
     JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -36,6 +42,8 @@ from pydicom.uid import (
 )
 
 ROWS, COLUMNS = 64, 48  # JPEG 2000 needs at least 32 pixels a side for its default 6 resolutions
+HTJ2K_DIR = Path(__file__).parent / "data" / "htj2k"
+HT_FRAMES = ["lossless-u16-frame0.j2c", "lossless-u16-frame1.j2c"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,19 @@ def signed_ramp(frames: int = 2) -> npt.NDArray[np.int16]:
 def rgb_image() -> npt.NDArray[np.uint8]:
     y, x = np.mgrid[0:ROWS, 0:COLUMNS]
     return np.stack([x * 5, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
+
+
+def htj2k_unsigned16() -> npt.NDArray[np.uint16]:
+    """The two 16-bit unsigned frames of the HTJ2K lossless samples (MR-like)."""
+    base = np.arange(ROWS * COLUMNS, dtype=np.int64).reshape(ROWS, COLUMNS) * 13
+    return np.stack([(base + 500 * n).astype(np.uint16) for n in range(2)])
+
+
+def htj2k_grey8() -> npt.NDArray[np.uint8]:
+    """The 8-bit picture of the lossy HTJ2K sample."""
+    y, x = np.mgrid[0:ROWS, 0:COLUMNS]
+    grey: npt.NDArray[np.uint8] = ((x * 5 + y * 3) % 256).astype(np.uint8)
+    return grey
 
 
 def _native(pixels: npt.NDArray[np.generic], photometric: str, signed: bool) -> Dataset:
@@ -122,6 +143,16 @@ def _encoded(
     return _sample(name, ds)
 
 
+def _htj2k(name: str, syntax: str, pixels: npt.NDArray[np.generic], codestreams: list[str]) -> CodecSample:
+    """The native data set of ``pixels`` with OpenJPH's codestreams (one a frame) as its encapsulated pixel data."""
+    ds = _native(pixels, "MONOCHROME2", signed=False)
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
+    ds.PixelData = encapsulate([(HTJ2K_DIR / name).read_bytes() for name in codestreams])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return _sample(name, ds)
+
+
 def _bundled(name: str, filename: str) -> CodecSample:
     path = get_testdata_file(filename)
     assert path is not None, f"pydicom's bundled test file {filename} is missing"
@@ -164,6 +195,9 @@ def codec_samples() -> list[CodecSample]:
         _bundled("jpeg-extended-12bit", "JPGExtended.dcm"),
         _bundled("jpeg-lossless-sv1", "SC_rgb_jpeg_gdcm.dcm"),
         _relabelled("jpeg-lossless-p14", "SC_rgb_jpeg_gdcm.dcm", JPEGLossless),
+        _htj2k("htj2k-lossless-u16", HTJ2KLossless, htj2k_unsigned16(), HT_FRAMES),
+        _htj2k("htj2k-lossless-rpcl-u16", HTJ2KLosslessRPCL, htj2k_unsigned16(), HT_FRAMES),  # OpenJPH's order: RPCL
+        _htj2k("htj2k-lossy-u8", HTJ2K, htj2k_grey8()[np.newaxis], ["lossy-u8.j2c"]),
         _bundled("palette-colour", "examples_palette.dcm"),
         _bundled("ybr-full-multiframe", "examples_ybr_color.dcm"),
     ]
@@ -183,8 +217,11 @@ ALL_SYNTAXES = {
     JPEGExtended12Bit,
     JPEGLossless,
     JPEGLosslessSV1,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    HTJ2K,
 }
-LOSSY = {JPEGLSNearLossless, JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit}
+LOSSY = {JPEGLSNearLossless, JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit, HTJ2K}
 
 
 def decoded(data: bytes) -> npt.NDArray[np.float64]:

@@ -86,7 +86,9 @@ def run_flush(
     come back later)."""
     report = FlushReport()
     subscription = settings.pending_subscription
-    messages = subscriber.pull(subscription, settings.max_batch_files)
+    # pulling ends well within the ack deadline of what it pulled first (the subscription's, kept at the lease):
+    # the lease that takes over from it starts only once the pull returns
+    messages = subscriber.pull(subscription, settings.max_batch_files, max_seconds=settings.flush_lease_seconds / 3)
     report.pulled = len(messages)
     if not messages:
         return report

@@ -89,9 +89,13 @@ class Publisher(Protocol):
 
 
 class Subscriber(Protocol):
-    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0) -> list[ReceivedMessage]:
+    def pull(
+        self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0, max_seconds: float | None = None
+    ) -> list[ReceivedMessage]:
         """Up to ``max_messages`` messages (fewer when the subscription runs dry); waits up to ``wait_seconds``
-        for the first one."""
+        for the first one. ``max_seconds``: pulls no more once that long has passed since the first message
+        arrived, so the first ones are still within their ack deadline when the caller leases them (None: no
+        bound)."""
 
     def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
         """Acknowledge: the messages are done."""

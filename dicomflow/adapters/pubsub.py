@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -54,9 +55,15 @@ class PubSubPublisher:
 class PubSubSubscriber:
     """Synchronous pull on subscription ids within ``project``."""
 
-    def __init__(self, project: str, client: pubsub_v1.SubscriberClient | None = None) -> None:
+    def __init__(
+        self,
+        project: str,
+        client: pubsub_v1.SubscriberClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._project = project
         self._client = client or pubsub_v1.SubscriberClient()
+        self._clock = clock
 
     def _path(self, subscription: str) -> str:
         return str(self._client.subscription_path(self._project, subscription))
@@ -67,10 +74,19 @@ class PubSubSubscriber:
         except NotFoundError as exc:
             raise NotFoundError(f"subscription {subscription} does not exist", exc.status) from exc
 
-    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0) -> list[ReceivedMessage]:
-        """Repeated pulls until the subscription answers empty or ``max_messages`` arrived."""
+    def pull(
+        self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0, max_seconds: float | None = None
+    ) -> list[ReceivedMessage]:
+        """Repeated pulls until the subscription answers empty, ``max_messages`` arrived or ``max_seconds`` passed
+        since the first message arrived. Without that bound a subscription that keeps receiving (uploads still
+        being taken in) keeps the loop pulling past the ack deadline of what it pulled first: Pub/Sub delivers
+        those messages again (into this loop, or to the next pull once the loop ends) while the caller, which
+        leases them only after the loop, takes them for its own."""
         received: list[ReceivedMessage] = []
+        first: float | None = None  # when the first message arrived
         while len(received) < max_messages:
+            if first is not None and max_seconds is not None and self._clock() - first >= max_seconds:
+                break
             request = {
                 "subscription": self._path(subscription),
                 "max_messages": min(_MAX_PULL, max_messages - len(received)),
@@ -86,6 +102,8 @@ class PubSubSubscriber:
             response = self._call("pulling", subscription, once)
             if response is None or not response.received_messages:
                 break
+            if first is None:
+                first = self._clock()
             received.extend(
                 ReceivedMessage(m.ack_id, bytes(m.message.data), dict(m.message.attributes), m.message.message_id)
                 for m in response.received_messages

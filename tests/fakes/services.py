@@ -120,11 +120,15 @@ class FakeSubscriber:
         self.available: dict[str, bytes] = {}
         self.leased: dict[str, bytes] = {}
         self.acked: list[str] = []
+        self.pull_bounds: list[float | None] = []  # the max_seconds of every pull
 
     def put(self, data: bytes) -> None:
         self.available[f"ack-{next(self._ids)}"] = data
 
-    def pull(self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0) -> list[ReceivedMessage]:
+    def pull(
+        self, subscription: str, max_messages: int, *, wait_seconds: float = 2.0, max_seconds: float | None = None
+    ) -> list[ReceivedMessage]:
+        self.pull_bounds.append(max_seconds)
         taken = list(self.available.items())[:max_messages]
         for ack_id, data in taken:
             del self.available[ack_id]

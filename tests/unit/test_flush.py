@@ -391,3 +391,13 @@ def test_a_dicomdir_alone_comes_back_until_max_wait_then_is_acked_without_a_batc
     report = world.flush()
     assert world.subscriber.available == {} and len(world.subscriber.acked) == 1
     assert (report.batch_id, report.skipped) == (None, 0)
+
+
+def test_flush_pulls_for_at_most_a_third_of_its_lease() -> None:
+    # GIVEN FLUSH_LEASE_SECONDS 30 (the pending subscription's ack deadline is kept at it)
+    world = World(["up/a.dcm"])
+    world.queue(_record("up/a.dcm", 60))
+    # WHEN a flush pulls THEN its pull stops 10 s after the first message arrived: what it pulled first is still
+    # leased to it when the lease takes over, not delivered again to the next pass as a second batch's file
+    world.flush(_settings(flush_lease_seconds=30))
+    assert world.subscriber.pull_bounds == [10.0]

@@ -41,10 +41,10 @@ class SlowPulls:
         self.inner, self.time, self.seconds = inner, time, seconds
         self.started: list[float] = []
 
-    def pull(self, subscription: str, max_messages: int) -> list[ReceivedMessage]:
+    def pull(self, subscription: str, max_messages: int, **bounds: Any) -> list[ReceivedMessage]:
         self.started.append(self.time.elapsed)
         self.time.elapsed += self.seconds
-        messages: list[ReceivedMessage] = self.inner.pull(subscription, max_messages)
+        messages: list[ReceivedMessage] = self.inner.pull(subscription, max_messages, **bounds)
         return messages
 
     def __getattr__(self, name: str) -> Any:

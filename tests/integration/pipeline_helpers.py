@@ -19,6 +19,7 @@ from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import pubsub_v1, storage
 
 from devstack.synthetic import SyntheticInstance
+from dicomflow.cli import app
 from dicomflow.records import WatchMessage
 from handlers import runtime as runtime_module
 from tests.integration.conftest import PROJECT, StoreRef, upload, wait_for_operation
@@ -273,3 +274,11 @@ def export_operations(pipeline: Pipeline) -> list[dict[str, Any]]:
     url = f"{pipeline.services.healthcare_url}/v1/{pipeline.store.dataset_name}/operations?pageSize=1000"
     operations = requests.get(url, timeout=30).json().get("operations", [])
     return [o for o in operations if o["metadata"]["apiMethodName"].endswith("ExportDicomData")]
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    """Run ``dicomflow ARGV --json``; (exit status, parsed JSON output)."""
+    capsys.readouterr()  # what the in-process functions logged before
+    code = app.main([argv[0], "--json", *argv[1:]])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None

@@ -23,16 +23,11 @@ from tests.integration.pipeline_helpers import (
     _upload,
     drain_operations,
 )
+from tests.integration.pipeline_helpers import (
+    cli_json as _cli,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    """Run ``dicomflow ARGV --json``; (exit status, parsed JSON output)."""
-    capsys.readouterr()  # what the in-process functions logged before
-    code = app.main([argv[0], "--json", *argv[1:]])
-    out = capsys.readouterr().out
-    return code, json.loads(out) if out.strip() else None
 
 
 def _pending(pipeline: Pipeline) -> list[PendingRecord]:

@@ -13,7 +13,6 @@ import pytest
 from google.cloud import storage
 
 from devstack.synthetic import generate_dataset
-from dicomflow.cli import app
 from dicomflow.records import WatchKind, WatchMessage
 from handlers import runtime as runtime_module
 from tests.integration.pipeline_helpers import (
@@ -24,6 +23,7 @@ from tests.integration.pipeline_helpers import (
     _operation_client,
     _push_envelope,
     _upload,
+    cli_json,
     drain_operations,
     results,
 )
@@ -32,10 +32,9 @@ pytestmark = pytest.mark.integration
 
 
 def _rewatch(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
-    capsys.readouterr()
-    assert app.main(["rewatch", "--json", *argv]) == 0
-    parsed: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return parsed
+    code, parsed = cli_json(capsys, "rewatch", *argv)
+    assert code == 0
+    return dict(parsed)
 
 
 def _deliver_until_acked(message: Any, timeout: float = 60.0) -> None:

@@ -23,12 +23,17 @@ def counter(operation: Mapping[str, Any]) -> dict[str, Any]:
     return dict(operation.get("metadata", {}).get("counter", {}))
 
 
-def failures(operation: Mapping[str, Any]) -> int:
-    """How many items the operation failed (its counter's ``failure``; 0 when absent or unreadable)."""
+def counted(operation: Mapping[str, Any], key: str) -> int:
+    """One field of the operation's counter (``success``, ``failure``; 0 when absent or unreadable)."""
     try:
-        return int(counter(operation).get("failure", 0))
+        return int(counter(operation).get(key, 0))
     except (TypeError, ValueError):
         return 0
+
+
+def failures(operation: Mapping[str, Any]) -> int:
+    """How many items the operation failed (its counter's ``failure``)."""
+    return counted(operation, "failure")
 
 
 def reason(operation: Mapping[str, Any]) -> str:

@@ -186,10 +186,7 @@ def _sibling_stored(file: ManifestFile, stored: bytes, batch: Iterable[ManifestF
 
 def _uncounted(operation: Mapping[str, Any], files: int) -> bool:
     """Whether the import was interrupted (not failed by its files) before its counter accounted for every file."""
-    try:
-        counted = sum(int(lro.counter(operation).get(key, 0)) for key in ("success", "failure"))
-    except (TypeError, ValueError):
-        counted = 0
+    counted = lro.counted(operation, "success") + lro.counted(operation, "failure")
     error = operation.get("error")
     return isinstance(error, Mapping) and error.get("code") in _INTERRUPTED_CODES and counted < files
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dicomflow.config.settings import Settings
 from dicomflow.errors import OperationPendingError
-from dicomflow.follow import Follower
-from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
-from dicomflow.records import PendingRecord, WatchKind, WatchMessage
-from dicomflow.settings import Settings
+from dicomflow.ledger.store import BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.messages.records import PendingRecord, WatchKind, WatchMessage
+from dicomflow.stages.follow import Follower
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore
 
 EPOCH = datetime(2026, 12, 6, tzinfo=UTC)

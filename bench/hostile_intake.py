@@ -13,9 +13,9 @@ from collections.abc import Callable
 from functools import partial
 
 from devstack.hostile import deflate_bomb, poison_pending_messages
+from dicomflow.dicom.sniff import sniff_header
 from dicomflow.errors import MalformedEventError, NotDicomError
-from dicomflow.records import PendingRecord, parse_pending
-from dicomflow.sniff import sniff_header
+from dicomflow.messages.records import PendingRecord, parse_pending
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicomflow.planner import plan_imports
-from dicomflow.records import PendingRecord
+from dicomflow.batching.planner import plan_imports
+from dicomflow.batching.selection import allocate
+from dicomflow.batching.staging import StagingArea, stage
+from dicomflow.messages.records import PendingRecord
 from dicomflow.retry import RetryPolicy
-from dicomflow.selection import allocate
-from dicomflow.staging import StagingArea, stage
 from tests.fakes.bucket import FakeLister
 
 Shape = Callable[[int, random.Random], tuple[set[str], set[str]]]  # (all objects, pending)

@@ -47,8 +47,8 @@ from devstack.client import read_journal, storage_client
 from devstack.processes import StackError
 from devstack.stack import INCOMING_BUCKET, NOTIFICATIONS_TOPIC, STATE_BUCKET, LocalStack, StackConfig
 from devstack.wiring import PROJECT
-from dicomflow.content import data_set_digest
-from dicomflow.failures import FailureNotes
+from dicomflow.dicom.content import data_set_digest
+from dicomflow.ledger.failures import FailureNotes
 
 log = logging.getLogger("bench.soak")
 

@@ -46,7 +46,7 @@ class Upload:
     name: str
     generation: str
     uids: tuple[str, str, str] | None = None  # study, series, SOP instance
-    digest: str | None = None  # data set digest (devstack content: dicomflow.content.data_set_digest)
+    digest: str | None = None  # data set digest (devstack content: dicomflow.dicom.content.data_set_digest)
     at: float = 0.0  # seconds into the run
 
     @property

@@ -17,10 +17,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dicomflow import staging
-from dicomflow.records import PendingRecord
+from dicomflow.batching import staging
+from dicomflow.batching.staging import StagingArea, stage
+from dicomflow.messages.records import PendingRecord
 from dicomflow.retry import RetryPolicy
-from dicomflow.staging import StagingArea, stage
 from tests.fakes.services import FakeStore
 
 

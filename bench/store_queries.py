@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from dicomflow import pool
-from dicomflow.reconcile import present_instances
-from dicomflow.records import PendingRecord
+from dicomflow.messages.records import PendingRecord
+from dicomflow.reconcile.import_check import present_instances
 from tests.fakes.services import FakeHealthcare
 
 

@@ -15,8 +15,8 @@ from devstack.client import operations, read_journal, storage_client, stored_ins
 from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, STATE_BUCKET, StackEndpoints
 from devstack.synthetic import generate_dataset, make_instance, new_uid
 from dicomflow.adapters.storage import GcsObjectStore
-from dicomflow.ledger import BatchLedger
-from dicomflow.settings import Settings
+from dicomflow.config.settings import Settings
+from dicomflow.ledger.store import BatchLedger
 
 
 @dataclass(frozen=True)

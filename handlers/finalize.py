@@ -5,10 +5,10 @@ from __future__ import annotations
 from cloudevents.http import CloudEvent
 
 from dicomflow.errors import PermanentError, RetryableError
-from dicomflow.events import ObjectEvent, parse_object_event
-from dicomflow.failures import report_failed
-from dicomflow.intake import IntakeOutcome, handle_object_event
-from dicomflow.records import FailedFile, Stage
+from dicomflow.ledger.failures import report_failed
+from dicomflow.messages.events import ObjectEvent, parse_object_event
+from dicomflow.messages.records import FailedFile, Stage
+from dicomflow.stages.intake import IntakeOutcome, handle_object_event
 from handlers.dispatch import serve
 from handlers.runtime import Runtime
 

@@ -8,7 +8,7 @@ import threading
 
 from cloudevents.http import CloudEvent
 
-from dicomflow.flush import FlushRun, run_flush_for
+from dicomflow.stages.flush import FlushRun, run_flush_for
 from handlers.dispatch import serve
 from handlers.runtime import Runtime
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from cloudevents.http import CloudEvent
 
+from dicomflow.batching.poison import message_failure
 from dicomflow.errors import MalformedEventError, PermanentError
-from dicomflow.events import PUBSUB_PUBLISHED, pubsub_message
-from dicomflow.failures import report_failed
-from dicomflow.follow import Follower, FollowResult
-from dicomflow.poison import message_failure
-from dicomflow.records import FailedFile, Stage, WatchMessage
+from dicomflow.ledger.failures import report_failed
+from dicomflow.messages.events import PUBSUB_PUBLISHED, pubsub_message
+from dicomflow.messages.records import FailedFile, Stage, WatchMessage
+from dicomflow.stages.follow import Follower, FollowResult
 from handlers.dispatch import serve
 from handlers.runtime import Runtime
 

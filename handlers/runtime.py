@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dicomflow.adapters.factory import build_ports
+from dicomflow.config.settings import Settings
 from dicomflow.errors import OperationPendingError
 from dicomflow.logs import ObjectNames, configure
 from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher, Subscriber
-from dicomflow.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ resource "google_project_iam_custom_role" "dicom_importer" {
 }
 
 # The follow-up reads the per-file errors the Healthcare API logs for a finished import (Cloud Logging
-# entries.list on the project: dicomflow/logged_reasons.py). roles/logging.viewer also reads sinks,
+# entries.list on the project: dicomflow/reconcile/logged_reasons.py). roles/logging.viewer also reads sinks,
 # metrics, buckets and views; this role holds only the entries read.
 resource "google_project_iam_custom_role" "log_reader" {
   project     = var.project_id

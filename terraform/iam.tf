@@ -49,7 +49,7 @@ locals {
     { "on_operation ${local.state_bucket_name} user" = { function = "on_operation", bucket = local.state_bucket_name, role = "roles/storage.objectUser" } },
   )
 
-  # Objects intake may touch in the state bucket: its failure notes (dicomflow/failures.py), and the
+  # Objects intake may touch in the state bucket: its failure notes (dicomflow/ledger/failures.py), and the
   # bucket itself (listing them).
   intake_state_condition = join(" || ", [
     "resource.type == \"storage.googleapis.com/Bucket\"",

@@ -94,7 +94,7 @@ locals {
     dead_letter = "${var.name_prefix}-operations-dead-letter"
     flush_tick  = "${var.name_prefix}-flush-tick"
     # on_flush publishes here what it can never process from the pending subscription, with the reason
-    # (dicomflow.settings: {PENDING_TOPIC}-dead-letter).
+    # (dicomflow.config.settings: {PENDING_TOPIC}-dead-letter).
     pending_dead_letter = "${var.settings.pending_topic}-dead-letter"
   }
   # Pull subscriptions that keep what nobody else reads yet (7 days), for people and alerting.
@@ -144,7 +144,7 @@ locals {
     on_operation        = "operation"
   }
 
-  # Every function reads the same settings (dicomflow.settings.SETTINGS_TABLE); values are strings.
+  # Every function reads the same settings (dicomflow.config.settings.SETTINGS_TABLE); values are strings.
   function_env = {
     PROJECT_ID                = var.project_id
     LOCATION                  = local.healthcare_location

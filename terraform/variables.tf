@@ -1,5 +1,5 @@
 # Inputs of the dicomflow deployment. The function settings (`settings`) mirror
-# dicomflow/settings.py (SETTINGS_TABLE): same names in lower case, same defaults, same ranges;
+# dicomflow/config/settings.py (SETTINGS_TABLE): same names in lower case, same defaults, same ranges;
 # tests/terraform checks that they stay in step.
 
 # ---------------------------------------------------------------------------------------------

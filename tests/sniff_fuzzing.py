@@ -29,8 +29,8 @@ from pydicom.uid import UID
 
 from devstack.fileset import write_file_set
 from devstack.synthetic import generate_dataset, make_instance
+from dicomflow.dicom.sniff import MEDIA_STORAGE_DIRECTORY, HeaderInfo, MediaDirectory, sniff_header
 from dicomflow.errors import NotDicomError
-from dicomflow.sniff import MEDIA_STORAGE_DIRECTORY, HeaderInfo, MediaDirectory, sniff_header
 
 MAX_BYTES = 1 << 16
 _LAST_UID_TAG = 0x0020000E  # the sniffer reads up to the Series Instance UID: so does the oracle

@@ -20,9 +20,9 @@ from dicomflow.adapters.cloud_logging import GoogleErrorLog, build_logging_clien
 from dicomflow.adapters.healthcare import GoogleHealthcareApi, build_client, build_session
 from dicomflow.adapters.pubsub import PubSubPublisher, PubSubSubscriber
 from dicomflow.adapters.storage import GcsObjectStore
+from dicomflow.config.settings import Settings
 from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.retry import RetryPolicy
-from dicomflow.settings import Settings
 
 _CONNECTIONS = 128  # pooled HTTP connections per host: at least an instance's request threads (THREADS)
 

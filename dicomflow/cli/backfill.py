@@ -28,9 +28,9 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, Shard, candidates, scan
 from dicomflow.cli.source import GcsPrefix
-from dicomflow.failures import failure_notes
-from dicomflow.intake import Examined, IntakeOutcome, publish_all
+from dicomflow.ledger.failures import failure_notes
 from dicomflow.logs import ObjectNames
+from dicomflow.stages.intake import Examined, IntakeOutcome, publish_all
 
 T = TypeVar("T")
 NAME = "backfill"

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dicomflow.adapters.factory import build_ports
+from dicomflow.config.settings import Settings
 from dicomflow.errors import ConfigurationError
-from dicomflow.ledger import BatchLedger
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
-from dicomflow.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dicomflow.batching.planner import plan_buckets
+from dicomflow.batching.selection import allocate
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import as_json, table
 from dicomflow.cli.source import GcsPrefix, selected_names
-from dicomflow.planner import plan_buckets
-from dicomflow.selection import allocate
 
 NAME = "plan"
 HELP = "what flush would do with the objects under a prefix (nothing is started)"

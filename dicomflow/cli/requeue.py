@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dicomflow.batching.held import leased
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
-from dicomflow.events import ObjectEvent
-from dicomflow.held import leased
-from dicomflow.intake import IntakeOutcome, handle_object_event
+from dicomflow.messages.events import ObjectEvent
+from dicomflow.messages.records import Stage, WatchKind, WatchMessage
 from dicomflow.ports import ReceivedMessage
-from dicomflow.records import Stage, WatchKind, WatchMessage
+from dicomflow.stages.intake import IntakeOutcome, handle_object_event
 
 NAME = "requeue"
 HELP = "re-drive failures from the failed subscription (after fixing their cause)"

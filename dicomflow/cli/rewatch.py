@@ -16,9 +16,9 @@ from datetime import timedelta
 
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, duration, table
-from dicomflow.ledger import ResultStatus
+from dicomflow.ledger.store import ResultStatus
+from dicomflow.messages.records import WatchKind, WatchMessage
 from dicomflow.ports import Message
-from dicomflow.records import WatchKind, WatchMessage
 
 NAME = "rewatch"
 HELP = "publish the watches of batches without a result again (after watch messages were lost)"

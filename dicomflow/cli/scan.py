@@ -11,12 +11,12 @@ from datetime import datetime
 from itertools import islice
 
 from dicomflow.cli.context import Context
-from dicomflow.events import ObjectEvent
-from dicomflow.intake import Examined, examine, select
+from dicomflow.messages.events import ObjectEvent
+from dicomflow.messages.records import PendingRecord
 from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo
-from dicomflow.reconcile import stored_instances
-from dicomflow.records import PendingRecord
+from dicomflow.reconcile.import_check import stored_instances
+from dicomflow.stages.intake import Examined, examine, select
 
 CHUNK = 500
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dicomflow.cli.context import Context
-from dicomflow.intake import select
+from dicomflow.stages.intake import select
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Any
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import ago, as_json, duration, table
 from dicomflow.errors import MalformedEventError
-from dicomflow.failures import failure_notes
-from dicomflow.ledger import ExportMarker, FailureNote, ImportMarker, Manifest
+from dicomflow.ledger.failures import failure_notes
+from dicomflow.ledger.store import ExportMarker, FailureNote, ImportMarker, Manifest
+from dicomflow.messages.records import PendingRecord, parse_pending
 from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo
-from dicomflow.records import PendingRecord, parse_pending
 
 NAME = "status"
 HELP = "batches, imports in flight, failures by reason, the oldest pending record"

@@ -17,10 +17,10 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, candidates, scan
 from dicomflow.cli.source import GcsPrefix
-from dicomflow.failures import FailureNotes, ReportedFiles, failure_notes
-from dicomflow.ledger import FailureNote
+from dicomflow.ledger.failures import FailureNotes, ReportedFiles, failure_notes
+from dicomflow.ledger.store import FailureNote
+from dicomflow.messages.records import Stage
 from dicomflow.ports import ObjectInfo
-from dicomflow.records import Stage
 
 NAME = "verify"
 HELP = "is every DICOM object under a prefix in the store? (exit 1 when something is missing)"

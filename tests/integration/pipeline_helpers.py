@@ -20,7 +20,7 @@ from google.cloud import pubsub_v1, storage
 
 from devstack.synthetic import SyntheticInstance
 from dicomflow.cli import app
-from dicomflow.records import WatchMessage
+from dicomflow.messages.records import WatchMessage
 from handlers import runtime as runtime_module
 from tests.integration.conftest import PROJECT, StoreRef, upload, wait_for_operation
 

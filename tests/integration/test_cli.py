@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from devstack.synthetic import generate_dataset
-from dicomflow import intake
 from dicomflow.cli import app, backfill, requeue, scan
-from dicomflow.records import PendingRecord
+from dicomflow.messages.records import PendingRecord
+from dicomflow.stages import intake
 from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import (
     Pipeline,

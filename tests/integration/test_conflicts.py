@@ -15,9 +15,9 @@ import requests
 from devstack.synthetic import make_instance
 from dicomflow.adapters.factory import healthcare_stores
 from dicomflow.adapters.pubsub import PubSubPublisher
-from dicomflow.content import same_content
+from dicomflow.config.settings import Settings
+from dicomflow.dicom.content import same_content
 from dicomflow.errors import RetryableError
-from dicomflow.settings import Settings
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, drain_operations, results

@@ -19,7 +19,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from devstack.synthetic import generate_dataset
-from dicomflow.flush import FlushReport, run_flush
+from dicomflow.stages.flush import FlushReport, run_flush
 from handlers import runtime as runtime_module
 from tests.integration.conftest import PROJECT
 from tests.integration.pipeline_helpers import Pipeline, _intake_all, _upload
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE = 10
 FLUSH = (
     "from handlers.runtime import runtime\n"
-    "from dicomflow.flush import run_flush\n"
+    "from dicomflow.stages.flush import run_flush\n"
     "rt = runtime('on_flush')\n"
     "run_flush(rt.settings, subscriber=rt.subscriber, publisher=rt.publisher, store=rt.store,"
     " healthcare=rt.healthcare)\n"

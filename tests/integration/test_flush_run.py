@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from devstack.synthetic import generate_dataset
-from dicomflow.records import WatchMessage
-from dicomflow.settings import Settings
+from dicomflow.config.settings import Settings
+from dicomflow.messages.records import WatchMessage
 from handlers import runtime as runtime_module
 from tests.integration.conftest import wait_for_operation
 from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, _stored_sops, _upload

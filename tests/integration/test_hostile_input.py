@@ -15,7 +15,7 @@ from google.cloud import pubsub_v1
 
 from devstack.hostile import deflate_bomb, poison_pending_messages
 from devstack.synthetic import generate_dataset
-from dicomflow.records import WatchMessage
+from dicomflow.messages.records import WatchMessage
 from handlers import runtime as runtime_module
 from tests.integration.conftest import PROJECT, upload, wait_for_operation
 from tests.integration.gcs_faults import storage_faults

@@ -14,7 +14,7 @@ import requests
 
 from devstack.processes import free_port, start_function
 from devstack.synthetic import generate_dataset
-from dicomflow.records import PendingRecord
+from dicomflow.messages.records import PendingRecord
 from tests.integration.pipeline_helpers import Pipeline, _object_resource, _structured, _upload
 
 pytestmark = pytest.mark.integration

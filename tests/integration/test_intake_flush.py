@@ -12,8 +12,8 @@ import requests
 
 from devstack.synthetic import generate_dataset
 from dicomflow.errors import RetryableError
-from dicomflow.flush import run_flush
-from dicomflow.records import PendingRecord
+from dicomflow.messages.records import PendingRecord
+from dicomflow.stages.flush import run_flush
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import (

@@ -15,7 +15,7 @@ from google.cloud import storage
 
 from devstack.synthetic import generate_dataset
 from dicomflow.cli import app
-from dicomflow.ledger import BatchLedger
+from dicomflow.ledger.store import BatchLedger
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import (

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from devstack.synthetic import generate_dataset
-from dicomflow.records import PendingRecord
+from dicomflow.messages.records import PendingRecord
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
 from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, _stored_sops, _upload, drain_operations

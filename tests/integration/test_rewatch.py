@@ -13,7 +13,7 @@ import pytest
 from google.cloud import storage
 
 from devstack.synthetic import generate_dataset
-from dicomflow.records import WatchKind, WatchMessage
+from dicomflow.messages.records import WatchKind, WatchMessage
 from handlers import runtime as runtime_module
 from tests.integration.pipeline_helpers import (
     Pipeline,

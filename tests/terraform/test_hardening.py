@@ -180,7 +180,7 @@ def test_notification_intake_grants_the_storage_agent_one_topic_instead_of_the_p
     assert topic_level["topic"] == "${google_pubsub_topic.uploads[0].name}"
     assert topic_level["role"] == "roles/pubsub.publisher"
     assert "google_storage_project_service_account" in topic_level["member"]
-    # every source bucket notifies the uploads topic in the shape intake parses (dicomflow/events.py)
+    # every source bucket notifies the uploads topic in the shape intake parses (dicomflow/messages/events.py)
     notification = resources["google_storage_notification"]["source"]
     assert notification["topic"] == "${google_pubsub_topic.uploads[0].id}"
     assert notification["payload_format"] == "JSON_API_V1" and notification["event_types"] == ["OBJECT_FINALIZE"]

@@ -4,7 +4,7 @@ Every .tf file is parsed with python-hcl2, which lives in its own venv (.hclvenv
 scripts/terraform_checks.sh): checkov vendors a fork that installs the same ``hcl2`` package, so the
 two cannot share one. Elsewhere (the project's .venv) this module is skipped.
 
-The settings table comes from ``dicomflow.settings`` itself, imported in a subprocess of this venv: that
+The settings table comes from ``dicomflow.config.settings`` itself, imported in a subprocess of this venv: that
 module needs only the standard library (a unit test keeps it free of Google SDKs).
 """
 
@@ -27,7 +27,7 @@ hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 lives in .hclvenv: run sc
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "terraform"
 EXAMPLES = TERRAFORM / "examples"
-SETTINGS_PY = ROOT / "dicomflow" / "settings.py"
+SETTINGS_PY = ROOT / "dicomflow" / "config" / "settings.py"
 
 _LOCAL_REF = re.compile(r"^\$\{local\.(\w+)\}$")
 # The folders the deployed functions must never carry (the brief of the Terraform issue).
@@ -129,7 +129,7 @@ def _all_tf_files() -> list[Path]:
 def _settings_table() -> dict[str, str | None]:
     """SETTINGS_TABLE as {NAME: default}, default None when the setting is required."""
     code = (
-        "import json; from dicomflow.settings import SETTINGS_TABLE as T; "
+        "import json; from dicomflow.config.settings import SETTINGS_TABLE as T; "
         "print(json.dumps({s.env: s.default for s in T}))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -160,7 +160,7 @@ def _function_env() -> dict[str, Any]:
 
 
 def test_settings_table_parses_every_setting():
-    # GIVEN dicomflow/settings.py (stdlib only: this venv has no pipeline dependencies) WHEN its table is read
+    # GIVEN dicomflow/config/settings.py (stdlib only: this venv has no pipeline dependencies) WHEN its table is read
     # THEN it has every field of Settings, with required ones marked
     table = _settings_table()
     assert len(table) == len(re.findall(r"= setting\(", SETTINGS_PY.read_text()))

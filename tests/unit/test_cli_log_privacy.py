@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from dicomflow.cli import app, status
+from dicomflow.config.settings import Settings
 from dicomflow.errors import PermanentError, PermissionDeniedError
 from dicomflow.logs import ObjectNames
-from dicomflow.settings import Settings
 
 ENV = {
     "PROJECT_ID": "my-project", "LOCATION": "us-central1", "DATASET": "ds", "DICOM_STORE": "store",
@@ -27,7 +27,9 @@ def _run_failing(monkeypatch: pytest.MonkeyPatch, error: Exception, env: dict[st
     monkeypatch.setattr(app, "load", lambda _env_file: SimpleNamespace(settings=settings))
 
     def run(_ctx: object, _args: argparse.Namespace) -> int:
-        logging.getLogger("dicomflow.intake").warning("object %s unreadable", NAME, extra={"fields": {"object": NAME}})
+        logging.getLogger("dicomflow.stages.intake").warning(
+            "object %s unreadable", NAME, extra={"fields": {"object": NAME}}
+        )
         raise error
 
     monkeypatch.setattr(status, "run", run)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from dicomflow.batching.held import Held
+from dicomflow.config.settings import Settings
 from dicomflow.errors import ConfigurationError, PermissionDeniedError, RetryableError
-from dicomflow.held import Held
-from dicomflow.ledger import ManifestFile
+from dicomflow.ledger.store import ManifestFile
 from dicomflow.ports import ReceivedMessage
-from dicomflow.settings import Settings
 from tests.fakes.services import FakeHealthcare
 from tests.unit.test_follow import IMPORT_OP, URI, World, _file, _settings
 from tests.unit.test_settings import REQUIRED
@@ -57,7 +57,7 @@ def test_report_is_the_default_and_leaves_the_stored_instance() -> None:
 def test_replace_deletes_the_stored_instance_and_redrives_the_file(caplog: pytest.LogCaptureFixture) -> None:
     # GIVEN CONFLICT_POLICY=replace WHEN a conflict is followed up
     world = _conflicting_world("replace")
-    with caplog.at_level(logging.INFO, logger="dicomflow.conflicts"):
+    with caplog.at_level(logging.INFO, logger="dicomflow.reconcile.conflicts"):
         result = world.follow(world.watch())
     # THEN the stored instance is deleted once and the file re-driven (attempt 2, marked replaced), not reported
     assert world.healthcare.delete_calls == [KEY]

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from dicomflow.errors import OperationPendingError, RetryableError
-from dicomflow.ledger import BatchLedger
+from dicomflow.ledger.store import BatchLedger
 from tests.fakes.services import FakeHealthcare
 from tests.unit import test_flush
 from tests.unit.test_conflict_policy import _conflicting_world

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dicomflow.errors import MalformedEventError
-from dicomflow.events import PUBSUB_PUBLISHED, parse_object_event, pubsub_message
+from dicomflow.messages.events import PUBSUB_PUBLISHED, parse_object_event, pubsub_message
 from dicomflow.parsing import MAX_MESSAGE_BYTES
 
 CASES = json.loads((Path(__file__).parent / "golden" / "events.json").read_text())

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from dicomflow.config.settings import Settings
 from dicomflow.errors import InvalidRequestError, PermissionDeniedError, RetryableError
-from dicomflow.failures import failure_notes
-from dicomflow.flush import run_flush
-from dicomflow.ledger import BatchLedger, ImportEntry, Manifest
-from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile
-from dicomflow.settings import Settings
+from dicomflow.ledger.failures import failure_notes
+from dicomflow.ledger.store import BatchLedger, ImportEntry, Manifest
+from dicomflow.messages.records import PendingRecord, ReadyMarker, SkippedFile
+from dicomflow.stages.flush import run_flush
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

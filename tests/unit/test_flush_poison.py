@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dicomflow.errors import NotFoundError, PermissionDeniedError, RetryableError
-from dicomflow.failures import failure_notes
+from dicomflow.ledger.failures import failure_notes
 from tests.fakes.services import FakePublisher, FakeStore
 from tests.unit.test_flush import BUCKET, World, _record, _settings
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from dicomflow.config.settings import Settings
 from dicomflow.errors import PermissionDeniedError, RetryableError
-from dicomflow.flush import MAX_PAUSE, MIN_PAUSE, FlushReport, FlushRun, pause_after, run_flush_for
 from dicomflow.ports import ReceivedMessage
-from dicomflow.settings import Settings
+from dicomflow.stages.flush import MAX_PAUSE, MIN_PAUSE, FlushReport, FlushRun, pause_after, run_flush_for
 from tests.unit.test_flush import NOW, World, _AnyUri, _record, _settings
 
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from dicomflow.config.exports import ExportTarget, parse_export_targets
+from dicomflow.config.settings import Settings
 from dicomflow.errors import OperationPendingError
-from dicomflow.exports import ExportTarget, parse_export_targets
-from dicomflow.failures import failure_notes
-from dicomflow.follow import Follower
-from dicomflow.ledger import BatchLedger, ImportEntry, Manifest, ManifestFile
-from dicomflow.records import PendingRecord, WatchKind, WatchMessage
-from dicomflow.settings import Settings
+from dicomflow.ledger.failures import failure_notes
+from dicomflow.ledger.store import BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.messages.records import PendingRecord, WatchKind, WatchMessage
+from dicomflow.stages.follow import Follower
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -323,7 +323,7 @@ def test_data_set_digest_ignores_the_file_meta_a_store_may_rewrite() -> None:
     import pydicom
 
     from devstack.synthetic import make_instance
-    from dicomflow.content import same_content
+    from dicomflow.dicom.content import same_content
 
     original = make_instance(study_uid="2.25.1", series_uid="2.25.2", sop_uid="2.25.3")
     dataset = pydicom.dcmread(io.BytesIO(original))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
+from dicomflow.config.settings import Settings
 from dicomflow.errors import (
     ConflictError,
     DicomflowError,
@@ -22,10 +23,9 @@ from dicomflow.errors import (
     PermissionDeniedError,
     RetryableError,
 )
-from dicomflow.events import PUBSUB_PUBLISHED, STORAGE_FINALIZED
-from dicomflow.flush import FlushRun
-from dicomflow.records import WatchKind, WatchMessage
-from dicomflow.settings import Settings
+from dicomflow.messages.events import PUBSUB_PUBLISHED, STORAGE_FINALIZED
+from dicomflow.messages.records import WatchKind, WatchMessage
+from dicomflow.stages.flush import FlushRun
 from handlers import dispatch, finalize, flush, operation
 from handlers.runtime import Runtime
 from tests.fakes.services import FakeErrorLog, FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber

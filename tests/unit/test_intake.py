@@ -12,12 +12,12 @@ import pytest
 
 from devstack.fileset import write_file_set
 from devstack.synthetic import generate_dataset, make_instance
-from dicomflow.events import ObjectEvent
-from dicomflow.failures import failure_notes
-from dicomflow.intake import IntakeOutcome, examine, handle_object_event, publish_all
+from dicomflow.config.settings import Settings
+from dicomflow.ledger.failures import failure_notes
+from dicomflow.messages.events import ObjectEvent
+from dicomflow.messages.records import SkippedFile, parse_pending
 from dicomflow.ports import Message
-from dicomflow.records import SkippedFile, parse_pending
-from dicomflow.settings import Settings
+from dicomflow.stages.intake import IntakeOutcome, examine, handle_object_event, publish_all
 from tests.fakes.services import FakePublisher, FakeStore
 
 SETTINGS = Settings(
@@ -98,7 +98,7 @@ def test_intake_skips_a_dicomdir_with_one_info_line(tmp_path: Path, caplog: pyte
     # GIVEN the DICOMDIR of a media file-set written with pydicom's FileSet API
     dicomdir = write_file_set(generate_dataset(1, 1, 2, seed=3), tmp_path)[0]
     # WHEN it arrives (by its usual name, or named .dcm)
-    with caplog.at_level(logging.DEBUG, logger="dicomflow.intake"):
+    with caplog.at_level(logging.DEBUG, logger="dicomflow.stages.intake"):
         outcomes = [_run(name, dicomdir.read_bytes()) for name in ("cd/DICOMDIR", "cd/dicomdir.dcm")]
     # THEN it is skipped: no record and nothing failed, only a note for its file-set's batch; one INFO line each
     assert [outcome for outcome, _ in outcomes] == [IntakeOutcome.SKIPPED_MEDIA_DIRECTORY] * 2
@@ -119,7 +119,7 @@ def test_intake_reports_dicm_followed_by_garbage_as_unreadable() -> None:
 
 
 def test_intake_logs_events_from_other_buckets_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="dicomflow.intake"):
+    with caplog.at_level(logging.DEBUG, logger="dicomflow.stages.intake"):
         assert _run("dicomflow/batches/b1/manifest.json", b"{}", bucket="exports")[0] is (
             IntakeOutcome.IGNORED_FOREIGN_BUCKET
         )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dicomflow.errors import MalformedEventError, PermanentError
-from dicomflow.ledger import (
+from dicomflow.ledger.store import (
     BatchLedger,
     ExportMarker,
     ExportOutcome,
@@ -19,7 +19,7 @@ from dicomflow.ledger import (
     Manifest,
     ManifestFile,
 )
-from dicomflow.records import PendingRecord
+from dicomflow.messages.records import PendingRecord
 from tests.fakes.services import FakeStore
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

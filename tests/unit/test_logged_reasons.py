@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from dicomflow.errors import PermissionDeniedError, RetryableError
-from dicomflow.follow import Follower
 from dicomflow.ports import FileError
+from dicomflow.stages.follow import Follower
 from tests.fakes.services import FakeErrorLog
 from tests.unit.test_follow import IMPORT_OP, NOW, PollClock, World, _file, _settings
 
@@ -100,7 +100,7 @@ def test_a_refused_log_read_reports_with_the_fallback_and_one_error_naming_the_r
 ) -> None:
     world, errors, clock, follower = _world()
     errors.refuse = PermissionDeniedError("Cloud Logging entries.list: HTTP 403 (needs roles/logging.viewer)", 403)
-    with caplog.at_level(logging.ERROR, logger="dicomflow.logged_reasons"):
+    with caplog.at_level(logging.ERROR, logger="dicomflow.reconcile.logged_reasons"):
         follower.follow(world.watch())
     assert len(errors.reads) == 1 and clock.sleeps == []
     assert _reasons(world)["up/1.1.1.3.dcm"].endswith("sample says: bad file")

@@ -132,13 +132,14 @@ def test_operator_lines_of_the_cli_and_backfill_job_hash_names_too() -> None:
     try:
         raise ValueError("gs://src/Doe Jane/1.dcm unreadable")
     except ValueError as exc:
-        record = logging.LogRecord("dicomflow.intake", logging.WARNING, __file__, 1, "object Doe Jane/1.dcm is bad",
-                                   None, (ValueError, exc, exc.__traceback__))  # fmt: skip
+        error = (ValueError, exc, exc.__traceback__)
+        record = logging.LogRecord("dicomflow.stages.intake", logging.WARNING, __file__, 1,
+                                   "object Doe Jane/1.dcm is bad", None, error)  # fmt: skip
     record.fields = {"object": "Doe Jane/1.dcm"}
     # WHEN formatted THEN the name is its hash and the traceback shows only the exception type
     line = OperatorFormatter(names).format(record)
     assert "Doe" not in line and "Jane" not in line
-    assert line.startswith(f"WARNING dicomflow.intake: object {names.show('Doe Jane/1.dcm')} is bad")
+    assert line.startswith(f"WARNING dicomflow.stages.intake: object {names.show('Doe Jane/1.dcm')} is bad")
     assert line.endswith("ValueError")
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dicomflow.planner import Plan, plan_imports
-from dicomflow.wildcard import compile_pattern, is_valid_object_pattern
+from dicomflow.batching.planner import Plan, plan_imports
+from dicomflow.batching.wildcard import compile_pattern, is_valid_object_pattern
 from tests.fakes.bucket import FakeLister
 
 BUCKET = "src-bucket"

@@ -13,7 +13,8 @@ def test_the_core_imports_without_any_google_module() -> None:
         "import sys\n"
         "def google(): return {m for m in sys.modules if m.startswith(('google', 'googleapiclient'))}\n"
         "before = google()\n"
-        "import dicomflow.flush, dicomflow.follow, dicomflow.intake, dicomflow.ledger, dicomflow.settings\n"
+        "import dicomflow.stages.flush, dicomflow.stages.follow, dicomflow.stages.intake\n"
+        "import dicomflow.ledger.store, dicomflow.config.settings\n"
         "print(sorted(google() - before))\n"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

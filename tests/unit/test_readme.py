@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dicomflow.settings import SETTINGS_TABLE
+from dicomflow.config.settings import SETTINGS_TABLE
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

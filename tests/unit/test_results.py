@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dicomflow.ledger import (
+from dicomflow.ledger.results import summarize
+from dicomflow.ledger.store import (
     ExportMarker,
     ExportOutcome,
     ExportStatus,
@@ -14,8 +15,7 @@ from dicomflow.ledger import (
     Manifest,
     ManifestFile,
 )
-from dicomflow.records import PendingRecord
-from dicomflow.results import summarize
+from dicomflow.messages.records import PendingRecord
 
 URI = "gs://src/up/**"
 

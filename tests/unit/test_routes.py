@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from dicomflow.config.routes import parse_routes
+from dicomflow.config.settings import Settings
 from dicomflow.errors import ConfigurationError
-from dicomflow.flush import run_flush
-from dicomflow.records import PendingRecord
-from dicomflow.routes import parse_routes
-from dicomflow.settings import Settings
+from dicomflow.messages.records import PendingRecord
+from dicomflow.stages.flush import run_flush
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dicomflow.config.settings import KNOWN_SETTINGS, SETTINGS_TABLE, Settings
 from dicomflow.errors import ConfigurationError
-from dicomflow.settings import KNOWN_SETTINGS, SETTINGS_TABLE, Settings
 
 REQUIRED = {
     "PROJECT_ID": "my-project", "LOCATION": "us-central1", "DATASET": "ds", "DICOM_STORE": "store",

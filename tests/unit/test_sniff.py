@@ -12,8 +12,8 @@ from pydicom.filewriter import dcmwrite
 
 from devstack.fileset import write_file_set
 from devstack.synthetic import generate_dataset, make_instance
+from dicomflow.dicom.sniff import HeaderInfo, MediaDirectory, sniff_header
 from dicomflow.errors import NotDicomError
-from dicomflow.sniff import HeaderInfo, MediaDirectory, sniff_header
 
 UIDS: dict[str, Any] = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_uid": "1.2.3.4.5"}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from dicomflow import staging
-from dicomflow.records import PendingRecord
+from dicomflow.batching import staging
+from dicomflow.batching.staging import StagingArea, delete_copies, stage
+from dicomflow.messages.records import PendingRecord
 from dicomflow.retry import RetryPolicy
-from dicomflow.staging import StagingArea, delete_copies, stage
 from tests.fakes.gathering import Gathering
 from tests.fakes.services import FakeStore
 

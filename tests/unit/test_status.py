@@ -9,10 +9,10 @@ import pytest
 from dicomflow.cli import status
 from dicomflow.cli.context import Context
 from dicomflow.cli.status import collect, render
-from dicomflow.failures import failure_notes
-from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
-from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
-from dicomflow.settings import Settings
+from dicomflow.config.settings import Settings
+from dicomflow.ledger.failures import failure_notes
+from dicomflow.ledger.store import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.messages.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ import requests
 
 from dicomflow import pool
 from dicomflow.adapters.healthcare import GoogleHealthcareApi
-from dicomflow.reconcile import present_instances, stored_instances
-from dicomflow.records import PendingRecord
+from dicomflow.messages.records import PendingRecord
+from dicomflow.reconcile.import_check import present_instances, stored_instances
 from dicomflow.retry import RetryPolicy
 from tests.fakes.gathering import Gathering
 from tests.fakes.services import FakeHealthcare

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dicomflow.errors import MalformedEventError
-from dicomflow.events import PUBSUB_PUBLISHED, STORAGE_FINALIZED, parse_object_event, pubsub_message
-from dicomflow.ledger import ExportMarker, FailureNote, ImportMarker, Manifest, ResultMarker
-from dicomflow.records import PendingRecord, WatchMessage, parse_pending
+from dicomflow.ledger.store import ExportMarker, FailureNote, ImportMarker, Manifest, ResultMarker
+from dicomflow.messages.events import PUBSUB_PUBLISHED, STORAGE_FINALIZED, parse_object_event, pubsub_message
+from dicomflow.messages.records import PendingRecord, WatchMessage, parse_pending
 
 SECRET = "Doe^Jane"  # a value that must never appear in an error message
 RECORD = PendingRecord("src-bucket", "up/a.dcm", "1700000000000001", 100, "AAAAAA==", "1.2", "1.2.3", "1.2.3.4",

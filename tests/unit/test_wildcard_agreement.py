@@ -1,4 +1,4 @@
-"""The pipeline's grammar (dicomflow.wildcard) and the emulator's (healthcare_emulator.wildcard) are written
+"""The pipeline's grammar (dicomflow.batching.wildcard) and the emulator's (healthcare_emulator.wildcard) are written
 independently; they must agree on every pattern's validity and matches."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dicomflow.wildcard import compile_pattern, is_valid_object_pattern
+from dicomflow.batching.wildcard import compile_pattern, is_valid_object_pattern
 from healthcare_emulator.wildcard import InvalidImportUriError, parse_import_uri
 
 _pattern = st.text(alphabet="ab/.*?[]", min_size=1, max_size=12)

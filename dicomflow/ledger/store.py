@@ -23,7 +23,7 @@ longer counts: a watch that was lost cannot hold a slot for ever.
 refused for good (403, 400); at MAX_ATTEMPTS the file is reported and the count removed.
 
 Every file reported on dicom-failed, at any stage, also leaves a FailureNote in
-``{STATE_PREFIX}failed/{KEY}/{GENERATION}.json`` (written and read by ``dicomflow.failures``).
+``{STATE_PREFIX}failed/{KEY}/{GENERATION}.json`` (written and read by ``dicomflow.ledger.failures``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Any
 
 from dicomflow import parsing
 from dicomflow.errors import MalformedEventError, PermanentError
+from dicomflow.messages.records import BATCH_ID, BATCH_TIME_FORMAT, FailedFile, PendingRecord
 from dicomflow.parsing import guarded
 from dicomflow.ports import ObjectStore
-from dicomflow.records import BATCH_ID, BATCH_TIME_FORMAT, FailedFile, PendingRecord
 
 LEDGER_VERSION = 1
 _RECONCILING = "reconciling"  # an import's marker while one delivery holds the claim to reconcile it

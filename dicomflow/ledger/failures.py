@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dicomflow.ledger import LEDGER_VERSION, FailureNote, check_version
+from dicomflow.config.settings import Settings
+from dicomflow.ledger.store import LEDGER_VERSION, FailureNote, check_version
+from dicomflow.messages.records import FailedFile, instant
 from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo, ObjectStore, Publisher
-from dicomflow.records import FailedFile, instant
-from dicomflow.settings import Settings
 
 _UNREADABLE = datetime.min.replace(tzinfo=UTC)  # a note whose time cannot be read sorts oldest
 

@@ -15,12 +15,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dicomflow.config.settings import Settings
 from dicomflow.errors import PermanentError
-from dicomflow.failures import report_failed
+from dicomflow.ledger.failures import report_failed
 from dicomflow.logs import fields
+from dicomflow.messages.records import FailedFile, Stage
 from dicomflow.ports import Message, ObjectStore, Publisher, ReceivedMessage
-from dicomflow.records import FailedFile, Stage
-from dicomflow.settings import Settings
 
 log = logging.getLogger(__name__)
 _MAX_ATTRIBUTES = 97  # Pub/Sub allows 100 attributes: room for the three we add

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from dicomflow.errors import ObjectGoneError, PermanentError, RetryableError
 from dicomflow.logs import fields
+from dicomflow.messages.records import PendingRecord
 from dicomflow.pool import bounded
 from dicomflow.ports import ObjectStore
-from dicomflow.records import PendingRecord
 from dicomflow.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)

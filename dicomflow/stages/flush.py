@@ -15,18 +15,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
-from dicomflow.failures import failure_notes, report_failed
-from dicomflow.held import Held, Key, leased
-from dicomflow.ledger import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
-from dicomflow.logs import fields
-from dicomflow.planner import ImportUri, Plan, plan_buckets
-from dicomflow.poison import dead_letter
-from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
-from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
-from dicomflow.retry import RetryPolicy
-from dicomflow.routes import Route
-from dicomflow.selection import (
+from dicomflow.batching.held import Held, Key, leased
+from dicomflow.batching.planner import ImportUri, Plan, plan_buckets
+from dicomflow.batching.poison import dead_letter
+from dicomflow.batching.selection import (
     Newest,
     allocate,
     batch_id_for,
@@ -35,8 +27,16 @@ from dicomflow.selection import (
     seconds_until_ready,
     skipped_to_retire,
 )
-from dicomflow.settings import Settings
-from dicomflow.staging import StagingArea, delete_copies, stage
+from dicomflow.batching.staging import StagingArea, delete_copies, stage
+from dicomflow.config.routes import Route
+from dicomflow.config.settings import Settings
+from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
+from dicomflow.ledger.failures import failure_notes, report_failed
+from dicomflow.ledger.store import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.logs import fields
+from dicomflow.messages.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
+from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
+from dicomflow.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from dicomflow import parsing
 from dicomflow.errors import MalformedEventError
+from dicomflow.messages.records import MAX_OBJECT_BYTES
 from dicomflow.parsing import MAX_MESSAGE_BYTES, guarded
-from dicomflow.records import MAX_OBJECT_BYTES
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"

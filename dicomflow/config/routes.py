@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dicomflow.exports import ExportTarget, json_list, parse_export_targets, require_unique
+from dicomflow.config.exports import ExportTarget, json_list, parse_export_targets, require_unique
 
 DEFAULT = "default"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")

@@ -10,14 +10,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dicomflow import lro
-from dicomflow.conflicts import Conflict
-from dicomflow.content import same_content
+from dicomflow.dicom.content import same_content
 from dicomflow.errors import ObjectGoneError
-from dicomflow.ledger import Manifest, ManifestFile
+from dicomflow.ledger.store import Manifest, ManifestFile
+from dicomflow.messages import lro
+from dicomflow.messages.records import FailedFile, PendingRecord, Stage
 from dicomflow.pool import bounded
 from dicomflow.ports import HealthcareApi
-from dicomflow.records import FailedFile, PendingRecord, Stage
+from dicomflow.reconcile.conflicts import Conflict
 
 InstanceKey = tuple[str, str, str]
 _INTERRUPTED_CODES = (4, 10, 14)  # google.rpc.Code DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE: ended, not counted

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from dicomflow.batching.poison import Poison
 from dicomflow.errors import MalformedEventError, RetryableError
 from dicomflow.logs import fields
-from dicomflow.poison import Poison
+from dicomflow.messages.records import PendingRecord, ReadyMarker, SkippedFile, parse_pending
 from dicomflow.ports import ReceivedMessage, Subscriber
-from dicomflow.records import PendingRecord, ReadyMarker, SkippedFile, parse_pending
 
 log = logging.getLogger(__name__)
 

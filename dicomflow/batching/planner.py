@@ -2,7 +2,7 @@
 
 Input: the pending object names of one bucket and a way to list it. Output: import URIs, each with the
 pending files it covers, plus the files no in-place URI takes (``staged``: flush copies them into a staging
-prefix of their own, see ``dicomflow.staging``).
+prefix of their own, see ``dicomflow.batching.staging``).
 
 ``plan_imports(..., subtrees_only=True)`` stops after step 1 and considers only subtrees holding at least
 half of the pending files (smaller ones are not even listed): such a subtree is the only in-place import worth
@@ -28,8 +28,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dicomflow.batching.wildcard import compile_pattern, has_wildcards, is_valid_object_pattern
 from dicomflow.ports import Listing, ObjectLister
-from dicomflow.wildcard import compile_pattern, has_wildcards, is_valid_object_pattern
 
 
 @dataclass(frozen=True)

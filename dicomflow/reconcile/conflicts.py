@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from dicomflow.errors import PermanentError
-from dicomflow.ledger import ManifestFile
+from dicomflow.ledger.store import ManifestFile
 from dicomflow.logs import fields
+from dicomflow.messages.records import FailedFile, PendingRecord, Stage
 from dicomflow.ports import HealthcareApi
-from dicomflow.records import FailedFile, PendingRecord, Stage
 
 log = logging.getLogger(__name__)
 REPORT = "report"

@@ -24,12 +24,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from dicomflow import lro
-from dicomflow.conflicts import REPLACE, settle_conflicts
+from dicomflow.batching.staging import delete_copies
+from dicomflow.config.exports import ExportTarget
+from dicomflow.config.settings import Settings
 from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
-from dicomflow.exports import ExportTarget
-from dicomflow.failures import report_failed
-from dicomflow.ledger import (
+from dicomflow.ledger.failures import report_failed
+from dicomflow.ledger.results import summarize
+from dicomflow.ledger.store import (
     BatchLedger,
     Claim,
     ExportMarker,
@@ -39,14 +40,13 @@ from dicomflow.ledger import (
     ImportMarker,
     Manifest,
 )
-from dicomflow.logged_reasons import LoggedReasons
 from dicomflow.logs import fields
+from dicomflow.messages import lro
+from dicomflow.messages.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
 from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher
-from dicomflow.reconcile import Sources, present_instances, reconcile_import
-from dicomflow.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
-from dicomflow.results import summarize
-from dicomflow.settings import Settings
-from dicomflow.staging import delete_copies
+from dicomflow.reconcile.conflicts import REPLACE, settle_conflicts
+from dicomflow.reconcile.import_check import Sources, present_instances, reconcile_import
+from dicomflow.reconcile.logged_reasons import LoggedReasons
 
 log = logging.getLogger(__name__)
 EXPORT_ATTEMPTS = 3

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from dicomflow.config.exports import ExportTarget, parse_export_targets
+from dicomflow.config.routes import DEFAULT, Route, parse_routes
 from dicomflow.errors import ConfigurationError
-from dicomflow.exports import ExportTarget, parse_export_targets
-from dicomflow.routes import DEFAULT, Route, parse_routes
 
 T = TypeVar("T")
 _STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dicomflow.held import Key
-from dicomflow.planner import ImportUri, Plan
-from dicomflow.records import BATCH_TIME_FORMAT, PendingRecord, ReadyMarker, SkippedFile, instant
+from dicomflow.batching.held import Key
+from dicomflow.batching.planner import ImportUri, Plan
+from dicomflow.messages.records import BATCH_TIME_FORMAT, PendingRecord, ReadyMarker, SkippedFile, instant
 
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 

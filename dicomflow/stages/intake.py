@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from dicomflow.config.settings import Settings
+from dicomflow.dicom.sniff import MediaDirectory, sniff_header
 from dicomflow.errors import NotDicomError, ObjectGoneError, PermanentError
-from dicomflow.events import ObjectEvent
-from dicomflow.failures import report_failed
+from dicomflow.ledger.failures import report_failed
 from dicomflow.logs import fields
+from dicomflow.messages.events import ObjectEvent
+from dicomflow.messages.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
 from dicomflow.ports import Message, ObjectStore, Publisher
-from dicomflow.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
-from dicomflow.settings import Settings
-from dicomflow.sniff import MediaDirectory, sniff_header
 
 log = logging.getLogger(__name__)
 

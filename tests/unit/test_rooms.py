@@ -75,13 +75,15 @@ def cycle(graph: Mapping[str, set[str]]) -> list[str]:
     path: list[str] = []
 
     def visit(module: str) -> list[str]:
-        state[module], _ = 1, path.append(module)
+        state[module] = 1
+        path.append(module)
         for target in sorted(graph.get(module, ())):
             if state.get(target) == 1:
-                return path[path.index(target) :] + [target]
+                return [*path[path.index(target) :], target]
             if target not in state and (found := visit(target)):
                 return found
-        state[module], _ = 2, path.pop()
+        state[module] = 2
+        path.pop()
         return []
 
     for module in sorted(graph):

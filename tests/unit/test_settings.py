@@ -80,8 +80,8 @@ def test_settings_table_names_are_unique_and_described() -> None:
     assert all(setting.description.endswith(".") for setting in SETTINGS_TABLE)
 
 
-# What a user reading the README's table expects each default to mean, written out by hand (not computed by the
-# parser under test): a new setting has to be added here with its meaning.
+# What a user reading the settings table (docs/configuration.md) expects each default to mean, written out by hand
+# (not computed by the parser under test): a new setting has to be added here with its meaning.
 EXPECTED_DEFAULTS = {
     "STATE_PREFIX": "dicomflow/", "DICOM_SUFFIXES": (".dcm",), "SNIFF_EXTENSIONLESS": True, "READY_MARKER": "",
     "EXCLUDE_PREFIXES": (), "PENDING_TOPIC": "dicom-pending", "PENDING_SUBSCRIPTION": "dicom-pending-flush",

@@ -17,7 +17,7 @@ prereqs:
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if ((v[1] == 1 ? v[2] : v[1]) + 0 < 17) exit 1 }' || { \
 	  echo "error: Java 17+ is required; found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
 
-# Installs the lock (exact versions, every file's hash checked), never the ranges: see README "Dependencies".
+# Installs the lock (exact versions, every file's hash checked), never the ranges: see docs/terraform.md "Dependencies".
 $(STAMP): requirements.txt requirements-emulator.txt requirements-dev.txt pyproject.toml requirements-dev.lock | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV) (is the venv module installed? Debian: apt install python3-venv)" >&2; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock

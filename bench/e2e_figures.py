@@ -18,7 +18,7 @@ from google.cloud import pubsub_v1
 from devstack.client import get_json, read_journal, storage_client
 from devstack.stack import STATE_BUCKET, StackEndpoints
 from devstack.wiring import PROJECT
-from dicomflow.ledger.store import Manifest
+from dicomflow.ledger.manifest import Manifest
 
 STATE_PREFIX = "dicomflow/"
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from dicomflow.config.settings import Settings
 from dicomflow.errors import OperationPendingError
-from dicomflow.ledger.store import BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.manifest import ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.messages.records import PendingRecord, WatchKind, WatchMessage
 from dicomflow.stages.follow import Follower
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore

@@ -254,6 +254,7 @@ locals {
     "build",
     "bench",
     "devstack",
+    "docs",
     "healthcare_emulator",
     "scripts",
     "terraform",

@@ -202,7 +202,7 @@ resource "google_monitoring_alert_policy" "main" {
   documentation {
     mime_type = "text/markdown"
     subject   = "dicomflow (${var.name_prefix}): ${each.value.title}"
-    content   = "${each.value.what}\n\n${each.value.todo}\n\nDashboard: \"dicomflow (${var.name_prefix})\". Runbook: the Failure handling section of the dicomflow README."
+    content   = "${each.value.what}\n\n${each.value.todo}\n\nDashboard: \"dicomflow (${var.name_prefix})\". Runbook: docs/failure-handling.md of the dicomflow repository."
   }
 
   lifecycle {

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, duration, table
-from dicomflow.ledger.store import ResultStatus
+from dicomflow.ledger.manifest import ResultStatus
 from dicomflow.messages.records import WatchKind, WatchMessage
 from dicomflow.ports import Message
 

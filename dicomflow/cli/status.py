@@ -19,7 +19,7 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.output import ago, as_json, duration, table
 from dicomflow.errors import MalformedEventError
 from dicomflow.ledger.failures import failure_notes
-from dicomflow.ledger.store import ExportMarker, FailureNote, ImportMarker, Manifest
+from dicomflow.ledger.manifest import ExportMarker, FailureNote, ImportMarker, Manifest
 from dicomflow.messages.records import PendingRecord, parse_pending
 from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo

@@ -18,7 +18,7 @@ from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, candidates, scan
 from dicomflow.cli.source import GcsPrefix
 from dicomflow.ledger.failures import FailureNotes, ReportedFiles, failure_notes
-from dicomflow.ledger.store import FailureNote
+from dicomflow.ledger.manifest import FailureNote
 from dicomflow.messages.records import Stage
 from dicomflow.ports import ObjectInfo
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dicomflow.config.settings import Settings
-from dicomflow.ledger.store import LEDGER_VERSION, FailureNote, check_version
+from dicomflow.ledger.manifest import LEDGER_VERSION, FailureNote, check_version
 from dicomflow.messages.records import FailedFile, instant
 from dicomflow.pool import bounded
 from dicomflow.ports import ObjectInfo, ObjectStore, Publisher

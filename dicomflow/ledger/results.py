@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from dicomflow.ledger.store import LEDGER_VERSION, ExportMarker, ExportOutcome, ImportMarker, Manifest
+from dicomflow.ledger.manifest import LEDGER_VERSION, ExportMarker, ExportOutcome, ImportMarker, Manifest
 
 
 class Outcome(StrEnum):

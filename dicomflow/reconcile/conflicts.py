@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from dicomflow.errors import PermanentError
-from dicomflow.ledger.store import ManifestFile
+from dicomflow.ledger.manifest import ManifestFile
 from dicomflow.logs import fields
 from dicomflow.messages.records import FailedFile, PendingRecord, Stage
 from dicomflow.ports import HealthcareApi

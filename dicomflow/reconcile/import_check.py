@@ -12,7 +12,7 @@ from typing import Any
 
 from dicomflow.dicom.content import same_content
 from dicomflow.errors import ObjectGoneError
-from dicomflow.ledger.store import Manifest, ManifestFile
+from dicomflow.ledger.manifest import Manifest, ManifestFile
 from dicomflow.messages import lro
 from dicomflow.messages.records import FailedFile, PendingRecord, Stage
 from dicomflow.pool import bounded

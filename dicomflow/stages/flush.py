@@ -32,7 +32,8 @@ from dicomflow.config.routes import Route
 from dicomflow.config.settings import Settings
 from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
 from dicomflow.ledger.failures import failure_notes, report_failed
-from dicomflow.ledger.store import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.manifest import FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.logs import fields
 from dicomflow.messages.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber

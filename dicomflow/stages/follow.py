@@ -29,9 +29,7 @@ from dicomflow.config.exports import ExportTarget
 from dicomflow.config.settings import Settings
 from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
 from dicomflow.ledger.failures import report_failed
-from dicomflow.ledger.results import summarize
-from dicomflow.ledger.store import (
-    BatchLedger,
+from dicomflow.ledger.manifest import (
     Claim,
     ExportMarker,
     ExportOutcome,
@@ -40,6 +38,8 @@ from dicomflow.ledger.store import (
     ImportMarker,
     Manifest,
 )
+from dicomflow.ledger.results import summarize
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.logs import fields
 from dicomflow.messages import lro
 from dicomflow.messages.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage

@@ -39,6 +39,7 @@ DEV_FOLDERS = {
     "tests",
     "bench",
     "devstack",
+    "docs",
     "healthcare_emulator",
     "terraform",
     ".git",

@@ -12,7 +12,7 @@ import pytest
 from dicomflow.batching.held import Held
 from dicomflow.config.settings import Settings
 from dicomflow.errors import ConfigurationError, PermissionDeniedError, RetryableError
-from dicomflow.ledger.store import ManifestFile
+from dicomflow.ledger.manifest import ManifestFile
 from dicomflow.ports import ReceivedMessage
 from tests.fakes.services import FakeHealthcare
 from tests.unit.test_follow import IMPORT_OP, URI, World, _file, _settings

@@ -11,7 +11,8 @@ import pytest
 from dicomflow.config.settings import Settings
 from dicomflow.errors import InvalidRequestError, PermissionDeniedError, RetryableError
 from dicomflow.ledger.failures import failure_notes
-from dicomflow.ledger.store import BatchLedger, ImportEntry, Manifest
+from dicomflow.ledger.manifest import ImportEntry, Manifest
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.messages.records import PendingRecord, ReadyMarker, SkippedFile
 from dicomflow.stages.flush import run_flush
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber

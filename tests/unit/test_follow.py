@@ -12,7 +12,8 @@ from dicomflow.config.exports import ExportTarget, parse_export_targets
 from dicomflow.config.settings import Settings
 from dicomflow.errors import OperationPendingError
 from dicomflow.ledger.failures import failure_notes
-from dicomflow.ledger.store import BatchLedger, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.manifest import ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.messages.records import PendingRecord, WatchKind, WatchMessage
 from dicomflow.stages.follow import Follower
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore

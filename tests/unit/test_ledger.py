@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dicomflow.errors import MalformedEventError, PermanentError
-from dicomflow.ledger.store import (
-    BatchLedger,
+from dicomflow.ledger.manifest import (
     ExportMarker,
     ExportOutcome,
     ExportStatus,
@@ -19,6 +18,7 @@ from dicomflow.ledger.store import (
     Manifest,
     ManifestFile,
 )
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.messages.records import PendingRecord
 from tests.fakes.services import FakeStore
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dicomflow.ledger.results import summarize
-from dicomflow.ledger.store import (
+from dicomflow.ledger.manifest import (
     ExportMarker,
     ExportOutcome,
     ExportStatus,
@@ -15,6 +14,7 @@ from dicomflow.ledger.store import (
     Manifest,
     ManifestFile,
 )
+from dicomflow.ledger.results import summarize
 from dicomflow.messages.records import PendingRecord
 
 URI = "gs://src/up/**"

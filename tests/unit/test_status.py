@@ -11,7 +11,8 @@ from dicomflow.cli.context import Context
 from dicomflow.cli.status import collect, render
 from dicomflow.config.settings import Settings
 from dicomflow.ledger.failures import failure_notes
-from dicomflow.ledger.store import BatchLedger, FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.manifest import FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.store import BatchLedger
 from dicomflow.messages.records import FailedFile, PendingRecord, ReadyMarker, SkippedFile, Stage
 from tests.fakes.services import FakeHealthcare, FakePublisher, FakeStore, FakeSubscriber
 

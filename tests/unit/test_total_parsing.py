@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dicomflow.errors import MalformedEventError
-from dicomflow.ledger.store import ExportMarker, FailureNote, ImportMarker, Manifest, ResultMarker
+from dicomflow.ledger.manifest import ExportMarker, FailureNote, ImportMarker, Manifest, ResultMarker
 from dicomflow.messages.events import PUBSUB_PUBLISHED, STORAGE_FINALIZED, parse_object_event, pubsub_message
 from dicomflow.messages.records import PendingRecord, WatchMessage, parse_pending
 

@@ -15,13 +15,11 @@ Each effect is claimed in the ledger first, so redelivered or concurrent watches
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from dicomflow.batching.staging import delete_copies
@@ -38,7 +36,6 @@ from dicomflow.ledger.manifest import (
     ImportMarker,
     Manifest,
 )
-from dicomflow.ledger.results import summarize
 from dicomflow.ledger.store import BatchLedger
 from dicomflow.logs import fields
 from dicomflow.messages import lro
@@ -47,30 +44,14 @@ from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher
 from dicomflow.reconcile.conflicts import REPLACE, settle_conflicts
 from dicomflow.reconcile.import_check import Sources, present_instances, reconcile_import
 from dicomflow.reconcile.logged_reasons import LoggedReasons
+from dicomflow.stages.follow.context import FollowContext, FollowResult, FollowState
+from dicomflow.stages.follow.result import FinishStep
+
+__all__ = ["EXPORT_ATTEMPTS", "FollowResult", "FollowState", "Follower"]
 
 log = logging.getLogger(__name__)
 EXPORT_ATTEMPTS = 3
 _INTERRUPTED_CODES = (4, 10, 14)  # google.rpc.Code DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE
-
-
-class FollowState(StrEnum):
-    RECONCILED = "reconciled"
-    IMPORTED = "imported"
-    EXPORTING = "exporting"
-    EXPORTED = "exported"
-    FINISHED = "finished"
-
-
-@dataclass
-class FollowResult:
-    """What one watch message led to (for logs and tests)."""
-
-    state: FollowState
-    redriven: int = 0
-    failed: int = 0
-    exports_started: list[str] = field(default_factory=list)
-    result_published: bool = False
-    polls: int = 0  # operations.get calls this delivery made
 
 
 class Follower:
@@ -112,6 +93,9 @@ class Follower:
         result.polls = polls
         log.info("operation followed up", extra=fields(**where["fields"], state=result.state, polls=polls))
         return result
+
+    def _context(self) -> FollowContext:
+        return FollowContext(self.settings, self.store, self.healthcare, self.publisher, self.now, self.ledger)
 
     def _await(self, manifest: Manifest, watch: WatchMessage) -> tuple[dict[str, Any], int]:
         """The operation once it is done (or reported stuck) and how many operations.get calls that took: polled
@@ -159,7 +143,7 @@ class Follower:
             except BaseException:
                 self.ledger.release_import(claim)  # the redelivered watch takes over at once
                 raise
-        if self._import_markers(manifest) is not None:
+        if self._context().import_markers(manifest) is not None:
             self._start_exports(manifest, result)
         return result
 
@@ -211,11 +195,6 @@ class Follower:
             return False
         return True
 
-    def _import_markers(self, manifest: Manifest) -> list[ImportMarker] | None:
-        """Every import's marker, or None while one is not reconciled yet."""
-        markers = [self.ledger.import_marker(manifest.batch_id, entry.operation) for entry in manifest.imports]
-        return None if any(m is None for m in markers) else [m for m in markers if m is not None]
-
     # ----- exports -----
 
     def _start_exports(self, manifest: Manifest, result: FollowResult) -> None:
@@ -238,7 +217,7 @@ class Follower:
             self._start_export(manifest, target, filter_uri, claim, claimed, result)
         if result.exports_started:
             result.state = FollowState.EXPORTING
-        self._finish(manifest, result)
+        FinishStep(self._context()).finish(manifest, result)
 
     def _start_export(
         self, manifest: Manifest, target: ExportTarget, filter_uri: str, claim: Claim, claimed: ExportMarker,
@@ -287,7 +266,7 @@ class Follower:
                 done = marker.done(outcome, self.now().isoformat(), reason, counter=lro.counter(operation))
                 self.ledger.complete_export(self.ledger.export_claim(manifest.batch_id, watch.target, generation), done)
         result = FollowResult(FollowState.EXPORTED)
-        self._finish(manifest, result)
+        FinishStep(self._context()).finish(manifest, result)
         return result
 
     def _restart_export(self, manifest: Manifest, marker: ExportMarker, claim: Claim) -> bool:
@@ -315,38 +294,8 @@ class Follower:
                                  attempt=restarted.attempts))  # fmt: skip
         return True
 
-    # ----- result -----
-
-    def _finish(self, manifest: Manifest, result: FollowResult) -> None:
-        """Publish the batch result once every import and export is done (once, whoever gets here first)."""
-        exports: list[ExportMarker] = []
-        for target in self.settings.route_named(manifest.route).export_targets:
-            found = self.ledger.export_marker(manifest.batch_id, target.name)
-            if found is None or found[0].status is not ExportStatus.DONE:
-                return
-            exports.append(found[0])
-        imports = self._import_markers(manifest)
-        if imports is None:
-            return
-        claim = self.ledger.claim_result(manifest.batch_id)
-        if claim is None:
-            return
-        summary = summarize(manifest, imports, exports, self.now())
-        attributes = {"batch_id": manifest.batch_id, "outcome": str(summary["outcome"]), "store": manifest.store,
-                      "route": manifest.route}  # fmt: skip
-        self.publisher.publish(self.settings.results_topic, [(_json(summary), attributes)])
-        self.ledger.complete_result(claim, summary)
-        result.result_published = True
-        result.state = FollowState.FINISHED
-        where = fields(batch_id=manifest.batch_id, outcome=summary["outcome"], files=summary["files"])
-        log.info("batch finished", extra=where)
-
 
 def _interrupted(operation: dict[str, Any]) -> bool:
     """The operation ended because it was interrupted, not because of what it exported: worth starting again."""
     error = operation.get("error")
     return isinstance(error, dict) and error.get("code") in _INTERRUPTED_CODES
-
-
-def _json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True).encode()

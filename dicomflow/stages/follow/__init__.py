@@ -23,35 +23,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dicomflow.batching.staging import delete_copies
-from dicomflow.config.exports import ExportTarget
 from dicomflow.config.settings import Settings
 from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
 from dicomflow.ledger.failures import report_failed
-from dicomflow.ledger.manifest import (
-    Claim,
-    ExportMarker,
-    ExportOutcome,
-    ExportStatus,
-    FailureNote,
-    ImportMarker,
-    Manifest,
-)
+from dicomflow.ledger.manifest import Claim, FailureNote, ImportMarker, Manifest
 from dicomflow.ledger.store import BatchLedger
 from dicomflow.logs import fields
 from dicomflow.messages import lro
 from dicomflow.messages.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
 from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher
 from dicomflow.reconcile.conflicts import REPLACE, settle_conflicts
-from dicomflow.reconcile.import_check import Sources, present_instances, reconcile_import
+from dicomflow.reconcile.import_check import Sources, reconcile_import
 from dicomflow.reconcile.logged_reasons import LoggedReasons
 from dicomflow.stages.follow.context import FollowContext, FollowResult, FollowState
+from dicomflow.stages.follow.exports import EXPORT_ATTEMPTS, ExportStep
 from dicomflow.stages.follow.result import FinishStep
 
 __all__ = ["EXPORT_ATTEMPTS", "FollowResult", "FollowState", "Follower"]
 
 log = logging.getLogger(__name__)
-EXPORT_ATTEMPTS = 3
-_INTERRUPTED_CODES = (4, 10, 14)  # google.rpc.Code DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE
 
 
 class Follower:
@@ -87,7 +77,9 @@ class Follower:
         if watch.kind is WatchKind.IMPORT:
             result = self._import_done(manifest, watch, operation)
         elif watch.target:
-            result = self._export_done(manifest, watch, operation)
+            result = ExportStep(self._context()).done(manifest, watch, operation)
+            if result.state is FollowState.EXPORTED:  # its outcome recorded, not started again
+                FinishStep(self._context()).finish(manifest, result)
         else:
             raise PermanentError("export watch message names no target")
         result.polls = polls
@@ -144,7 +136,8 @@ class Follower:
                 self.ledger.release_import(claim)  # the redelivered watch takes over at once
                 raise
         if self._context().import_markers(manifest) is not None:
-            self._start_exports(manifest, result)
+            ExportStep(self._context()).start(manifest, result)
+            FinishStep(self._context()).finish(manifest, result)
         return result
 
     def _reconcile(
@@ -194,108 +187,3 @@ class Follower:
         except ObjectGoneError:
             return False
         return True
-
-    # ----- exports -----
-
-    def _start_exports(self, manifest: Manifest, result: FollowResult) -> None:
-        targets = self.settings.route_named(manifest.route).export_targets
-        result.state = FollowState.IMPORTED
-        filter_uri: str | None = None
-        for target in targets:
-            claim = self.ledger.claim_export(manifest.batch_id, target.name)
-            if claim is None:
-                continue
-            if filter_uri is None:
-                filter_uri = self._write_filter(manifest)
-            claimed = ExportMarker(target.name, ExportStatus.STARTING)
-            if not filter_uri:
-                done = claimed.done(
-                    ExportOutcome.SKIPPED, self.now().isoformat(), "no instance of the batch is in the store"
-                )
-                self.ledger.complete_export(claim, done)
-                continue
-            self._start_export(manifest, target, filter_uri, claim, claimed, result)
-        if result.exports_started:
-            result.state = FollowState.EXPORTING
-        FinishStep(self._context()).finish(manifest, result)
-
-    def _start_export(
-        self, manifest: Manifest, target: ExportTarget, filter_uri: str, claim: Claim, claimed: ExportMarker,
-        result: FollowResult,
-    ) -> None:  # fmt: skip
-        try:
-            operation = self.healthcare.start_export(target.request_body(filter_uri))
-        except PermanentError as exc:
-            self.ledger.complete_export(
-                claim, claimed.done(ExportOutcome.FAILED, self.now().isoformat(), f"refused: {exc}")
-            )
-            return
-        running = ExportMarker(target.name, ExportStatus.RUNNING, operation=operation, started=self.now().isoformat())
-        self.ledger.complete_export(claim, running)
-        watch = WatchMessage(operation, manifest.batch_id, self.ledger.manifest_uri(manifest.batch_id),
-                             WatchKind.EXPORT, target.name)  # fmt: skip
-        self.publisher.publish(
-            self.settings.operations_topic,
-            [(watch.to_json(), {"batch_id": manifest.batch_id, "kind": WatchKind.EXPORT.value})],
-        )
-        result.exports_started.append(target.name)
-        log.info("export started", extra=fields(batch_id=manifest.batch_id, operation=operation, target=target.name))
-
-    def _write_filter(self, manifest: Manifest) -> str:
-        """The filter file of the batch's instances in the store; '' when none is."""
-        present = sorted(present_instances(self.healthcare, (f.record for f in manifest.files)))
-        if not present:
-            return ""
-        return self.ledger.write_filter(
-            manifest.batch_id, (f"/studies/{st}/series/{se}/instances/{sop}" for st, se, sop in present)
-        )
-
-    def _export_done(self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
-        assert watch.target is not None
-        found = self.ledger.export_marker(manifest.batch_id, watch.target)
-        if found is not None:
-            marker, generation = found
-            if marker.status is ExportStatus.RUNNING and marker.operation == watch.operation:
-                if _interrupted(operation) and marker.attempts < EXPORT_ATTEMPTS:
-                    claim = self.ledger.export_claim(manifest.batch_id, watch.target, generation)
-                    if self._restart_export(manifest, marker, claim):
-                        return FollowResult(FollowState.EXPORTING, exports_started=[watch.target])
-                outcome = ExportOutcome.SUCCEEDED if "response" in operation else (
-                    ExportOutcome.STUCK if operation.get("stuck") else ExportOutcome.FAILED)  # fmt: skip
-                reason = None if outcome is ExportOutcome.SUCCEEDED else lro.reason(operation)
-                done = marker.done(outcome, self.now().isoformat(), reason, counter=lro.counter(operation))
-                self.ledger.complete_export(self.ledger.export_claim(manifest.batch_id, watch.target, generation), done)
-        result = FollowResult(FollowState.EXPORTED)
-        FinishStep(self._context()).finish(manifest, result)
-        return result
-
-    def _restart_export(self, manifest: Manifest, marker: ExportMarker, claim: Claim) -> bool:
-        """Start an export again whose operation was interrupted (ABORTED, UNAVAILABLE): same filter file."""
-        target = next((t for t in self.settings.route_named(manifest.route).export_targets if t.name == marker.target),
-                      None)  # fmt: skip
-        if target is None:
-            return False
-        restarting = replace(marker, status=ExportStatus.STARTING, claimed=self.now().isoformat())
-        ours = self.ledger.reclaim_export(claim, restarting)  # claim first: one delivery starts it again
-        if ours is None:
-            return True  # another delivery moved the marker on first; its watch carries on
-        operation = self.healthcare.start_export(target.request_body(self.ledger.filter_uri(manifest.batch_id)))
-        restarted = replace(marker, operation=operation, started=self.now().isoformat(), attempts=marker.attempts + 1)
-        if not self.ledger.complete_export(ours, restarted):
-            return True
-        watch = WatchMessage(operation, manifest.batch_id, self.ledger.manifest_uri(manifest.batch_id),
-                             WatchKind.EXPORT, target.name)  # fmt: skip
-        self.publisher.publish(
-            self.settings.operations_topic,
-            [(watch.to_json(), {"batch_id": manifest.batch_id, "kind": WatchKind.EXPORT.value})],
-        )
-        log.warning("export interrupted; started again",
-                    extra=fields(batch_id=manifest.batch_id, operation=operation, target=target.name,
-                                 attempt=restarted.attempts))  # fmt: skip
-        return True
-
-
-def _interrupted(operation: dict[str, Any]) -> bool:
-    """The operation ended because it was interrupted, not because of what it exported: worth starting again."""
-    error = operation.get("error")
-    return isinstance(error, dict) and error.get("code") in _INTERRUPTED_CODES

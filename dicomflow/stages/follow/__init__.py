@@ -18,25 +18,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from dicomflow.batching.staging import delete_copies
 from dicomflow.config.settings import Settings
-from dicomflow.errors import ObjectGoneError, OperationPendingError, PermanentError
+from dicomflow.errors import OperationPendingError, PermanentError
 from dicomflow.ledger.failures import report_failed
-from dicomflow.ledger.manifest import Claim, FailureNote, ImportMarker, Manifest
+from dicomflow.ledger.manifest import Manifest
 from dicomflow.ledger.store import BatchLedger
 from dicomflow.logs import fields
 from dicomflow.messages import lro
-from dicomflow.messages.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage
+from dicomflow.messages.records import FailedFile, Stage, WatchKind, WatchMessage
 from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher
-from dicomflow.reconcile.conflicts import REPLACE, settle_conflicts
-from dicomflow.reconcile.import_check import Sources, reconcile_import
 from dicomflow.reconcile.logged_reasons import LoggedReasons
 from dicomflow.stages.follow.context import FollowContext, FollowResult, FollowState
 from dicomflow.stages.follow.exports import EXPORT_ATTEMPTS, ExportStep
+from dicomflow.stages.follow.imports import ImportStep
 from dicomflow.stages.follow.result import FinishStep
 
 __all__ = ["EXPORT_ATTEMPTS", "FollowResult", "FollowState", "Follower"]
@@ -75,7 +72,10 @@ class Follower:
         where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind)
         operation, polls = self._await(manifest, watch)
         if watch.kind is WatchKind.IMPORT:
-            result = self._import_done(manifest, watch, operation)
+            result = ImportStep(self._context(), self._reasons).done(manifest, watch, operation)
+            if self._context().import_markers(manifest) is not None:  # every import reconciled
+                ExportStep(self._context()).start(manifest, result)
+                FinishStep(self._context()).finish(manifest, result)
         elif watch.target:
             result = ExportStep(self._context()).done(manifest, watch, operation)
             if result.state is FollowState.EXPORTED:  # its outcome recorded, not started again
@@ -119,71 +119,3 @@ class Follower:
                            batch_id=manifest.batch_id, operation=watch.operation)  # fmt: skip
         report_failed([stuck], self.settings, self.publisher, self.store)
         log.error("operation stuck", extra=fields(batch_id=manifest.batch_id, operation=watch.operation))
-
-    # ----- imports -----
-
-    def _import_done(self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any]) -> FollowResult:
-        result = FollowResult(FollowState.RECONCILED)
-        claim = None
-        if self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
-            claim = self.ledger.claim_import(manifest.batch_id, watch.operation)  # claim first, then act
-            if claim is None and self.ledger.import_marker(manifest.batch_id, watch.operation) is None:
-                raise OperationPendingError(f"{watch.operation} is being reconciled by another delivery")
-        if claim is not None:
-            try:
-                self._reconcile(manifest, watch, operation, result, claim)
-            except BaseException:
-                self.ledger.release_import(claim)  # the redelivered watch takes over at once
-                raise
-        if self._context().import_markers(manifest) is not None:
-            ExportStep(self._context()).start(manifest, result)
-            FinishStep(self._context()).finish(manifest, result)
-        return result
-
-    def _reconcile(
-        self, manifest: Manifest, watch: WatchMessage, operation: dict[str, Any], result: FollowResult, claim: Claim
-    ) -> None:
-        """Under our claim: reconcile, settle conflicts, re-drive, report, delete copies, record -- once."""
-        sources = Sources(self._exists, lambda r: self.store.read(r.bucket, r.name, r.generation))
-        outcome = reconcile_import(
-            manifest, watch.operation, operation, self.healthcare, self.settings.max_attempts, sources,
-            logged=lambda: self._reasons.of(watch.operation, lro.failures(operation)),
-        )  # fmt: skip
-        settled = settle_conflicts(
-            outcome.conflicts,
-            self.settings.conflict_policy,
-            self.healthcare,
-            manifest.batch_id,
-            lambda record: self.ledger.note_replacing(manifest.batch_id, record),
-        )
-        if self.settings.conflict_policy == REPLACE:  # a crash after a delete: the file is missing now
-            outcome.redrive = [replace(r, replaced=True) if self.ledger.was_replacing(manifest.batch_id, r) else r
-                               for r in outcome.redrive]  # fmt: skip
-        redrive, failed = [*outcome.redrive, *settled.redrive], [*outcome.failed, *settled.failed]
-        if redrive:
-            self.publisher.publish(self.settings.pending_topic, [
-                (r.to_json(), {"bucket": r.bucket, "redrive": "true"}) for r in redrive
-            ])  # fmt: skip
-        report_failed(failed, self.settings, self.publisher, self.store)
-        result.redriven, result.failed = len(redrive), len(failed)
-        marker = ImportMarker(
-            watch.operation, self.now().isoformat(), lro.counter(operation), operation.get("error"),
-            bool(operation.get("stuck")), result.redriven, tuple(FailureNote.of(f) for f in failed),
-        )  # fmt: skip
-        entry = manifest.import_of(watch.operation)
-        copies = [f.staged for f in manifest.files_via(entry.uri) if f.staged] if entry else []
-        delete_copies(self.store, copies)  # reconciled: the store has what it needed from them
-        self.ledger.record_import(manifest, marker, claim)
-        log.info("import reconciled", extra=fields(
-            batch_id=manifest.batch_id, operation=watch.operation, present=outcome.present,
-            redriven=result.redriven, failed=result.failed, conflicts=len(outcome.conflicts),
-            replaced=len(settled.redrive),
-        ))  # fmt: skip
-
-    def _exists(self, record: PendingRecord) -> bool:
-        """Whether the record's generation is still there (a file missing after its import may be deleted)."""
-        try:
-            self.store.read_range(record.bucket, record.name, record.generation, 0, 1)
-        except ObjectGoneError:
-            return False
-        return True

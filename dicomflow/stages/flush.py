@@ -5,6 +5,9 @@ imports per batch (STAGING=auto), record the batch, publish watches, ack. ``run_
 Order matters for "nothing is lost": a record is acknowledged only after the import covering it was accepted
 by the API, the batch was written to the ledger and the watch message was published. A crash anywhere before
 that leaves the record unacknowledged, so a later tick repeats the work; the store ignores duplicates.
+
+This module is the sequence; a batch's steps live beside it: the state they share and the pass's report in
+``flush_batch``, plan and stage in ``flush_plan``, start in ``flush_start``, record and watch in ``flush_record``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from dicomflow.batching.held import Held, Key, leased
-from dicomflow.batching.planner import ImportUri, Plan, plan_buckets
+from dicomflow.batching.held import Held, leased
+from dicomflow.batching.planner import ImportUri
 from dicomflow.batching.poison import dead_letter
 from dicomflow.batching.selection import (
     Newest,
@@ -27,45 +30,23 @@ from dicomflow.batching.selection import (
     seconds_until_ready,
     skipped_to_retire,
 )
-from dicomflow.batching.staging import StagingArea, delete_copies, stage
+from dicomflow.batching.staging import StagingArea, delete_copies
 from dicomflow.config.routes import Route
 from dicomflow.config.settings import Settings
 from dicomflow.errors import InvalidRequestError, PermanentError, RetryableError
-from dicomflow.ledger.failures import failure_notes, report_failed
-from dicomflow.ledger.manifest import FailureNote, ImportEntry, Manifest, ManifestFile
+from dicomflow.ledger.manifest import ManifestFile
 from dicomflow.ledger.store import BatchLedger
 from dicomflow.logs import fields
-from dicomflow.messages.records import FailedFile, PendingRecord, Stage, WatchKind, WatchMessage, instant
+from dicomflow.messages.records import PendingRecord, instant
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
-from dicomflow.retry import RetryPolicy
+from dicomflow.stages.flush_batch import Batch, FlushReport
+from dicomflow.stages.flush_plan import Copier, plan
+from dicomflow.stages.flush_record import record_batch
+from dicomflow.stages.flush_start import start_import
+
+__all__ = ["MAX_PAUSE", "MIN_PAUSE", "FlushReport", "FlushRun", "pause_after", "run_flush", "run_flush_for", "utc_now"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FlushReport:
-    """What one flush did; logged as one line and returned to tests and benchmarks."""
-
-    batch_id: str | None = None  # the last batch formed (one per route with ready files)
-    batch_ids: list[str] = field(default_factory=list)
-    pulled: int = 0
-    malformed: int = 0
-    redelivered: int = 0
-    duplicates: int = 0
-    deferred: int = 0
-    running_before: int = 0
-    imports_started: int = 0
-    imported_files: int = 0
-    copies: int = 0
-    failed: int = 0
-    skipped: int = 0  # DICOMDIRs counted in this pass's batches
-    listing_calls: int = 0
-    overshoot: int = 0
-    plan_seconds: float = 0.0
-    stage_seconds: float = 0.0
-    next_ready_seconds: float | None = None  # until the first folder that is still settling is ready
-    manifest_uri: str | None = None
-    operations: list[str] = field(default_factory=list)
 
 
 def utc_now() -> datetime:
@@ -103,9 +84,9 @@ def run_flush(
             _settle_poison(settings, held, publisher, store)
             problems: list[PermanentError] = []
             for route, records in _ready_by_route(settings, held, report, started).items():
-                batch = _Batch(settings, held, report, ledger, publisher, store, api(route.store), started, route)
+                batch = Batch(settings, held, report, ledger, publisher, store, api(route.store), started, route)
                 try:
-                    batch.run(records)
+                    _flush_batch(batch, records)
                 except PermanentError as exc:  # this route's store refused; the other routes go on
                     problems.append(exc)
             _retire_skipped(settings, held, started)
@@ -236,179 +217,63 @@ def _retire_skipped(settings: Settings, held: Held, now: datetime) -> None:
     held.skipped_done(retire)
 
 
-@dataclass
-class _Batch:
+def _flush_batch(batch: Batch, records: list[PendingRecord]) -> None:
     """The sequence of one flush for one route: the batch of its ready records."""
+    settings, report = batch.settings, batch.report
+    running = batch.ledger.imports_in_flight(batch.healthcare.store_name, settings.operation_max_age_seconds)
+    report.running_before += running
+    newest = newest_generations(records)
+    planned = time.monotonic()
+    slots = max(0, settings.max_concurrent_operations - running)
+    allocation = allocate(plan(batch, newest), slots=slots, staging=settings.staging)
+    report.plan_seconds = round(time.monotonic() - planned, 3)
+    batch.wait([newest.record(b, n).key for b, n in allocation.waiting])
+    in_place = [(item, [newest.record(b, n) for n in item.files]) for b, item in allocation.in_place]
+    to_stage = [newest.record(b, n) for b, n in allocation.staged]
+    batch_keys = [r.key for _, members in in_place for r in members] + [r.key for r in to_stage]
+    if not batch_keys:
+        batch.wait(newest.superseded)
+        log.info("no capacity for new imports; records wait", extra=fields(running=running, route=batch.route.name))
+        return
+    report.batch_id = batch_id_for(batch.now, batch_keys)
+    report.batch_ids.append(report.batch_id)
+    _import_batch(batch, newest, in_place, to_stage)
 
-    settings: Settings
-    held: Held
-    report: FlushReport
-    ledger: BatchLedger
-    publisher: Publisher
-    store: ObjectStore
-    healthcare: HealthcareApi  # the route's store
-    now: datetime
-    route: Route
-    staged_names: int = 0  # staging names used so far (each copy gets its own)
-    failures: list[FailureNote] = field(default_factory=list)  # files of the batch settled on dicom-failed
 
-    def run(self, records: list[PendingRecord]) -> None:
-        settings, report = self.settings, self.report
-        running = self.ledger.imports_in_flight(self.healthcare.store_name, settings.operation_max_age_seconds)
-        report.running_before += running
-        newest = newest_generations(records)
-        planned = time.monotonic()
-        slots = max(0, settings.max_concurrent_operations - running)
-        allocation = allocate(self._plan(newest), slots=slots, staging=settings.staging)
-        report.plan_seconds = round(time.monotonic() - planned, 3)
-        self._wait([newest.record(b, n).key for b, n in allocation.waiting])
-        in_place = [(item, [newest.record(b, n) for n in item.files]) for b, item in allocation.in_place]
-        to_stage = [newest.record(b, n) for b, n in allocation.staged]
-        batch_keys = [r.key for _, members in in_place for r in members] + [r.key for r in to_stage]
-        if not batch_keys:
-            self._wait(newest.superseded)
-            log.info("no capacity for new imports; records wait", extra=fields(running=running, route=self.route.name))
-            return
-        report.batch_id = batch_id_for(self.now, batch_keys)
-        report.batch_ids.append(report.batch_id)
-        self._run_batch(newest, in_place, to_stage)
-
-    def _run_batch(
-        self, newest: Newest, in_place: list[tuple[ImportUri, list[PendingRecord]]], to_stage: list[PendingRecord]
-    ) -> None:
-        """Stage, start the imports, record the batch; a refusal that concerns every import is raised after."""
-        assert self.report.batch_id is not None
-        area = StagingArea.of(self.settings.state_bucket, self.settings.state_prefix, self.report.batch_id)
-        files = self._stage(area, to_stage)
-        started: list[tuple[ImportUri, str]] = []
-        problem: PermanentError | None = None
-        for index, (item, members) in enumerate(in_place):
-            outcome = self._start(item.uri, members)
-            if isinstance(outcome, str):
-                started.append((item, outcome))
-                files += [ManifestFile(r, item.uri) for r in members]
-            elif isinstance(outcome, InvalidRequestError):  # the API cannot read this URI: stage its files too
-                files += self._stage(area, members)
-            else:
-                self._wait([r.key for _, rest in in_place[index:] for r in rest])
-                problem = outcome
-                break
-        copies = [f for f in files if f.staged]
-        if copies:
-            outcome = self._start(area.import_uri, [f.record for f in copies])
-            if isinstance(outcome, str):
-                started.append((ImportUri(area.import_uri, tuple(f.record.name for f in copies)), outcome))
-            else:
-                self._wait([f.record.key for f in copies])
-                files = [f for f in files if not f.staged]
-                delete_copies(self.store, (f.staged for f in copies if f.staged))
-                problem = problem or outcome
-        if started:
-            self._record(newest, started, files)
+def _import_batch(
+    batch: Batch, newest: Newest, in_place: list[tuple[ImportUri, list[PendingRecord]]], to_stage: list[PendingRecord]
+) -> None:
+    """Stage, start the imports, record the batch; a refusal that concerns every import is raised after."""
+    assert batch.report.batch_id is not None
+    area = StagingArea.of(batch.settings.state_bucket, batch.settings.state_prefix, batch.report.batch_id)
+    copier = Copier(batch, area)
+    files = copier.stage(to_stage)
+    started: list[tuple[ImportUri, str]] = []
+    problem: PermanentError | None = None
+    for index, (item, members) in enumerate(in_place):
+        outcome = start_import(batch, item.uri, members)
+        if isinstance(outcome, str):
+            started.append((item, outcome))
+            files += [ManifestFile(r, item.uri) for r in members]
+        elif isinstance(outcome, InvalidRequestError):  # the API cannot read this URI: stage its files too
+            files += copier.stage(members)
         else:
-            self._wait(newest.superseded)
-        if problem is not None:
-            raise problem
-
-    # ----- plan -----
-
-    def _plan(self, newest: Newest) -> list[Plan]:
-        """The in-place URIs of every bucket (only whole new subtrees unless STAGING=never) and what is left."""
-        plans = plan_buckets(newest.by_bucket, self.store, staging=self.settings.staging,
-                             listing_cap=self.settings.listing_cap)  # fmt: skip
-        self.report.listing_calls += sum(p.listing_calls for p in plans)
-        self.report.overshoot += sum(p.overshoot for p in plans)
-        return plans
-
-    # ----- effects -----
-
-    def _stage(self, area: StagingArea, records: list[PendingRecord]) -> list[ManifestFile]:
-        """Copy ``records`` into the batch's staging area; gone sources are settled, failed copies wait."""
-        if not records:
-            return []
-        began = time.monotonic()
-        staged = stage(self.store, area, records, RetryPolicy(attempts=self.settings.api_retry_attempts),
-                       first_index=self.staged_names)  # fmt: skip
-        self.staged_names += len(records)
-        self.report.stage_seconds = round(self.report.stage_seconds + time.monotonic() - began, 3)
-        self.report.copies += len(staged.copies)
-        self._wait([r.key for r in staged.failed])
-        for record in staged.gone:
-            self._fail(record, f"generation {record.generation} was deleted or replaced before it could be imported")
-        self.held.done([r.key for r in staged.gone])
-        self._refused(staged.refused)
-        return [ManifestFile(r, area.import_uri, uri) for r, uri in staged.copies.items()]
-
-    def _refused(self, refused: dict[PendingRecord, PermanentError]) -> None:
-        """Copies refused for good (403, 400) wait for a later flush until refused MAX_ATTEMPTS times, then the
-        file is reported on dicom-failed (stage staging) with the API's reason, once: a failure note already
-        written for it (a crash before the ack) settles it without a second report."""
-        notes = failure_notes(self.settings, self.store)
-        for record, error in refused.items():
-            attempts = self.ledger.note_refusal(record)
-            if attempts < self.settings.max_attempts:
-                self._wait([record.key])
-                continue
-            noted = notes.read(record.bucket, record.name, record.generation)
-            if noted is None or noted.stage != Stage.STAGING:
-                self._fail(record, f"copy into staging refused {attempts} times: {error}", Stage.STAGING)
-            self.held.done([record.key])
-            self.ledger.clear_refusal(record)
-
-    def _start(self, uri: str, records: list[PendingRecord]) -> str | PermanentError | None:
-        """Start one import: its operation name, or why not (None: a transient failure; the files wait)."""
-        try:
-            operation = self.healthcare.start_import(uri, self.route.storage_class)
-        except RetryableError as exc:
-            log.warning("import could not start; its files wait", extra=fields(uri=uri, error=str(exc)))
-            return None
-        except PermanentError as exc:
-            log.error("import refused", extra=fields(uri=uri, status=exc.status, error=str(exc)))
-            return exc
-        self.report.imports_started += 1
-        self.report.imported_files += len(records)
-        self.report.operations.append(operation)
-        log.info("import started", extra=fields(batch_id=self.report.batch_id, operation=operation, uri=uri,
-                                                files=len(records)))  # fmt: skip
-        return operation
-
-    def _fail(self, record: PendingRecord, reason: str, stage: Stage = Stage.DELETED) -> None:
-        failed = FailedFile(record.bucket, record.name, record.generation, reason, stage, record.attempt,
-                            self.report.batch_id)  # fmt: skip
-        report_failed([failed], self.settings, self.publisher, self.store)
-        self.failures.append(FailureNote.of(failed))
-        self.report.failed += 1
-
-    def _record(self, newest: Newest, started: list[tuple[ImportUri, str]], files: list[ManifestFile]) -> None:
-        """Write the batch's manifest, publish one watch per import, mark the imports in flight, then settle the
-        batch's records (a failed publish raises: the records come back, no in-flight mark outlives it)."""
-        assert self.report.batch_id is not None
-        self.report.duplicates = len(newest.superseded)
-        skipped = [s for s in self.held.skipped if any(s.covers(f.record) for f in files)]  # counted once: acked
-        self.report.skipped += len({(s.bucket, s.name) for s in skipped})
-        manifest = Manifest(
-            batch_id=self.report.batch_id, created=self.now.isoformat(), store=self.healthcare.store_name,
-            route=self.route.name,
-            imports=tuple(ImportEntry(item.uri, operation, len(item.files)) for item, operation in started),
-            files=tuple(files), failures=tuple(self.failures), duplicates=self.report.duplicates,
-            listing_calls=self.report.listing_calls, overshoot=self.report.overshoot,
-            skipped=tuple(sorted({f"gs://{s.bucket}/{s.name}" for s in skipped})),
-        )  # fmt: skip
-        self.report.manifest_uri = self.ledger.write_manifest(manifest)
-        watches = [
-            (WatchMessage(operation, manifest.batch_id, self.report.manifest_uri, WatchKind.IMPORT).to_json(),
-             {"batch_id": manifest.batch_id, "kind": WatchKind.IMPORT.value})
-            for _, operation in started
-        ]  # fmt: skip
-        self.publisher.publish(self.settings.operations_topic, watches)
-        self.ledger.mark_in_flight(manifest)  # after the watches: a failed publish leaves no slot held for hours
-        self.held.done([f.record.key for f in files])
-        self.held.done(newest.superseded)
-        used = [m for m in self.held.markers if any(m.covers(f.record) for f in files)]
-        self.held.markers_done(used)  # the marked folder's files are in this batch: the marker did its work
-        self.held.skipped_done(skipped)
-
-    def _wait(self, keys: list[Key]) -> None:
-        """These records go back for a later flush."""
-        self.held.give_back(keys)
-        self.report.deferred += len(keys)
+            batch.wait([r.key for _, rest in in_place[index:] for r in rest])
+            problem = outcome
+            break
+    copies = [f for f in files if f.staged]
+    if copies:
+        outcome = start_import(batch, area.import_uri, [f.record for f in copies])
+        if isinstance(outcome, str):
+            started.append((ImportUri(area.import_uri, tuple(f.record.name for f in copies)), outcome))
+        else:
+            batch.wait([f.record.key for f in copies])
+            files = [f for f in files if not f.staged]
+            delete_copies(batch.store, (f.staged for f in copies if f.staged))
+            problem = problem or outcome
+    if started:
+        record_batch(batch, newest, started, files)
+    else:
+        batch.wait(newest.superseded)
+    if problem is not None:
+        raise problem

@@ -15,7 +15,7 @@ from dicomflow.ledger.failures import failure_notes, report_failed
 from dicomflow.ledger.manifest import FailureNote, ManifestFile
 from dicomflow.messages.records import FailedFile, PendingRecord, Stage
 from dicomflow.retry import RetryPolicy
-from dicomflow.stages.flush_batch import Batch
+from dicomflow.stages.flush.batch import Batch
 
 
 def plan(batch: Batch, newest: Newest) -> list[Plan]:

@@ -8,10 +8,10 @@ import logging
 from dicomflow.errors import PermanentError, RetryableError
 from dicomflow.logs import fields
 from dicomflow.messages.records import PendingRecord
-from dicomflow.stages.flush_batch import Batch
+from dicomflow.stages.flush.batch import Batch
 
 # the flush stage's logger: these lines keep the logger name they always had (operators filter on it)
-log = logging.getLogger("dicomflow.stages.flush")
+log = logging.getLogger(__package__)  # the flush's one logger: its lines keep the name dicomflow.stages.flush
 
 
 def start_import(batch: Batch, uri: str, records: list[PendingRecord]) -> str | PermanentError | None:

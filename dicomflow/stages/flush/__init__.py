@@ -39,10 +39,10 @@ from dicomflow.ledger.store import BatchLedger
 from dicomflow.logs import fields
 from dicomflow.messages.records import PendingRecord, instant
 from dicomflow.ports import HealthcareApi, ObjectStore, Publisher, Subscriber
-from dicomflow.stages.flush_batch import Batch, FlushReport
-from dicomflow.stages.flush_plan import Copier, plan
-from dicomflow.stages.flush_record import record_batch
-from dicomflow.stages.flush_start import start_import
+from dicomflow.stages.flush.batch import Batch, FlushReport
+from dicomflow.stages.flush.plan import Copier, plan
+from dicomflow.stages.flush.record import record_batch
+from dicomflow.stages.flush.start import start_import
 
 __all__ = ["MAX_PAUSE", "MIN_PAUSE", "FlushReport", "FlushRun", "pause_after", "run_flush", "run_flush_for", "utc_now"]
 

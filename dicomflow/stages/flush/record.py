@@ -7,7 +7,7 @@ from dicomflow.batching.planner import ImportUri
 from dicomflow.batching.selection import Newest
 from dicomflow.ledger.manifest import ImportEntry, Manifest, ManifestFile
 from dicomflow.messages.records import WatchKind, WatchMessage
-from dicomflow.stages.flush_batch import Batch
+from dicomflow.stages.flush.batch import Batch
 
 
 def record_batch(batch: Batch, newest: Newest, started: list[tuple[ImportUri, str]], files: list[ManifestFile]) -> None:

@@ -9,16 +9,28 @@ check. The core receives a ``Settings``; it never reads the environment itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from dicomflow.config.exports import ExportTarget, parse_export_targets
+from dicomflow.config.parsers import (
+    Setting,
+    parse_bool,
+    parse_choice,
+    parse_endpoint,
+    parse_list,
+    parse_log_level,
+    parse_number,
+    parse_object_basename,
+    parse_pattern,
+    parse_prefix,
+    parse_storage_class,
+    setting,
+)
 from dicomflow.config.routes import DEFAULT, Route, parse_routes
 from dicomflow.errors import ConfigurationError
 
-T = TypeVar("T")
-_STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,256}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]$")
 _TOPIC = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
@@ -26,221 +38,142 @@ _ID_EXPECTED = "1-256 letters, digits, '_', '-' or '.'"
 _TOPIC_EXPECTED = "a Pub/Sub resource id (3-255 characters, starting with a letter)"
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One environment variable: its name, the attribute it fills, its default (None = required), its parser."""
-
-    env: str
-    attribute: str
-    default: str | None
-    description: str
-    parse: Callable[[str], Any]
-
-
-def _pattern(regex: re.Pattern[str], expected: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if not regex.match(raw):
-            raise ValueError(f"expected {expected}")
-        return raw
-
-    return parse
-
-
-def _list(item: Callable[[str], Any], *, allow_empty: bool = True) -> Callable[[str], tuple[Any, ...]]:
-    def parse(raw: str) -> tuple[Any, ...]:
-        items = tuple(item(part.strip()) for part in raw.split(",") if part.strip())
-        if not items and not allow_empty:
-            raise ValueError("expected at least one value")
-        return items
-
-    return parse
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _number(kind: Callable[[str], Any], *, minimum: float, maximum: float | None = None) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ValueError(f"expected a number (at least {minimum:g})") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
-            raise ValueError(f"expected a value {bound}")
-        return value
-
-    return parse
-
-
-def _prefix(raw: str) -> str:
-    if raw.startswith("/"):
-        raise ValueError("must not start with '/'")
-    return raw if raw.endswith("/") else raw + "/"
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw.lower() not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return raw.lower()
-
-    return parse
-
-
-def _object_basename(raw: str) -> str:
-    if "/" in raw:
-        raise ValueError("expected an object name without '/' (it is matched in every folder)")
-    return raw
-
-
-def _storage_class(raw: str) -> str | None:
-    if raw in ("", "-"):
-        return None
-    if raw.upper() not in _STORAGE_CLASSES:
-        raise ValueError(f"expected one of {', '.join(_STORAGE_CLASSES)}")
-    return raw.upper()
-
-
-def _endpoint(raw: str) -> str | None:
-    if raw in ("", "-"):
-        return None
-    if not re.match(r"^https?://[^/\s]+/?$", raw):
-        raise ValueError("expected a base URL such as http://127.0.0.1:8089")
-    return raw.rstrip("/")
-
-
-def _log_level(raw: str) -> str:
-    if raw.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-    return raw.upper()
-
-
-def setting(default: str | None, parse: Callable[[str], T], description: str, *, secret: bool = False) -> T:
-    """Declare a field of ``Settings``; its default is ``parse(default)`` (no default when None: required).
-    A ``secret`` never shows in the settings' repr."""
-    metadata = {"setting": (default, description, parse)}
-    if default is None:
-        return field(metadata=metadata, repr=not secret)  # type: ignore[no-any-return]
-    return field(default=parse(default), metadata=metadata, repr=not secret)
-
-
 @dataclass(frozen=True, kw_only=True)
-class Settings:
-    project_id: str = setting(None, _pattern(re.compile(r"^[a-z][a-z0-9\-:.]{2,62}$"), "a project id"),
+class _Sources:
+    """Where files come from, which are selected, and where the pipeline keeps its state."""
+
+    project_id: str = setting(None, parse_pattern(re.compile(r"^[a-z][a-z0-9\-:.]{2,62}$"), "a project id"),
                               "Google Cloud project of the Healthcare dataset and the Pub/Sub topics.")  # fmt: skip
-    location: str = setting(None, _pattern(re.compile(r"^[a-z0-9\-]{2,63}$"), "a location such as us-central1"),
+    location: str = setting(None, parse_pattern(re.compile(r"^[a-z0-9\-]{2,63}$"), "a location such as us-central1"),
                             "Healthcare API location of the dataset, e.g. us-central1.")  # fmt: skip
-    dataset: str = setting(None, _pattern(_ID, _ID_EXPECTED), "Healthcare dataset id.")
-    dicom_store: str = setting(None, _pattern(_ID, _ID_EXPECTED), "DICOM store id that receives the imports.")
+    dataset: str = setting(None, parse_pattern(_ID, _ID_EXPECTED), "Healthcare dataset id.")
+    dicom_store: str = setting(None, parse_pattern(_ID, _ID_EXPECTED), "DICOM store id that receives the imports.")
     source_buckets: tuple[str, ...] = setting(
-        None, _list(_pattern(_BUCKET, "bucket names"), allow_empty=False),
+        None, parse_list(parse_pattern(_BUCKET, "bucket names"), allow_empty=False),
         "Comma-separated buckets whose uploads are imported; events from others are ignored.",
     )  # fmt: skip
     state_bucket: str = setting(
         None,
-        _pattern(_BUCKET, "a bucket name"),
+        parse_pattern(_BUCKET, "a bucket name"),
         "Bucket for batch manifests and filter files (may be a source bucket).",
     )
     state_prefix: str = setting(
-        "dicomflow/", _prefix, "Prefix of the pipeline's own objects in the state bucket; never imported."
+        "dicomflow/", parse_prefix, "Prefix of the pipeline's own objects in the state bucket; never imported."
     )
     dicom_suffixes: tuple[str, ...] = setting(
         ".dcm",
-        _list(str.lower, allow_empty=False),
+        parse_list(str.lower, allow_empty=False),
         "Comma-separated name suffixes selected as DICOM (case-insensitive).",
     )
     sniff_extensionless: bool = setting(
         "true",
-        _bool,
+        parse_bool,
         "Also select objects without an extension whose bytes 128-131 are 'DICM' (DICOM media such as CT1/17106, "
         "many PACS exports); costs one ranged read of up to HEADER_READ_BYTES per extensionless object.",
     )
     ready_marker: str = setting(
-        "", _object_basename,
+        "", parse_object_basename,
         "Name of an object (e.g. _READY) whose upload marks its folder complete: the folder's files (and its "
         "subfolders') that arrived before it are imported at the next flush, without waiting SETTLE_SECONDS; the "
         "marker is never imported or reported. Empty: off.",
     )  # fmt: skip
     exclude_prefixes: tuple[str, ...] = setting(
-        "", _list(str), "Comma-separated object prefixes never imported (e.g. quarantine/)."
+        "", parse_list(str), "Comma-separated object prefixes never imported (e.g. quarantine/)."
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Batching:
+    """The topics between the stages, and how pending files become batches and imports."""
+
     pending_topic: str = setting(
-        "dicom-pending", _pattern(_TOPIC, _TOPIC_EXPECTED), "Topic of one record per uploaded DICOM object."
+        "dicom-pending", parse_pattern(_TOPIC, _TOPIC_EXPECTED), "Topic of one record per uploaded DICOM object."
     )
     pending_subscription: str = setting(
-        "dicom-pending-flush", _pattern(_TOPIC, _TOPIC_EXPECTED), "Pull subscription on PENDING_TOPIC read by on_flush."
+        "dicom-pending-flush",
+        parse_pattern(_TOPIC, _TOPIC_EXPECTED),
+        "Pull subscription on PENDING_TOPIC read by on_flush.",
     )
     operations_topic: str = setting(
-        "dicom-operations", _pattern(_TOPIC, _TOPIC_EXPECTED), "Topic of watch messages, one per started operation."
+        "dicom-operations",
+        parse_pattern(_TOPIC, _TOPIC_EXPECTED),
+        "Topic of watch messages, one per started operation.",
     )
     failed_topic: str = setting(
-        "dicom-failed", _pattern(_TOPIC, _TOPIC_EXPECTED), "Topic of files that cannot be imported, with the reason."
+        "dicom-failed",
+        parse_pattern(_TOPIC, _TOPIC_EXPECTED),
+        "Topic of files that cannot be imported, with the reason.",
     )
     results_topic: str = setting(
-        "dicom-results", _pattern(_TOPIC, _TOPIC_EXPECTED), "Topic of one summary per finished batch."
+        "dicom-results", parse_pattern(_TOPIC, _TOPIC_EXPECTED), "Topic of one summary per finished batch."
     )
     settle_seconds: float = setting(
-        "30", _number(float, minimum=0), "A folder is ready once no new upload arrived in it for this long."
+        "30", parse_number(float, minimum=0), "A folder is ready once no new upload arrived in it for this long."
     )
     max_wait_seconds: float = setting(
-        "600", _number(float, minimum=0), "A folder is ready anyway once its oldest pending upload is this old."
+        "600", parse_number(float, minimum=0), "A folder is ready anyway once its oldest pending upload is this old."
     )
     max_batch_files: int = setting(
         "10000",
-        _number(int, minimum=1, maximum=1_000_000),
+        parse_number(int, minimum=1, maximum=1_000_000),
         "Most pending records one flush pulls and imports as one batch.",
     )
     max_concurrent_operations: int = setting(
-        "5", _number(int, minimum=1, maximum=100), "Most import operations in flight on the store (Google advises ~5)."
+        "5",
+        parse_number(int, minimum=1, maximum=100),
+        "Most import operations in flight on the store (Google advises ~5).",
     )
     blob_storage_class: str | None = setting(
-        "", _storage_class, "Storage class for imported instances (STANDARD, NEARLINE, COLDLINE, ARCHIVE)."
+        "", parse_storage_class, "Storage class for imported instances (STANDARD, NEARLINE, COLDLINE, ARCHIVE)."
     )
     staging: str = setting(
-        "auto", _choice("auto", "always", "never"),
+        "auto", parse_choice("auto", "always", "never"),
         "auto: a whole new subtree holding most of a batch is imported in place, every other file is copied into "
         "the staging prefix and imported with one more operation; always: stage every file; never: in-place "
         "wildcard covers only (names no URI can address are still staged).",
     )  # fmt: skip
     header_read_bytes: int = setting(
-        "65536", _number(int, minimum=1024), "First ranged read when sniffing a header; grows only for longer headers."
+        "65536",
+        parse_number(int, minimum=1024),
+        "First ranged read when sniffing a header; grows only for longer headers.",
     )
     max_header_bytes: int = setting(
-        "16777216", _number(int, minimum=1024), "Largest header read before an object is reported as not DICOM."
+        "16777216", parse_number(int, minimum=1024), "Largest header read before an object is reported as not DICOM."
     )
     listing_cap: int = setting(
         "50000",
-        _number(int, minimum=100),
+        parse_number(int, minimum=100),
         "Most objects one planner step may list; beyond it the planner stays narrower.",
     )
     flush_lease_seconds: int = setting(
         "30",
-        _number(int, minimum=10, maximum=600),
+        parse_number(int, minimum=10, maximum=600),
         "Ack deadline the flush keeps extending (every third of it) on the records it holds: a crashed flush's "
         "records come back to the next flush within this long.",
     )
     flush_run_seconds: float = setting(
         "55",
-        _number(float, minimum=0, maximum=480),
+        parse_number(float, minimum=0, maximum=480),
         "Seconds one on_flush invocation keeps working (pull, plan, start; pull again as folders settle) before it "
         "hands over; keep it below the tick interval (60 s) and the function timeout. 0: one pass per tick.",
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _FollowUp:
+    """The APIs, and how imports are retried, reconciled, followed up and explained."""
+
     healthcare_api_endpoint: str | None = setting(
-        "", _endpoint, "Override of https://healthcare.googleapis.com (the local emulator)."
+        "", parse_endpoint, "Override of https://healthcare.googleapis.com (the local emulator)."
     )
     logging_api_endpoint: str | None = setting(
-        "", _endpoint, "Override of https://logging.googleapis.com, where the follow-up reads the API's per-file "
+        "", parse_endpoint, "Override of https://logging.googleapis.com, where the follow-up reads the API's per-file "
         "reasons (the local emulator serves that read API too).",
     )  # fmt: skip
     api_retry_attempts: int = setting(
-        "6", _number(int, minimum=1, maximum=20), "Attempts for a Healthcare API call answered 429/5xx or timing out."
+        "6",
+        parse_number(int, minimum=1, maximum=20),
+        "Attempts for a Healthcare API call answered 429/5xx or timing out.",
     )
     export_targets: tuple[ExportTarget, ...] = setting(
         "",
@@ -253,39 +186,45 @@ class Settings:
         "settings stay the default route. Empty: one store.",
     )  # fmt: skip
     max_attempts: int = setting(
-        "3", _number(int, minimum=1, maximum=100), "Imports tried per file before it goes to dicom-failed."
+        "3", parse_number(int, minimum=1, maximum=100), "Imports tried per file before it goes to dicom-failed."
     )
     conflict_policy: str = setting(
-        "report", _choice("report", "replace"),
+        "report", parse_choice("report", "replace"),
         "What becomes of a file whose UIDs the store already holds with other content. report: it goes to "
         "dicom-failed (stage conflict), the stored instance stays; replace: the stored instance is deleted through "
         "DICOMweb and the file re-driven, so the next flush imports it (once per file: conflicting again, it is "
         "reported). replace needs healthcare.dicomStores.dicomWebDelete (roles/healthcare.dicomEditor).",
     )  # fmt: skip
     operation_max_age_seconds: float = setting(
-        "21600", _number(float, minimum=0), "An operation still running after this long is reported stuck."
+        "21600", parse_number(float, minimum=0), "An operation still running after this long is reported stuck."
     )
     follow_poll_seconds: float = setting(
-        "240", _number(float, minimum=0, maximum=540),
+        "240", parse_number(float, minimum=0, maximum=540),
         "Seconds one on_operation invocation keeps polling operations.get for a running operation before it hands "
         "the watch back to Pub/Sub's redelivery, so the follow-up learns that an import or export ended within "
         "FOLLOW_INTERVAL_SECONDS of its end; keep it at least 60 s below on_operation's timeout. 0: no polling "
         "(every check is one delivery, paced by the subscription's retry backoff).",
     )  # fmt: skip
     follow_interval_seconds: float = setting(
-        "2", _number(float, minimum=0.1, maximum=60),
+        "2", parse_number(float, minimum=0.1, maximum=60),
         "Seconds between two operations.get calls while an invocation polls (one call per interval and running "
         "operation: a 10-minute import costs about 600 / interval calls).",
     )  # fmt: skip
     failure_log_wait_seconds: float = setting(
-        "30", _number(float, minimum=0, maximum=120),
+        "30", parse_number(float, minimum=0, maximum=120),
         "Seconds a follow-up waits for Cloud Logging to hold the per-file errors of a finished import that failed "
         "files (log ingestion lags), reading again every 5 s, before it reports them with the fallback reasons "
         "(the operation's sample errors, then its summary). Only when a file is reported; 0: one read.",
     )  # fmt: skip
-    log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Logging:
+    """What the logs carry."""
+
+    log_level: str = setting("INFO", parse_log_level, "DEBUG, INFO, WARNING or ERROR.")
     log_object_names: str = setting(
-        "full", _choice("full", "hashed"),
+        "full", parse_choice("full", "hashed"),
         "full: logs carry object names; hashed: every object name in a log line is a keyed hash (LOG_HASH_KEY). "
         "Failure messages and results keep the names (requeue needs them).",
     )  # fmt: skip
@@ -295,6 +234,12 @@ class Settings:
         "Secret key of the object-name hash (at least 16 characters); required with LOG_OBJECT_NAMES=hashed.",
         secret=True,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings(_Logging, _FollowUp, _Batching, _Sources):
+    """Every setting (the fields of the bases, in their order: sources, batching, follow-up, logging) and
+    what is derived from them."""
 
     @property
     def dataset_name(self) -> str:

@@ -6,8 +6,8 @@ Order matters for "nothing is lost": a record is acknowledged only after the imp
 by the API, the batch was written to the ledger and the watch message was published. A crash anywhere before
 that leaves the record unacknowledged, so a later tick repeats the work; the store ignores duplicates.
 
-This module is the sequence; a batch's steps live beside it: the state they share and the pass's report in
-``flush_batch``, plan and stage in ``flush_plan``, start in ``flush_start``, record and watch in ``flush_record``.
+This module is the sequence; a batch's steps live beside it in the package: the state they share and the pass's
+report in ``batch``, plan and stage in ``plan``, start in ``start``, record and watch in ``record``.
 """
 
 from __future__ import annotations

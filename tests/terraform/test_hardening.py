@@ -187,7 +187,7 @@ def test_notification_intake_grants_the_storage_agent_one_topic_instead_of_the_p
     assert (
         notification["for_each"] == "${local.intake_via_notifications ? toset(local.source_bucket_names) : toset([])}"
     )
-    events = (TERRAFORM.parent / "dicomflow" / "events.py").read_text()
+    events = (TERRAFORM.parent / "dicomflow" / "messages" / "events.py").read_text()
     assert 'GCS_NOTIFICATION_FINALIZE = "OBJECT_FINALIZE"' in events
     # the intake trigger follows, and no per-bucket Eventarc trigger is left
     trigger = _locals()["functions"]["on_object_finalized"]

@@ -1,9 +1,10 @@
 """Settings: one frozen dataclass, built once from an environment mapping and validated with clear errors.
 
-Each setting is declared once, as a field of ``Settings``: its environment variable is the attribute's name in
-capitals, and ``setting(default, parser, description)`` gives the rest. ``SETTINGS_TABLE`` is derived from
-the fields and drives ``from_env``, the settings table (docs/configuration.md) and the Terraform variables
-check. The core receives a ``Settings``; it never reads the environment itself.
+Each setting is declared once, as a field of ``Settings`` (in one of its bases, by topic): its environment variable
+is the attribute's name in capitals, and ``setting(default, parser, description)`` (``config.parsers``) gives the
+rest. ``SETTINGS_TABLE`` is derived from the fields and drives ``from_env``, the settings table
+(docs/configuration.md) and the Terraform variables check. The core receives a ``Settings``; it never reads the
+environment itself.
 """
 
 from __future__ import annotations

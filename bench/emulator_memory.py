@@ -66,7 +66,7 @@ def concurrent_rounds(base: str, threads: int, rounds: int) -> None:
         try:
             for _ in range(rounds):
                 listing(base)
-        except BaseException as exc:
+        except BaseException as exc:  # reported after the join
             errors.append(exc)
 
     workers = [threading.Thread(target=client) for _ in range(threads)]

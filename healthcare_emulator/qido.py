@@ -22,8 +22,9 @@ An entity matches when one of its instances satisfies every key at once; the com
 from __future__ import annotations
 
 import copy
+import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,6 +47,8 @@ _SERIES_NUMBER, _INSTANCE_NUMBER = "00200011", "00200013"
 _STUDY_SERIES_COUNT, _STUDY_INSTANCE_COUNT = "00201206", "00201208"
 _SERIES_INSTANCE_COUNT = "00201209"
 _PIXEL_DATA_TAGS = frozenset({"7FE00008", "7FE00009", "7FE00010"})
+# What grouping, ordering and the computed attributes read of every instance.
+_STRUCTURAL = (_STUDY_UID, _SERIES_UID, _SOP_INSTANCE_UID, _SERIES_NUMBER, _INSTANCE_NUMBER, _MODALITY, _STUDY_DATE)
 
 # Returned by default (when present), per level: Google's defaults, after PS3.18 Table 6.7.1-2.
 _STUDY_DEFAULTS = (
@@ -188,17 +191,71 @@ def search(
     the request path (``/studies/{study}/series``, ``/studies/{study}/series/{series}/instances``).
     Raises QueryError for an unknown attribute, a malformed value, limit or offset.
     """
+    found = _found(level, instances, params, study_uid=study_uid, series_uid=series_uid, fuzzy=fuzzy)
+    return [copy.deepcopy(entity) for entity in found]
+
+
+def search_json(
+    level: Level,
+    instances: Iterable[Metadata],
+    params: Mapping[str, list[str]],
+    *,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    fuzzy: bool = False,
+) -> bytes | None:
+    """``search``'s answer as the JSON text of the response body (None when nothing matches), built one
+    result at a time: a whole-store listing never holds every result as DICOM JSON objects, nor copies them."""
+    found = _found(level, instances, params, study_uid=study_uid, series_uid=series_uid, fuzzy=fuzzy)
+    parts = [json.dumps(entity).encode() for entity in found]
+    return b"[" + b", ".join(parts) + b"]" if parts else None
+
+
+def needed_tags(
+    level: Level, params: Mapping[str, list[str]], *, study_uid: str | None = None, series_uid: str | None = None
+) -> frozenset[str] | None:
+    """The tags of an instance's metadata that ``search`` with these parameters can look at (its matching
+    keys, the returned attributes, what grouping, ordering and the computed attributes read); None when it
+    may need any of them (``includefield=all``). Raises QueryError as ``search`` does."""
+    query = _parse_query(params)
+    if query.include_all:
+        return None
+    return frozenset(
+        {
+            *_STRUCTURAL, *_STUDY_DEFAULTS, *_SERIES_DEFAULTS, *_INSTANCE_DEFAULTS,
+            *(tag for tag, _ in query.filters), *query.returned_keys, *query.include,
+        }
+    )  # fmt: skip
+
+
+def project(metadata: Metadata, tags: frozenset[str] | None) -> Metadata:
+    """``metadata`` with only ``tags`` (all of it for None): what a search keeps of each instance."""
+    return metadata if tags is None else {tag: element for tag, element in metadata.items() if tag in tags}
+
+
+def _found(
+    level: Level,
+    instances: Iterable[Metadata],
+    params: Mapping[str, list[str]],
+    *,
+    study_uid: str | None,
+    series_uid: str | None,
+    fuzzy: bool,
+) -> Iterator[Metadata]:
+    """The matching entities of the requested page, in order, each built when it is asked for (its
+    elements are the instances' own: callers copy or serialise them)."""
     query = _parse_query(params, fuzzy=fuzzy and fuzzy_requested(params))
     index = _Index(instances)
-    results: list[tuple[tuple[Any, ...], Metadata]] = []
+    matching: list[tuple[tuple[Any, ...], list[Metadata]]] = []
     for members in index.entities(level, study_uid, series_uid):
         if not any(all(test(index.element(item, tag)) for tag, test in query.filters) for item in members):
             continue
-        entity = _entity(level, members, index, query, study_uid=study_uid, series_uid=series_uid)
-        results.append((_sort_key(level, entity), entity))
-    results.sort(key=lambda result: result[0])
+        # the entity's sort key read from its representative instance (the entity's values are its values)
+        matching.append((_sort_key(level, {**members[0], **index.computed(members[0])}), members))
+    matching.sort(key=lambda result: result[0])
     end = None if query.limit is None else query.offset + query.limit
-    return [copy.deepcopy(entity) for _, entity in results[query.offset : end]]
+    for _, members in matching[query.offset : end]:
+        yield _entity(level, members, index, query, study_uid=study_uid, series_uid=series_uid)
 
 
 # ----- the query -----

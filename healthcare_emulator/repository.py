@@ -241,6 +241,26 @@ class Repository:
         sql += " ORDER BY study, series, sop"
         return [_record(row) for row in self._query(sql, tuple(params))]
 
+    def iter_metadata(self, store: str, study: str | None = None, chunk: int = 256) -> Iterator[str]:
+        """The DICOM JSON (as text) of every instance of a store, or of one study, in index order, ``chunk``
+        rows per query: the lock is held for one chunk at a time (writes go on between chunks) and no list of
+        the whole store is ever built (QIDO-RS of a whole store reads it so, see dicomweb.search_resources)."""
+        where = "store = ?" + (" AND study = ?" if study is not None else "")
+        scope: tuple[Any, ...] = (store,) if study is None else (store, study)
+        after: tuple[Any, ...] = ()
+        while True:
+            rows = self._query(
+                f"SELECT study, series, sop, metadata FROM instances WHERE {where}"
+                + (" AND (study, series, sop) > (?, ?, ?)" if after else "")
+                + " ORDER BY study, series, sop LIMIT ?",
+                (*scope, *after, chunk),
+            )
+            for row in rows:
+                yield str(row[3])
+            if len(rows) < chunk:
+                return
+            after = tuple(rows[-1][:3])
+
     def metrics(self, store: str, study: str | None = None, series: str | None = None) -> StoreMetrics:
         """Counts and sizes of a store, or of one study or series of it."""
         where = "WHERE store = ?"

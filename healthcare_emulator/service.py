@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ class Emulator:
     notifier: Notifier = field(default_factory=Notifier)
     url: str = ""  # the server's own address (http://127.0.0.1:PORT), the base of the URLs it hands out
     fuzzy_matching: bool = True
+    # QIDO-RS searches of a whole store, one at a time: each holds the store's metadata while it runs (see
+    # dicomweb.search_resources); they are CPU-bound under the GIL, so running them together gained nothing
+    store_searches: threading.Semaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
 
     @classmethod
     def open(cls, data_dir: Path, gcs: GcsClient, workers: int = 4) -> Emulator:

@@ -23,7 +23,7 @@ class Percentiles:
 
 @dataclass(frozen=True)
 class OperationClock:
-    """An import or export lasts ``fixed + per_file x files + per_mb x MB`` seconds."""
+    """An import, export or de-identification lasts ``fixed + per_file x files + per_mb x MB`` seconds."""
 
     fixed_seconds: float
     per_file_seconds: float
@@ -35,6 +35,7 @@ class TimingProfile:
     name: str
     import_operation: OperationClock | None = None  # None: the emulator's own speed
     export_operation: OperationClock | None = None
+    deidentify_operation: OperationClock | None = None
     api_latency: dict[str, Percentiles] = field(default_factory=dict)  # operations.get, qido, wado, delete
     gcs_latency: dict[str, Percentiles] = field(default_factory=dict)  # rewrite, other: per Cloud Storage call
     operations_min_backoff_seconds: float = 1.0  # the operations subscription's retry policy (relay)
@@ -44,7 +45,7 @@ class TimingProfile:
     @property
     def emulated(self) -> bool:
         """Whether any clock differs from the stand-ins' own."""
-        return bool(self.import_operation or self.export_operation or self.api_latency)
+        return bool(self.import_operation or self.export_operation or self.deidentify_operation or self.api_latency)
 
     def emulator_json(self) -> dict[str, Any]:
         """The healthcare_emulator ``--timing`` profile (see healthcare_emulator/timing.py)."""
@@ -53,6 +54,8 @@ class TimingProfile:
             body["import"] = asdict(self.import_operation)
         if self.export_operation:
             body["export"] = asdict(self.export_operation)
+        if self.deidentify_operation:
+            body["deidentify"] = asdict(self.deidentify_operation)
         return body
 
 
@@ -62,6 +65,7 @@ CLOUD = TimingProfile(
     "cloud",
     import_operation=OperationClock(fixed_seconds=20.0, per_file_seconds=0.03, per_mb_seconds=0.05),
     export_operation=OperationClock(fixed_seconds=20.0, per_file_seconds=0.01, per_mb_seconds=0.05),
+    deidentify_operation=OperationClock(fixed_seconds=20.0, per_file_seconds=0.05, per_mb_seconds=0.1),
     api_latency={
         "operations.get": Percentiles(60, 250),
         "qido": Percentiles(100, 400),
@@ -77,6 +81,8 @@ SOURCES = {
     "import_operation": "assumption: 20 s to start and finish plus 30 ms a file (10,000 files: ~5 min, the order "
     "the issue reports for a cloud import) plus 50 ms a MB; the API publishes no throughput",
     "export_operation": "assumption: 20 s plus 10 ms a file plus 50 ms a MB; the API publishes no throughput",
+    "deidentify_operation": "assumption: 20 s plus 50 ms a file plus 100 ms a MB (each instance is read, rewritten "
+    "and stored again: more work a file than an export); the API publishes no throughput",
     "api_latency": "assumption: operations.get 60/250 ms, QIDO-RS 100/400 ms (the issue's 50-150 ms a query), "
     "WADO-RS 120/500 ms, DELETE 150/600 ms (p50/p99); no latency is published",
     "gcs_latency": "assumption: objects.rewrite 50/200 ms (the issue's 'tens of milliseconds a rewrite'; a rewrite "

@@ -5,12 +5,13 @@ turns it off, ``GET`` shows it)::
 
     {"import": {"fixed_seconds": 20, "per_file_seconds": 0.03, "per_mb_seconds": 0.05},
      "export": {"fixed_seconds": 20, "per_file_seconds": 0.01, "per_mb_seconds": 0.05},
+     "deidentify": {"fixed_seconds": 20, "per_file_seconds": 0.05, "per_mb_seconds": 0.1},
      "latency": {"operations.get": {"p50_ms": 60, "p99_ms": 250}, "qido": {...}, "wado": {...}, "delete": {...}},
      "seed": 1}
 
-An import or export operation lasts at least ``fixed + per_file x files + per_mb x MB`` seconds from its start
-(it does its work, then stays ``done: false`` for the rest); each ``operations.get``, QIDO-RS, WADO-RS and
-DICOMweb DELETE request waits a latency drawn from a log-normal distribution with that median and 99th
+An import, export or store de-identification lasts at least ``fixed + per_file x files + per_mb x MB`` seconds
+from its start (it does its work, then stays ``done: false`` for the rest); each ``operations.get``, QIDO-RS, WADO-RS
+and DICOMweb DELETE request waits a latency drawn from a log-normal distribution with that median and 99th
 percentile before it is answered. Turning the profile off wakes whatever waits on it.
 """
 
@@ -31,7 +32,7 @@ _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 _OPERATION_GET = re.compile(r"/operations/[^/:]+$")
 _QIDO = re.compile(r"/dicomWeb(?:/studies/[^/]+(?:/series/[^/]+)?)?/(?:studies|series|instances)$")
 REQUEST_KINDS = ("operations.get", "qido", "wado", "delete")
-OPERATION_KINDS = {"ImportDicomData": "import", "ExportDicomData": "export"}
+OPERATION_KINDS = {"ImportDicomData": "import", "ExportDicomData": "export", "DeidentifyDicomStore": "deidentify"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Duration:
 
 @dataclass(frozen=True)
 class TimingProfile:
-    operations: dict[str, Duration] = field(default_factory=dict)  # "import" / "export"
+    operations: dict[str, Duration] = field(default_factory=dict)  # "import" / "export" / "deidentify"
     latency: dict[str, Latency] = field(default_factory=dict)  # REQUEST_KINDS
     seed: int | None = None
 
@@ -73,7 +74,7 @@ class TimingProfile:
             raise invalid_argument("a timing profile is a JSON object")
         try:
             operations = {kind: Duration(**{k: float(v) for k, v in body[kind].items()})
-                          for kind in ("import", "export") if body.get(kind)}  # fmt: skip
+                          for kind in OPERATION_KINDS.values() if body.get(kind)}  # fmt: skip
             latency = {kind: Latency(float(value["p50_ms"]), float(value["p99_ms"]))
                        for kind, value in (body.get("latency") or {}).items()}  # fmt: skip
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -133,7 +134,7 @@ class Clocks:
         self._wait(seconds)
 
     def operation_seconds(self, method: str, files: int, size: int) -> float:
-        """How long an operation of ``method`` (ImportDicomData, ExportDicomData) over this much lasts (0: off)."""
+        """How long an operation of ``method`` (a key of OPERATION_KINDS) over this much lasts (0: off)."""
         with self._lock:
             duration = self._profile.operations.get(OPERATION_KINDS.get(method, "")) if self._profile else None
         return duration.seconds(files, size) if duration else 0.0

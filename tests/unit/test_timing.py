@@ -56,6 +56,7 @@ def test_each_request_waits_the_latency_of_its_kind(method: str, path: str, kind
 def test_a_profile_round_trips_and_refuses_unknown_kinds() -> None:
     profile = TimingProfile.from_json(CLOUD.emulator_json())
     assert profile.operations["import"] == Duration(20.0, 0.03, 0.05)
+    assert profile.operations["deidentify"] == Duration(20.0, 0.05, 0.1)
     assert profile.latency["qido"] == Latency(100, 400)
     assert TimingProfile.from_json(profile.to_json()) == profile
     with pytest.raises(ApiError):
@@ -73,7 +74,14 @@ def test_the_cloud_profile_names_a_source_or_an_assumption_for_every_parameter_a
     assert not LOCAL.emulated and not LOCAL.gcs_latency
     assert CLOUD.emulated and CLOUD.gcs_latency
     assert (CLOUD.operations_min_backoff_seconds, CLOUD.operations_max_backoff_seconds) == (10, 10)
-    for parameter in ("import_operation", "export_operation", "api_latency", "gcs_latency", "operations_backoff"):
+    for parameter in (
+        "import_operation",
+        "export_operation",
+        "deidentify_operation",
+        "api_latency",
+        "gcs_latency",
+        "operations_backoff",
+    ):
         assert SOURCES[parameter].startswith(("assumption", "the deployment's")), parameter
 
 
@@ -81,6 +89,12 @@ def test_a_rewrite_is_told_from_other_cloud_storage_calls() -> None:
     assert call_kind("POST", "/storage/v1/b/a/o/x/rewriteTo/b/b/o/y?sourceGeneration=1") == "rewrite"
     assert call_kind("GET", "/storage/v1/b/a/o/x") == "other"
     assert call_kind("POST", "/upload/storage/v1/b/a/o?uploadType=multipart") == "other"
+
+
+def test_a_store_deidentification_lasts_the_profiles_deidentify_duration() -> None:
+    clocks = Clocks(TimingProfile.from_json({"deidentify": {"fixed_seconds": 5, "per_file_seconds": 1}}))
+    assert clocks.operation_seconds("DeidentifyDicomStore", files=3, size=0) == pytest.approx(8)
+    assert clocks.operation_seconds("ExportDicomData", files=3, size=0) == 0.0
 
 
 def test_changing_the_profile_cuts_a_wait_short() -> None:

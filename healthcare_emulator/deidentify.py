@@ -40,7 +40,8 @@ PROFILES = (
     "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE",
     "KEEP_ALL_PROFILE",
 )
-DEFAULT_PROFILE = "MINIMAL_KEEP_LIST_PROFILE"
+# No config, or TAG_FILTER_PROFILE_UNSPECIFIED: "Same as KEEP_ALL_PROFILE" (v1 DicomConfig.filterProfile reference)
+DEFAULT_PROFILE = "KEEP_ALL_PROFILE"
 
 
 def _tags(*keywords: str) -> frozenset[int]:

@@ -38,11 +38,9 @@ def _with_extras() -> bytes:
     return buffer.getvalue()
 
 
-def test_parse_config_defaults_to_the_minimal_keep_list() -> None:
-    assert parse_config(None) == DicomDeidConfig()
-    assert parse_config({"dicom": {"filterProfile": "TAG_FILTER_PROFILE_UNSPECIFIED"}}).profile == (
-        "MINIMAL_KEEP_LIST_PROFILE"
-    )
+def test_parse_config_defaults_to_keep_all_as_the_api_reference_says() -> None:
+    assert parse_config(None) == DicomDeidConfig() == parse_config({})
+    assert parse_config({"dicom": {"filterProfile": "TAG_FILTER_PROFILE_UNSPECIFIED"}}).profile == "KEEP_ALL_PROFILE"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,10 @@
   exist; it is created with a de-identified copy of every DICOM store of the source (same store ids).
 
 The operation counts one success per instance written and one failure per instance that could not be
-de-identified or stored (reason at ``logsUrl``); UIDs map consistently across the whole operation.
+de-identified or stored (one ``DeidentifyLogEntry`` each, at ``logsUrl``). New UIDs are derived from the original
+and the destination's name, so every operation into one destination maps an original UID to the same new UID
+(a study sent in several batches stays one study). Google documents that UIDs are regenerated, not how they
+map across operations: docs/emulator.md says what that leaves open.
 """
 
 from __future__ import annotations

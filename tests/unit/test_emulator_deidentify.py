@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import cast
 
 import pydicom
 import pytest
@@ -149,3 +150,17 @@ def test_skip_id_redaction_keeps_every_uid() -> None:
         instance.sop_uid,
     )
     assert result.PatientName == _read(instance.data).PatientName  # KEEP_ALL keeps the tags
+
+
+def test_a_deidentify_that_stored_some_instances_succeeds_with_its_failures_counted() -> None:
+    # The API: "The LRO result may still be successful if de-identification fails for some DICOM instances"; an
+    # import with a failed file ends in error, a de-id that stored none too.
+    from healthcare_emulator.operations import OperationContext, OperationRunner
+
+    partial = OperationContext("op", cast(OperationRunner, None), success=3, failure=1, errors=[("/x", "bad")])
+    outcome = OperationRunner._outcome(partial, None, "v1", "deidentify.DeidentifySummary")
+    assert "response" in outcome and "error" not in outcome
+    none_stored = OperationContext("op", cast(OperationRunner, None), success=0, failure=2, errors=[("/x", "bad")])
+    assert "error" in OperationRunner._outcome(none_stored, None, "v1", "deidentify.DeidentifySummary")
+    an_import = OperationContext("op", cast(OperationRunner, None), success=3, failure=1, errors=[("/x", "bad")])
+    assert "error" in OperationRunner._outcome(an_import, None, "v1", "dicom.ImportDicomDataResponse")

@@ -252,7 +252,7 @@ variable "research" {
     error_message = "The research.dataset_id and research.store_id must be 1-256 letters, digits, '_', '-' or '.'."
   }
   validation {
-    condition     = var.research.existing_store == null ? true : can(regex("^projects/[a-z][a-z0-9\\-:.]{2,62}/locations/[a-z0-9\\-]{2,63}/datasets/[A-Za-z0-9_.\\-]{1,256}/dicomStores/[A-Za-z0-9_.\\-]{1,256}$", var.research.existing_store))
+    condition     = var.research.existing_store == null ? true : can(regex("^projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+$", var.research.existing_store))
     error_message = "The research.existing_store must be a full DICOM store name: projects/P/locations/L/datasets/D/dicomStores/S."
   }
   validation {

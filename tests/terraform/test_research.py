@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("hcl2", reason="python-hcl2 lives in .hclvenv: run scripts/terraform_checks.sh")
 
 from tests.terraform.console import evaluate, evaluate_expression, needs_terraform
-from tests.terraform.test_terraform import TERRAFORM, _locals, _parse, _resources, _variables
+from tests.terraform.test_terraform import EXAMPLES, TERRAFORM, _blocks, _locals, _parse, _resources, _variables
 
 RESEARCH_TF = TERRAFORM / "research.tf"
 SOURCE_STORE = "projects/p/locations/us-central1/datasets/dicomflow/dicomStores/dicomflow"
@@ -407,3 +407,15 @@ def test_outputs_name_the_research_store_and_its_topic():
     outputs = {name: body for block in _parse(TERRAFORM / "outputs.tf")["output"] for name, body in block.items()}
     assert outputs["research_store"]["value"] == "${local.research_store_name}"
     assert outputs["research_notification_topic"]["value"] == "${local.research_topic_id}"
+
+
+def test_the_with_research_example_turns_research_on_and_subscribes_to_its_notifications():
+    [block] = _blocks(EXAMPLES / "with-research", "module")
+    research = block["dicomflow"]["research"]
+    assert research["enabled"] is True and "config_uri" not in research
+    example = _resources(EXAMPLES / "with-research")
+    assert example["google_pubsub_subscription"]["research"]["topic"] == (
+        "${module.dicomflow.research_notification_topic}"
+    )
+    readers = example["google_healthcare_dicom_store_iam_member"]["research_readers"]
+    assert readers["dicom_store_id"] == "${module.dicomflow.research_store}", "readers see the research store only"

@@ -30,6 +30,8 @@
 #                                                                       eventarc.eventReceiver (project)
 #   Healthcare agent     reads imports (in place and staged), filters -> objectViewer on source + state buckets
 #                        writes exports                              -> objectAdmin on export buckets (+ BigQuery)
+#                        reads research.config_uri                   -> objectViewer on its bucket
+#   Research copies (research.tf): on_operation's de-identify and research-store write grants.
 
 locals {
   function_topics = {
@@ -71,7 +73,9 @@ locals {
   }
 
   healthcare_agent_bucket_grants = merge(
-    { for b in distinct(concat(local.source_bucket_names, [local.state_bucket_name])) : "${b} viewer" => { bucket = b, role = "roles/storage.objectViewer" } },
+    # Sources and staged copies (imports), the state bucket (filter files of exports and de-identify) and
+    # the bucket of research.config_uri (gcsConfigUri, research.tf).
+    { for b in distinct(concat(local.source_bucket_names, [local.state_bucket_name], local.research_config_buckets)) : "${b} viewer" => { bucket = b, role = "roles/storage.objectViewer" } },
     { for b in local.export_gcs_buckets : "${b} admin" => { bucket = b, role = "roles/storage.objectAdmin" } },
   )
 }

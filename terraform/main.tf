@@ -42,6 +42,8 @@ locals {
 
   # ---- export targets -------------------------------------------------------------------------
   export_targets = [for t in var.settings.export_targets : { for k, v in t : k => v if v != null }]
+  # What the functions read: the configured targets, then the research copy's deidentify target (research.tf).
+  function_export_targets = concat(local.export_targets, local.research_targets)
   export_gcs_buckets = distinct(concat(
     local.export_bucket_name == null ? [] : [local.export_bucket_name],
     [for t in var.settings.export_targets : regex("^gs://([^/]+)", t.gcs)[0] if t.gcs != null],
@@ -176,7 +178,7 @@ locals {
     HEALTHCARE_API_ENDPOINT   = var.settings.healthcare_api_endpoint
     LOGGING_API_ENDPOINT      = var.settings.logging_api_endpoint
     API_RETRY_ATTEMPTS        = tostring(var.settings.api_retry_attempts)
-    EXPORT_TARGETS            = length(local.export_targets) == 0 ? "" : jsonencode(local.export_targets)
+    EXPORT_TARGETS            = length(local.function_export_targets) == 0 ? "" : jsonencode(local.function_export_targets)
     ROUTES                    = length(local.routes) == 0 ? "" : jsonencode(local.routes)
     MAX_ATTEMPTS              = tostring(var.settings.max_attempts)
     CONFLICT_POLICY           = var.settings.conflict_policy
@@ -664,6 +666,8 @@ resource "google_cloudfunctions2_function" "main" {
     google_pubsub_subscription_iam_member.flush_pending,
     google_healthcare_dicom_store_iam_member.function,
     google_healthcare_dataset_iam_member.function,
+    google_healthcare_dicom_store_iam_member.research_deidentify,
+    google_healthcare_dicom_store_iam_member.research_write,
     google_secret_manager_secret_iam_member.log_hash_key,
   ]
 }

@@ -100,3 +100,13 @@ output "monitoring" {
     dashboard      = one(google_monitoring_dashboard.main[*].id)
   } : null
 }
+
+output "research_store" {
+  description = "Full name of the research DICOM store that receives the de-identified copies (created, or research.existing_store); null unless research.enabled."
+  value       = local.research_store_name
+}
+
+output "research_notification_topic" {
+  description = "Full name of the research store's notification topic (one message per stored instance); null unless the module created the research store."
+  value       = local.research_topic_id
+}

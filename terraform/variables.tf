@@ -214,6 +214,76 @@ variable "store_stream_configs" {
   }
 }
 
+variable "research" {
+  description = <<-EOT
+    Optional de-identified research copy (research.tf): after every imported batch of the default route
+    the follow-up calls dicomStores.deidentify on the DICOM store with the batch's filter file, writing
+    de-identified copies into a research DICOM store (an export target of kind `deidentify`, added to
+    EXPORT_TARGETS). `enabled` (default false). The research store is created by the module, in its own
+    dataset `dataset_id` ("dicomflow-research") as store `store_id` ("research"), in the location of the
+    source dataset, with its own Pub/Sub notification topic `notification_topic`
+    ("dicom-research-notifications": one message per stored instance, for the research users' own
+    processing; `send_for_bulk_import` true); or `existing_store` names an existing store
+    (projects/P/locations/L/datasets/D/dicomStores/S, same project and location as the source store, which
+    the API requires; the module then manages neither that store nor a notification). `target_name`
+    ("research") is the export target's name in batch results. `config`: the DeidentifyConfig as an object
+    (default {dicom = {filterProfile = "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE"}}), or `config_uri`:
+    gs://BUCKET/OBJECT of a JSON DeidentifyConfig (gcsConfigUri; the Healthcare service agent gets
+    objectViewer on that bucket); at most one of the two. on_operation gets a custom role holding
+    healthcare.dicomStores.deidentify on the source store and one holding
+    healthcare.dicomStores.dicomWebWrite on the research store, nothing at project level.
+  EOT
+  type = object({
+    enabled              = optional(bool, false)
+    dataset_id           = optional(string, "dicomflow-research")
+    store_id             = optional(string, "research")
+    existing_store       = optional(string)
+    target_name          = optional(string, "research")
+    config               = optional(any)
+    config_uri           = optional(string)
+    notification_topic   = optional(string, "dicom-research-notifications")
+    send_for_bulk_import = optional(bool, true)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.\\-]{1,256}$", var.research.dataset_id)) && can(regex("^[A-Za-z0-9_.\\-]{1,256}$", var.research.store_id))
+    error_message = "The research.dataset_id and research.store_id must be 1-256 letters, digits, '_', '-' or '.'."
+  }
+  validation {
+    condition     = var.research.existing_store == null ? true : can(regex("^projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+$", var.research.existing_store))
+    error_message = "The research.existing_store must be a full DICOM store name: projects/P/locations/L/datasets/D/dicomStores/S."
+  }
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,39}$", var.research.target_name))
+    error_message = "The research.target_name must be 1-40 lowercase letters, digits or '-', starting with a letter (an export target name)."
+  }
+  validation {
+    condition     = var.research.config == null || var.research.config_uri == null
+    error_message = "Give research.config (a DeidentifyConfig object) or research.config_uri (gs://BUCKET/OBJECT), not both: dicomStores.deidentify takes only one of config and gcsConfigUri."
+  }
+  validation {
+    condition     = var.research.config == null ? true : try(length(keys(var.research.config)) > 0, false)
+    error_message = "The research.config must be a non-empty DeidentifyConfig object, e.g. { dicom = { filterProfile = \"ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE\" } }."
+  }
+  validation {
+    condition = try(var.research.config.dicom.filterProfile, null) == null ? true : contains(
+      ["MINIMAL_KEEP_LIST_PROFILE", "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE", "KEEP_ALL_PROFILE", "DEIDENTIFY_TAG_CONTENTS"],
+      try(tostring(var.research.config.dicom.filterProfile), "")
+    )
+    error_message = "The research.config.dicom.filterProfile must be MINIMAL_KEEP_LIST_PROFILE, ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE, KEEP_ALL_PROFILE or DEIDENTIFY_TAG_CONTENTS."
+  }
+  validation {
+    condition     = var.research.config_uri == null ? true : can(regex("^gs://[a-z0-9][a-z0-9._\\-]{1,220}[a-z0-9]/[^*?\\[\\]]*[^/*?\\[\\]]$", var.research.config_uri))
+    error_message = "The research.config_uri must name one object, gs://BUCKET/OBJECT (no wildcard, not ending with '/')."
+  }
+  validation {
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}$", var.research.notification_topic)) && !startswith(lower(var.research.notification_topic), "goog")
+    error_message = "The research.notification_topic must be a Pub/Sub topic id: 3-255 characters, starting with a letter, not with 'goog'."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Function settings (environment variables)
 # ---------------------------------------------------------------------------------------------

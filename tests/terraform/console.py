@@ -36,7 +36,12 @@ def _closing(text: str, start: int) -> int:
 
 def evaluate(name: str, variables: dict[str, Any], workdir: Path) -> Any:
     """The value of local NAME for these variables, computed by terraform console (no provider needed)."""
-    expression = _expression(name)
+    return evaluate_expression(_expression(name), variables, workdir)
+
+
+def evaluate_expression(expression: str, variables: dict[str, Any], workdir: Path) -> Any:
+    """The value of an HCL expression (e.g. a precondition's condition, without its ``${}``) that reads locals
+    and variables only, for these variables."""
     for _ in range(6):  # inline the locals it uses (they may use others)
         expression = re.sub(r"\blocal\.(\w+)\b", lambda m: f"({_expression(m.group(1))})", expression)
     expression = re.sub(

@@ -161,7 +161,7 @@ def test_hashed_names_without_a_key_fail_the_plan() -> None:
     )
 
 
-@pytest.mark.parametrize("example", ["minimal", "with-exports"])
+@pytest.mark.parametrize("example", ["minimal", "with-exports", "with-research"])
 def test_the_examples_log_hashed_names(example: str) -> None:
     [block] = _blocks(EXAMPLES / example, "module")
     call = block["dicomflow"]

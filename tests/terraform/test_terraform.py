@@ -569,7 +569,7 @@ def test_examples_pin_the_same_providers_as_the_root_module(example: str):
     assert _required_providers(EXAMPLES / example) == _required_providers(TERRAFORM)
 
 
-@pytest.mark.parametrize("example", ["minimal", "with-exports"])
+@pytest.mark.parametrize("example", ["minimal", "with-exports", "with-research"])
 def test_examples_call_the_root_module(example: str):
     folder = EXAMPLES / example
     for required in ("main.tf", "versions.tf", "variables.tf", "outputs.tf", "README.md", "terraform.tfvars.example"):

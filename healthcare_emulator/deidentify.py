@@ -5,12 +5,12 @@ A documented subset of the API's DicomConfig
 
 - one tag filter (the API's ``oneof``): ``keepList`` (keep these tags, remove all others), ``removeList``
   (remove these, keep the others) or ``filterProfile``:
-  ``MINIMAL_KEEP_LIST_PROFILE`` (keep only what identifies the image technically, the default here),
-  ``ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE`` (a subset of the PS3.15 E.1-1 Basic Profile: the attributes of
-  :data:`BASIC_PROFILE_EMPTY` become empty, those of :data:`BASIC_PROFILE_REMOVE` and private tags go) and
-  ``KEEP_ALL_PROFILE``; ``DEIDENTIFY_TAG_CONTENTS`` (inspecting text with Cloud DLP) is not emulated;
-- the technical minimum (:data:`ALWAYS_KEPT`: UIDs, SOP class, the image pixel module and pixel data) is kept
-  whatever the filter, so the result stays a storable, viewable instance;
+  ``MINIMAL_KEEP_LIST_PROFILE`` (what the instance's IOD requires, de-identified) and
+  ``ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE`` (PS3.15 Table E.1-1), both from the standard's tables (see
+  :mod:`deid_profile`), and ``KEEP_ALL_PROFILE``; ``DEIDENTIFY_TAG_CONTENTS`` (inspecting text with Cloud
+  DLP) is not emulated;
+- a keep list also keeps the technical minimum (:data:`ALWAYS_KEPT`: UIDs, SOP class, the image pixel module
+  and pixel data), so the result stays a storable, viewable instance;
 - UIDs (every UI value that is not a registered DICOM UID: Study, Series, SOP Instance, Frame of Reference,
   referenced instances...) are replaced by ``2.25.<decimal>`` derived from the original and a salt, so one
   original UID always maps to one new UID: studies and series keep their structure and references stay
@@ -33,12 +33,15 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from healthcare_emulator.deid_profile import basic_profile, minimal_keep_list
+
 PROFILES = (
     "MINIMAL_KEEP_LIST_PROFILE",
     "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE",
     "KEEP_ALL_PROFILE",
 )
-DEFAULT_PROFILE = "MINIMAL_KEEP_LIST_PROFILE"
+# No config, or TAG_FILTER_PROFILE_UNSPECIFIED: "Same as KEEP_ALL_PROFILE" (v1 DicomConfig.filterProfile reference)
+DEFAULT_PROFILE = "KEEP_ALL_PROFILE"
 
 
 def _tags(*keywords: str) -> frozenset[int]:
@@ -54,20 +57,6 @@ ALWAYS_KEPT = _tags(
 # Group 0028 (image presentation: rows, columns, bits, photometric interpretation, LUTs) and 7FE0 (pixel data)
 _ALWAYS_KEPT_GROUPS = (0x0028, 0x7FE0)
 
-BASIC_PROFILE_EMPTY = _tags(
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
-    "ReferringPhysicianName", "StudyID", "StudyDate", "StudyTime", "ContentDate", "ContentTime",
-)  # fmt: skip
-BASIC_PROFILE_REMOVE = _tags(
-    "OtherPatientIDs", "OtherPatientNames", "OtherPatientIDsSequence", "PatientBirthTime", "PatientAge",
-    "PatientSize", "PatientWeight", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
-    "MedicalRecordLocator", "EthnicGroup", "Occupation", "AdditionalPatientHistory", "PatientComments",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName", "OperatorsName",
-    "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "PhysiciansOfRecord", "RequestingPhysician",
-    "StudyDescription", "SeriesDescription", "ProtocolName", "DeviceSerialNumber", "SeriesDate", "SeriesTime",
-    "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime",
-    "ImageComments", "RequestAttributesSequence", "ReferencedPatientSequence",
-)  # fmt: skip
 # Removing these would leave an instance no store accepts.
 _NOT_REMOVABLE = _tags("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -160,7 +149,7 @@ def uid_mapper(salt: str) -> Callable[[str], str]:
 def deidentify_instance(data: bytes, config: DicomDeidConfig, new_uid: Callable[[str], str]) -> bytes:
     """The de-identified Part-10 file of ``data`` (same transfer syntax, pixel data untouched)."""
     dataset = pydicom.dcmread(BytesIO(data))
-    _filter(dataset, config)
+    _filter(dataset, config, new_uid)
     if not config.skip_id_redaction:
         _replace_uids(dataset, new_uid)
         media = dataset.file_meta.get("MediaStorageSOPInstanceUID")
@@ -175,7 +164,7 @@ def _kept(tag: int) -> bool:
     return tag in ALWAYS_KEPT or (tag >> 16) in _ALWAYS_KEPT_GROUPS
 
 
-def _filter(dataset: Dataset, config: DicomDeidConfig) -> None:
+def _filter(dataset: Dataset, config: DicomDeidConfig, new_uid: Callable[[str], str]) -> None:
     if config.keep is not None:
         for tag in [element.tag for element in dataset if not (_kept(element.tag) or element.tag in config.keep)]:
             del dataset[tag]
@@ -183,22 +172,9 @@ def _filter(dataset: Dataset, config: DicomDeidConfig) -> None:
         for tag in [element.tag for element in dataset if element.tag in config.remove]:
             del dataset[tag]
     elif config.profile == "MINIMAL_KEEP_LIST_PROFILE":
-        for tag in [element.tag for element in dataset if not _kept(element.tag)]:
-            del dataset[tag]
+        minimal_keep_list(dataset, new_uid)
     elif config.profile == "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE":
-        dataset.remove_private_tags()
-        _basic_profile(dataset)
-
-
-def _basic_profile(dataset: Dataset) -> None:
-    for tag in list(dataset.keys()):
-        if tag in BASIC_PROFILE_REMOVE:
-            del dataset[tag]
-        elif tag in BASIC_PROFILE_EMPTY:
-            dataset[tag].value = None
-        elif dataset[tag].VR == "SQ":
-            for item in dataset[tag].value or []:
-                _basic_profile(item)
+        basic_profile(dataset, new_uid)
 
 
 def _replace_uids(dataset: Dataset, new_uid: Callable[[str], str]) -> None:

@@ -7,7 +7,10 @@
   exist; it is created with a de-identified copy of every DICOM store of the source (same store ids).
 
 The operation counts one success per instance written and one failure per instance that could not be
-de-identified or stored (reason at ``logsUrl``); UIDs map consistently across the whole operation.
+de-identified or stored (one ``DeidentifyLogEntry`` each, at ``logsUrl``). New UIDs are derived from the original
+and the destination's name, so every operation into one destination maps an original UID to the same new UID
+(a study sent in several batches stays one study). Google documents that UIDs are regenerated, not how they
+map across operations: docs/emulator.md says what that leaves open.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from healthcare_emulator.instances import InvalidInstanceError, parse_instance
 from healthcare_emulator.names import DatasetName, StoreName, validate_id
 from healthcare_emulator.operations import Job, OperationContext, OperationFailedError
 from healthcare_emulator.repository import StoreOutcome
-from healthcare_emulator.rest import base_url, json_body, json_response, require_storage
+from healthcare_emulator.rest import base_url, json_body, json_response, require_storage, timed_job
 from healthcare_emulator.service import Emulator
 
 _SUMMARY = "deidentify.DeidentifySummary"
@@ -62,7 +65,8 @@ def deidentify_store(emulator: Emulator, request: Request, version: str, groups:
             raise invalid_argument("filterConfig.resourcePathsGcsUri must be a gs:// URI")
         require_storage(emulator)
     emulator.require_store(destination)
-    job = _job(emulator, [_Copy(source, destination)], config, str(destination), filter_uri)
+    job = timed_job(emulator, str(source), "DeidentifyDicomStore",
+                    _job(emulator, [_Copy(source, destination)], config, str(destination), filter_uri))  # fmt: skip
     operation = emulator.operations.start(
         source.dataset, version, "DeidentifyDicomStore", _SUMMARY, base_url(emulator, request), job
     )

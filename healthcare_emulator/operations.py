@@ -232,7 +232,8 @@ class OperationRunner:
         api_version: str,
         response_type: str | None,
     ) -> dict[str, Any]:
-        if context.failure:
+        partial_deid = bool(response_type and "Deidentify" in response_type and context.success)
+        if context.failure and not partial_deid:  # a de-id that stored some instances succeeds, failures counted
             kind = "ImportDicomDataErrorDetails" if response_type and "Import" in response_type else "ErrorDetails"
             sample = [
                 {"resource": resource, "error": {"code": RPC_CODES["INVALID_ARGUMENT"], "message": reason}}

@@ -220,7 +220,7 @@ def import_data(emulator: Emulator, request: Request, version: str, groups: dict
     def fails(object_name: str) -> bool:
         return emulator.faults.fails_import_of(str(name), object_name)
 
-    job = _delayed(
+    job = timed_job(
         emulator,
         str(name),
         "ImportDicomData",
@@ -265,7 +265,7 @@ def export_data(emulator: Emulator, request: Request, version: str, groups: dict
         "ExportDicomData",
         "dicom.ExportDicomDataResponse",
         base_url(emulator, request),
-        _delayed(emulator, str(name), "ExportDicomData", job),
+        timed_job(emulator, str(name), "ExportDicomData", job),
         store=str(name),
     )
     return json_response(operation)
@@ -279,7 +279,7 @@ def require_storage(emulator: Emulator) -> None:
         raise failed_precondition(str(exc)) from exc
 
 
-def _delayed(emulator: Emulator, store: str, operation: str, job: Job) -> Job:
+def timed_job(emulator: Emulator, store: str, operation: str, job: Job) -> Job:
     """Apply this store's operation-delay fault (if one is set) before the job works; cleared rules end it. Under
     a timing profile the operation then lasts at least the profile's duration for what it did (``timing``)."""
     delay = emulator.faults.operation_delay(store, operation)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from google.cloud import storage
 from googleapiclient.errors import HttpError
+from pydicom._uid_dict import UID_dictionary
 
 from devstack.synthetic import SyntheticInstance, generate_dataset
 from tests.integration.conftest import LOCATION, PROJECT, StoreRef, wait_for_operation
@@ -231,3 +233,92 @@ def test_gcloud_alpha_deidentifies_a_dataset_through_v1alpha2(
     copied = _instances(services, f"{destination}/dicomStores/{store.store}")
     assert len(copied) == len(instances)
     assert {_value(i, PATIENT_ID) for i in copied} == {i.patient_id for i in instances}
+
+
+def _deidentify(api: Any, store: StoreRef, destination: str, config: dict[str, Any], filter_uri: str) -> dict[str, Any]:
+    body = {"destinationStore": destination, "config": config, "filterConfig": {"resourcePathsGcsUri": filter_uri}}
+    operation = _stores(api).deidentify(sourceStore=store.name, body=body).execute()
+    return wait_for_operation(api, operation["name"])
+
+
+def _uid_values(dataset: pydicom.Dataset) -> set[str]:
+    found: set[str] = set()
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                found |= _uid_values(item)
+        elif element.VR == "UI" and not element.is_empty:
+            found |= {str(v) for v in (element.value if element.VM > 1 else [element.value])}
+    return found
+
+
+def test_store_deidentify_keeps_one_study_across_two_operations_into_one_destination(
+    api_v1: Any, services: Any, store: StoreRef, bucket: storage.Bucket
+) -> None:
+    # GIVEN one study of 2 series x 2 instances, and two filter files that split it across the series
+    instances = generate_dataset(1, 2, 2, seed=2106)
+    _web(services, store.name).store_instances([pydicom.dcmread(io.BytesIO(i.data)) for i in instances])
+    lines = [f"/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}" for i in instances]
+    halves = {"deid-batch-1.txt": [lines[0], lines[2]], "deid-batch-2.txt": [lines[1], lines[3]]}
+    for name, half in halves.items():
+        bucket.blob(name).upload_from_string("\n".join(half) + "\n")
+    destination = _new_store(api_v1, store, "deid-batches")
+    config = {"dicom": {"filterProfile": "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE"}}
+    # WHEN each half is de-identified by its own operation into the same destination
+    for name in halves:
+        done = _deidentify(api_v1, store, destination, config, f"gs://{bucket.name}/{name}")
+        assert done["metadata"]["counter"] == {"success": "2"}
+    # THEN the destination holds one study with the two series of two instances each
+    copied = _instances(services, destination)
+    assert len({_value(i, STUDY) for i in copied}) == 1
+    assert sorted(Counter(_value(i, SERIES) for i in copied).values()) == [2, 2]
+    # AND no original UID is left anywhere in the stored instances (file meta and sequences included)
+    web = _web(services, destination)
+    stored = [web.retrieve_instance(_value(i, STUDY), _value(i, SERIES), _value(i, SOP)) for i in copied]
+    sources = [pydicom.dcmread(io.BytesIO(i.data)) for i in instances]
+    # every UID but the registered ones and the writer's ImplementationClassUID (software, not a patient: K)
+    software = {str(d.file_meta.ImplementationClassUID) for d in sources}
+    originals = {uid for d in sources for uid in _uid_values(d) | _uid_values(d.file_meta) if uid not in UID_dictionary}
+    originals -= software
+    assert not originals & {uid for d in stored for uid in _uid_values(d) | _uid_values(d.file_meta)}
+    # AND what the originals shared they still share (frames of reference)
+    assert len({str(d.FrameOfReferenceUID) for d in stored}) == len({str(d.FrameOfReferenceUID) for d in sources})
+
+
+def test_store_deidentify_counts_and_logs_each_failed_instance(
+    api_v1: Any, services: Any, store: StoreRef, bucket: storage.Bucket
+) -> None:
+    # GIVEN a study already de-identified into a destination with every tag kept
+    instances = _fill(services, store, seed=2107)[:2]
+    bucket.blob("deid-two.txt").upload_from_string(
+        "".join(f"/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}\n" for i in instances)
+    )
+    destination = _new_store(api_v1, store, "deid-conflict")
+    uri = f"gs://{bucket.name}/deid-two.txt"
+    assert _deidentify(api_v1, store, destination, {"dicom": {"filterProfile": "KEEP_ALL_PROFILE"}}, uri)["metadata"][
+        "counter"
+    ] == {"success": "2"}
+    # WHEN the same instances go again with another profile: same new UIDs, other bytes
+    config = {"dicom": {"filterProfile": "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE"}}
+    done = _deidentify(api_v1, store, destination, config, uri)
+    # THEN both fail, counted in the metadata, and each is one DeidentifyLogEntry naming the instance
+    assert done["metadata"]["counter"] == {"failure": "2"}
+    operation_id = done["name"].rsplit("/", 1)[1]
+    request = urllib.request.Request(
+        f"{services.healthcare_url}/v2/entries:list",
+        data=json.dumps(
+            {"resourceNames": [f"projects/{PROJECT}"], "filter": f'operation.id="{operation_id}"'}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        entries = json.load(answer)["entries"]
+    assert len(entries) == 2
+    assert {e["logName"] for e in entries} == {f"projects/{PROJECT}/logs/healthcare.googleapis.com%2Fdeidentify"}
+    assert {e["operation"]["producer"] for e in entries} == {"healthcare.googleapis.com/DeidentifyDicomStore"}
+    payloads = [e["jsonPayload"] for e in entries]
+    assert {p["@type"] for p in payloads} == {"type.googleapis.com/google.cloud.healthcare.logging.DeidentifyLogEntry"}
+    assert {p["resourceName"].rsplit("/", 1)[1] for p in payloads} == {i.sop_uid for i in instances}
+    assert all("other content under the new UIDs" in p["error"]["message"] for p in payloads)
+    names = {str(pydicom.dcmread(io.BytesIO(i.data)).PatientName) for i in instances}
+    assert not [n for n in names if any(n in json.dumps(e) for e in entries)]  # no tag value in the logs

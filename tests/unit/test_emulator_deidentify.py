@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import cast
 
 import pydicom
 import pytest
@@ -38,11 +39,9 @@ def _with_extras() -> bytes:
     return buffer.getvalue()
 
 
-def test_parse_config_defaults_to_the_minimal_keep_list() -> None:
-    assert parse_config(None) == DicomDeidConfig()
-    assert parse_config({"dicom": {"filterProfile": "TAG_FILTER_PROFILE_UNSPECIFIED"}}).profile == (
-        "MINIMAL_KEEP_LIST_PROFILE"
-    )
+def test_parse_config_defaults_to_keep_all_as_the_api_reference_says() -> None:
+    assert parse_config(None) == DicomDeidConfig() == parse_config({})
+    assert parse_config({"dicom": {"filterProfile": "TAG_FILTER_PROFILE_UNSPECIFIED"}}).profile == "KEEP_ALL_PROFILE"
 
 
 @pytest.mark.parametrize(
@@ -85,12 +84,18 @@ def test_basic_profile_empties_removes_and_replaces() -> None:
     # technical attributes and pixels are kept
     assert result.Modality == original.Modality
     assert result.PixelData == original.PixelData
-    # UIDs are new, and a reference follows the instance it refers to
+    # UIDs are new; the optional (Type 3) reference sequence, X/Z/U* in Table E.1-1, is removed
     assert result.StudyInstanceUID != original.StudyInstanceUID
     assert result.SOPInstanceUID != original.SOPInstanceUID
     assert result.SOPClassUID == original.SOPClassUID  # registered UIDs are not identifiers
-    assert result.SourceImageSequence[0].ReferencedSOPInstanceUID == result.SOPInstanceUID
+    assert "SourceImageSequence" not in result
     assert result.file_meta.MediaStorageSOPInstanceUID == result.SOPInstanceUID
+
+
+def test_a_reference_follows_the_instance_it_refers_to() -> None:
+    config = parse_config({"dicom": {"filterProfile": "KEEP_ALL_PROFILE"}})
+    result = _read(deidentify_instance(_with_extras(), config, uid_mapper("salt")))
+    assert result.SourceImageSequence[0].ReferencedSOPInstanceUID == result.SOPInstanceUID
 
 
 def test_keep_list_keeps_the_listed_tags_and_the_technical_minimum() -> None:
@@ -109,10 +114,13 @@ def test_remove_list_removes_only_the_listed_tags() -> None:
     assert 0x00091010 in result
 
 
-def test_minimal_keep_list_leaves_no_patient_attribute() -> None:
-    result = _read(deidentify_instance(_with_extras(), parse_config(None), uid_mapper("salt")))
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "AccessionNumber", "StudyDate"):
-        assert keyword not in result
+def test_minimal_keep_list_leaves_no_patient_value() -> None:
+    config = parse_config({"dicom": {"filterProfile": "MINIMAL_KEEP_LIST_PROFILE"}})
+    result = _read(deidentify_instance(_with_extras(), config, uid_mapper("salt")))
+    # required by the CT IOD (Type 2): present and empty; not required: gone
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyDate"):
+        assert result[keyword].is_empty, keyword
+    assert "InstitutionName" not in result and "StudyDescription" not in result and 0x00091010 not in result
     assert "PixelData" in result
 
 
@@ -142,3 +150,17 @@ def test_skip_id_redaction_keeps_every_uid() -> None:
         instance.sop_uid,
     )
     assert result.PatientName == _read(instance.data).PatientName  # KEEP_ALL keeps the tags
+
+
+def test_a_deidentify_that_stored_some_instances_succeeds_with_its_failures_counted() -> None:
+    # The API: "The LRO result may still be successful if de-identification fails for some DICOM instances"; an
+    # import with a failed file ends in error, a de-id that stored none too.
+    from healthcare_emulator.operations import OperationContext, OperationRunner
+
+    partial = OperationContext("op", cast(OperationRunner, None), success=3, failure=1, errors=[("/x", "bad")])
+    outcome = OperationRunner._outcome(partial, None, "v1", "deidentify.DeidentifySummary")
+    assert "response" in outcome and "error" not in outcome
+    none_stored = OperationContext("op", cast(OperationRunner, None), success=0, failure=2, errors=[("/x", "bad")])
+    assert "error" in OperationRunner._outcome(none_stored, None, "v1", "deidentify.DeidentifySummary")
+    an_import = OperationContext("op", cast(OperationRunner, None), success=3, failure=1, errors=[("/x", "bad")])
+    assert "error" in OperationRunner._outcome(an_import, None, "v1", "dicom.ImportDicomDataResponse")

@@ -123,6 +123,9 @@ class HealthcareApi(Protocol):
     def start_export(self, body: dict[str, Any]) -> str:
         """Start ``dicomStores.export`` with ``body``; return the operation name."""
 
+    def start_deidentify(self, body: dict[str, Any]) -> str:
+        """Start ``dicomStores.deidentify`` of this store with ``body``; return the operation name."""
+
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:
         """The SOP Instance UIDs the store holds in one series (empty when the series is absent)."""
 

@@ -20,6 +20,10 @@ from dicomflow.retry import RetryPolicy, call_with_retry
 _TIMEOUT = 120
 _READ = "roles/healthcare.dicomViewer on the DICOM store"  # QIDO-RS, WADO-RS, dicomStores.export
 _WRITE = "roles/healthcare.dicomEditor on the DICOM store"  # dicomStores.import, DICOMweb DELETE
+_DEIDENTIFY = (
+    "healthcare.dicomStores.deidentify on the DICOM store and healthcare.dicomStores.dicomWebWrite on "
+    "the research store (the Terraform's research roles)"
+)  # dicomStores.deidentify
 _OPERATIONS = "roles/healthcare.datasetViewer on the dataset"  # operations.get
 
 
@@ -93,6 +97,12 @@ class GoogleHealthcareApi:
 
     def start_export(self, body: dict[str, Any]) -> str:
         operation = self._execute("export", lambda: self._stores().export(name=self._store, body=body), _READ)
+        return str(operation["name"])
+
+    def start_deidentify(self, body: dict[str, Any]) -> str:
+        operation = self._execute(
+            "deidentify", lambda: self._stores().deidentify(sourceStore=self._store, body=body), _DEIDENTIFY
+        )
         return str(operation["name"])
 
     def series_instances(self, study_uid: str, series_uid: str) -> set[str]:

@@ -159,7 +159,8 @@ def _import(
 
 def _export(marker: ExportMarker) -> dict[str, Any]:
     return {"target": marker.target, "state": str(marker.status), "outcome": marker.outcome,
-            "operation": marker.operation, "counter": dict(marker.counter), "reason": marker.reason}  # fmt: skip
+            "operation": marker.operation, "counter": dict(marker.counter), "reason": marker.reason,
+            "failed_instances": [dict(f) for f in marker.failed_instances]}  # fmt: skip
 
 
 def _oldest_pending(ctx: Context, now: datetime) -> dict[str, Any]:
@@ -215,6 +216,15 @@ def render(report: dict[str, Any]) -> str:
         detail = [[i["operation"].rsplit("/", 1)[-1], i["state"], i["files"], _counter(i["counter"]), i["uri"]]
                   for i in batches[0]["imports"]]  # fmt: skip
         parts.append("Imports of the batch\n" + table(["operation", "state", "files", "counter", "uri"], detail))
+        targets = [[e["target"], e["outcome"] or e["state"], _counter(e["counter"]), e["reason"] or "-"]
+                   for e in batches[0]["exports"]]  # fmt: skip
+        parts.append("Export and de-id targets of the batch\n" + table(["target", "outcome", "counter", "reason"],
+                                                                          targets))  # fmt: skip
+        failed = [[e["target"], f["instance"], f["reason"]] for e in batches[0]["exports"]
+                  for f in e.get("failed_instances", [])]  # fmt: skip
+        if failed:
+            parts.append("Instances a target could not take (imported; the API's reason)\n"
+                         + table(["target", "instance", "reason"], failed))  # fmt: skip
     pending = report["oldest_pending"]
     if pending is not None:
         age = "none pending" if pending["age_seconds"] is None else f"{ago(pending['age_seconds'])} old"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from dicomflow.config.exports import ExportTarget, parse_export_targets
+from dicomflow.config.exports import ExportTarget, parse_export_targets, store_mismatch
 from dicomflow.config.parsers import (
     Setting,
     parse_bool,
@@ -334,6 +334,13 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         if location and location[0] in values["source_buckets"] and not location[1].strip("/"):
             problems.append(f"EXPORT_TARGETS: target {target.name!r} writes to the root of source bucket "
                             f"{location[0]}; give it a prefix so exports are not taken for uploads")  # fmt: skip
+    default_store = (f"projects/{values['project_id']}/locations/{values['location']}/datasets/{values['dataset']}"
+                     f"/dicomStores/{values['dicom_store']}")  # fmt: skip
+    checks = [("EXPORT_TARGETS", t, default_store) for t in values["export_targets"]]
+    checks += [(f"ROUTES: route {r.name!r}", t, r.store) for r in values["routes"] for t in r.export_targets]
+    for where, target, store in checks:
+        if mismatch := store_mismatch(target, store):
+            problems.append(f"{where}: {mismatch}")
     return problems
 
 

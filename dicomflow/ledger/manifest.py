@@ -243,6 +243,7 @@ class ExportMarker:
     counter: Mapping[str, Any] = field(default_factory=dict)
     reason: str | None = None
     attempts: int = 1  # export operations started for this target (an interrupted one is started again)
+    failed_instances: tuple[Mapping[str, str], ...] = ()  # de-id: {"instance": /studies/..., "reason"}, bounded
 
     def done(self, outcome: ExportOutcome, finished: str, reason: str | None = None, **extra: Any) -> ExportMarker:
         return replace(self, status=ExportStatus.DONE, outcome=outcome, finished=finished, reason=reason, **extra)
@@ -251,7 +252,7 @@ class ExportMarker:
         return {"version": LEDGER_VERSION, "target": self.target, "status": self.status, "claimed": self.claimed,
                 "operation": self.operation, "started": self.started, "finished": self.finished,
                 "outcome": self.outcome, "counter": dict(self.counter), "reason": self.reason,
-                "attempts": self.attempts}  # fmt: skip
+                "attempts": self.attempts, "failed_instances": [dict(f) for f in self.failed_instances]}  # fmt: skip
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any]) -> ExportMarker:
@@ -270,7 +271,19 @@ class ExportMarker:
                 dict(parsing.obj(body.get("counter") or {}, "export marker counter")),
                 parsing.optional_text(body, "reason", what),
                 parsing.integer(body, "attempts", what, minimum=1, maximum=1000, default=1),
+                _failed_instances(body.get("failed_instances") or []),
             )  # fmt: skip
+
+
+def _failed_instances(items: Any) -> tuple[Mapping[str, str], ...]:
+    what = "export marker failed_instances"
+    if not isinstance(items, list):
+        raise MalformedEventError(f"{what} must be a list")
+    return tuple(
+        {"instance": parsing.text(parsing.obj(i, what), "instance", what, max_chars=400),
+         "reason": parsing.text(i, "reason", what, max_chars=1000)}
+        for i in items
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,8 @@ class FakeHealthcare:
     contents: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # what WADO-RS returns
     delete_calls: list[tuple[str, str, str]] = field(default_factory=list)  # every DICOMweb DELETE of an instance
     refuse_deletes: Exception | None = None  # what delete_instance raises, where a test sets it
+    deidentifies: list[dict[str, Any]] = field(default_factory=list)  # every dicomStores.deidentify body
+    refuse_deidentify: Exception | None = None  # what start_deidentify raises, where a test sets it
 
     def start_import(self, uri: str, storage_class: str | None) -> str:
         if self.fail_imports:
@@ -180,6 +182,12 @@ class FakeHealthcare:
     def start_export(self, body: dict[str, Any]) -> str:
         self.exports.append(body)
         return f"projects/p/locations/l/datasets/d/operations/export-{len(self.exports)}"
+
+    def start_deidentify(self, body: dict[str, Any]) -> str:
+        if self.refuse_deidentify is not None:
+            raise self.refuse_deidentify
+        self.deidentifies.append(body)
+        return f"projects/p/locations/l/datasets/d/operations/deidentify-{len(self.deidentifies)}"
 
     def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
         if (study_uid, series_uid, sop_uid) not in self.contents:

@@ -72,7 +72,8 @@ def test_the_result_message_is_the_documented_contract() -> None:
         "version": 1, "batch_id": "b1", "store": "projects/p/locations/l/datasets/d/dicomStores/s", "route": "default",
         "outcome": "partial", "files": 2, "imported": 2, "duplicates": 0, "redriven": 0, "failed": 0, "skipped": 0,
         "imports": [{"uri": URI, "operation": "op1", "files": 2}],
-        "exports": [{"target": "dicom", "operation": "op2", "outcome": "failed", "reason": "denied"}],
+        "exports": [{"target": "dicom", "operation": "op2", "outcome": "failed", "reason": "denied", "success": 0,
+                     "failure": 0, "failed_instances": []}],
         "timings": {"first_upload": "2026-12-02T10:00:00Z", "batch_created": "2026-12-02T10:01:00Z",
                     "finished": "2026-12-02T10:03:00+00:00", "seconds_upload_to_finished": 180.0},
     }  # fmt: skip
@@ -86,3 +87,17 @@ def test_a_batch_without_upload_times_reports_no_upload_timing() -> None:
     result = summarize(manifest, [ImportMarker("op1", "t", {})], [], datetime(2026, 12, 2, 10, 3, tzinfo=UTC))
     assert result["timings"]["first_upload"] is None and "seconds_upload_to_finished" not in result["timings"]
     assert result["outcome"] == "success"
+
+
+def test_a_deid_target_reports_its_counters_and_the_instances_it_could_not_take() -> None:
+    # GIVEN a batch of 2 files whose de-id target de-identified 1 and failed 1 (with the API's reason)
+    manifest = _manifest(2)
+    marker = ImportMarker("op1", "2026-12-02T10:02:00Z", {"success": "2"})
+    failed = ({"instance": "/studies/1.1/series/1.1.1/instances/1.1.1.2", "reason": "cannot de-identify"},)
+    deid = ExportMarker("research", ExportStatus.DONE, operation="op3", outcome=ExportOutcome.SUCCEEDED,
+                        counter={"success": "1", "failure": "1"}, failed_instances=failed)  # fmt: skip
+    result = summarize(manifest, [marker], [deid], datetime(2026, 12, 2, 10, 3, tzinfo=UTC))
+    # THEN the result names the target with its counters and the failed instance; the files count as imported
+    assert result["exports"] == [{"target": "research", "operation": "op3", "outcome": "succeeded", "reason": None,
+                                  "success": 1, "failure": 1, "failed_instances": list(failed)}]  # fmt: skip
+    assert result["imported"] == 2 and result["failed"] == 0 and _adds_up(result)

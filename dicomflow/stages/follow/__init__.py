@@ -6,8 +6,9 @@
     import done          -> reconcile its files (``reconcile``; reasons of reported files from Cloud Logging,
                             ``logged_reasons``), settle its conflicts (``conflicts``: report, or
                             replace the stored instance), delete its staged copies, record it once
-    every import done    -> write the filter file, claim and start each export target once, watch it
-    export done          -> record its outcome
+    every import done    -> write the filter file, claim and start each export target once (a de-id target:
+                            dicomStores.deidentify into its research store), watch it
+    export done          -> record its outcome (a de-id target: with its failed instances and their reasons)
     everything done      -> publish the batch result once (``results``)
 
 Each effect is claimed in the ledger first, so redelivered or concurrent watches never repeat it.
@@ -70,7 +71,7 @@ class Follower:
         context = replace(self._context, healthcare=self._stores(manifest.store))  # the store of this batch's route
         where = fields(batch_id=manifest.batch_id, operation=watch.operation, kind=watch.kind)
         operation, polls = PendingStep(context, self._clock, self._sleep).wait(manifest, watch)
-        exports, finish = ExportStep(context), FinishStep(context)
+        exports, finish = ExportStep(context, self._reasons), FinishStep(context)
         if watch.kind is WatchKind.IMPORT:
             result = ImportStep(context, self._reasons).done(manifest, watch, operation)
             if context.import_markers(manifest) is not None:  # every import reconciled: on to the exports

@@ -1,6 +1,7 @@
 """The follow-up's export step: once every import of the batch is reconciled, write the filter file of its
 instances in the store, claim and start each export target of its route once and watch it; when an export's
-watch comes back, record its outcome, or start it again (same filter file) when it was interrupted."""
+watch comes back, record its outcome, or start it again (same filter file) when it was interrupted. A de-id
+target is one more target here: what differs (the call, its failed instances) is in ``deidentify``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from dicomflow.logs import fields
 from dicomflow.messages import lro
 from dicomflow.messages.records import WatchKind, WatchMessage
 from dicomflow.reconcile.import_check import present_instances
+from dicomflow.reconcile.logged_reasons import LoggedReasons
 from dicomflow.stages.follow.context import FollowContext, FollowResult, FollowState
+from dicomflow.stages.follow.deidentify import failed_instances, start_operation
 
 log = logging.getLogger(__package__)  # the follow-up's one logger: its lines keep the name dicomflow.stages.follow
 EXPORT_ATTEMPTS = 3
@@ -23,8 +26,9 @@ _INTERRUPTED_CODES = (4, 10, 14)  # google.rpc.Code DEADLINE_EXCEEDED, ABORTED, 
 
 
 class ExportStep:
-    def __init__(self, context: FollowContext) -> None:
+    def __init__(self, context: FollowContext, reasons: LoggedReasons | None = None) -> None:
         self._ctx = context
+        self._reasons = reasons or LoggedReasons(None, 0)
 
     def start(self, manifest: Manifest, result: FollowResult) -> None:
         """Every import reconciled: claim and start each export target of the batch's route once."""
@@ -55,7 +59,7 @@ class ExportStep:
     ) -> None:  # fmt: skip
         ctx = self._ctx
         try:
-            operation = ctx.healthcare.start_export(target.request_body(filter_uri))
+            operation = start_operation(ctx.healthcare, target, filter_uri)
         except PermanentError as exc:
             ctx.ledger.complete_export(
                 claim, claimed.done(ExportOutcome.FAILED, ctx.now().isoformat(), f"refused: {exc}")
@@ -96,22 +100,24 @@ class ExportStep:
                 outcome = ExportOutcome.SUCCEEDED if "response" in operation else (
                     ExportOutcome.STUCK if operation.get("stuck") else ExportOutcome.FAILED)  # fmt: skip
                 reason = None if outcome is ExportOutcome.SUCCEEDED else lro.reason(operation)
-                done = marker.done(outcome, ctx.now().isoformat(), reason, counter=lro.counter(operation))
+                failed = failed_instances(self._reasons, self._target(manifest, marker.target), watch.operation,
+                                          operation)  # fmt: skip
+                done = marker.done(outcome, ctx.now().isoformat(), reason, counter=lro.counter(operation),
+                                   failed_instances=failed)  # fmt: skip
                 ctx.ledger.complete_export(ctx.ledger.export_claim(manifest.batch_id, watch.target, generation), done)
         return FollowResult(FollowState.EXPORTED)
 
     def _restart(self, manifest: Manifest, marker: ExportMarker, claim: Claim) -> bool:
         """Start an export again whose operation was interrupted (ABORTED, UNAVAILABLE): same filter file."""
         ctx = self._ctx
-        target = next((t for t in ctx.settings.route_named(manifest.route).export_targets if t.name == marker.target),
-                      None)  # fmt: skip
+        target = self._target(manifest, marker.target)
         if target is None:
             return False
         restarting = replace(marker, status=ExportStatus.STARTING, claimed=ctx.now().isoformat())
         ours = ctx.ledger.reclaim_export(claim, restarting)  # claim first: one delivery starts it again
         if ours is None:
             return True  # another delivery moved the marker on first; its watch carries on
-        operation = ctx.healthcare.start_export(target.request_body(ctx.ledger.filter_uri(manifest.batch_id)))
+        operation = start_operation(ctx.healthcare, target, ctx.ledger.filter_uri(manifest.batch_id))
         restarted = replace(marker, operation=operation, started=ctx.now().isoformat(), attempts=marker.attempts + 1)
         if not ctx.ledger.complete_export(ours, restarted):
             return True
@@ -125,6 +131,9 @@ class ExportStep:
                     extra=fields(batch_id=manifest.batch_id, operation=operation, target=target.name,
                                  attempt=restarted.attempts))  # fmt: skip
         return True
+
+    def _target(self, manifest: Manifest, name: str) -> ExportTarget | None:
+        return next((t for t in self._ctx.settings.route_named(manifest.route).export_targets if t.name == name), None)
 
 
 def _interrupted(operation: dict[str, Any]) -> bool:

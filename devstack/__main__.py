@@ -33,6 +33,8 @@ def _stack_arguments(parser: argparse.ArgumentParser) -> None:
         help="local: the stand-ins' own clocks (default); cloud: the cloud's operation durations, API and Cloud "
         "Storage latencies and the operations subscription's retry policy (devstack/timing.py, for benchmarks)",
     )  # fmt: skip
+    parser.add_argument("--research", action="store_true", help="also copy every batch, de-identified, into the "
+                        "research store (the `research` target; always on for demo)")  # fmt: skip
 
 
 def _log_to_stderr() -> None:
@@ -50,7 +52,7 @@ def _serve(args: argparse.Namespace, demo: bool) -> int:
     config = StackConfig(
         gcs_port=args.gcs_port, pubsub_port=args.pubsub_port, healthcare_port=args.healthcare_port,
         functions_port=args.functions_port, settle_seconds=args.settle_seconds, flush_interval=args.flush_interval,
-        data_dir=args.data_dir, timing=args.timing,
+        data_dir=args.data_dir, timing=args.timing, research=demo or args.research,
     )  # fmt: skip
     stack = LocalStack(config)
     stopping = threading.Event()
@@ -68,7 +70,7 @@ def _serve(args: argparse.Namespace, demo: bool) -> int:
     try:
         print(describe(endpoints))
         print("ready — press Ctrl-C to stop", flush=True)
-        if demo and not run_demo(endpoints):
+        if demo and not run_demo(endpoints, research=True):
             return 1
         if demo:
             print("\nThe stack stays up: upload your own files with `python -m devstack upload PATH...`; Ctrl-C stops.")

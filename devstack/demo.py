@@ -12,7 +12,8 @@ from io import BytesIO
 import pydicom
 
 from devstack.client import operations, read_journal, storage_client, stored_instances
-from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, STATE_BUCKET, StackEndpoints
+from devstack.research import research_copy
+from devstack.stack import EXPORT_BUCKET, INCOMING_BUCKET, RESEARCH_STORE_NAME, STATE_BUCKET, StackEndpoints
 from devstack.synthetic import generate_dataset, make_instance, new_uid
 from dicomflow.adapters.storage import GcsObjectStore
 from dicomflow.config.settings import Settings
@@ -47,7 +48,7 @@ def synthesize_upload(endpoints: StackEndpoints, prefix: str = "demo/") -> DemoU
     return DemoUpload([*names, odd_name, bad_name, names[0]], {i.sop_uid for i in instances} | {odd_sop}, [bad_name])
 
 
-def progress(endpoints: StackEndpoints, upload: DemoUpload) -> dict[str, int]:
+def progress(endpoints: StackEndpoints, upload: DemoUpload, research: bool = False) -> dict[str, int]:
     client = storage_client(endpoints.storage_host)
     dataset = endpoints.store_name.split("/dicomStores/")[0]
     ops = operations(endpoints.healthcare_url, dataset)
@@ -60,26 +61,31 @@ def progress(endpoints: StackEndpoints, upload: DemoUpload) -> dict[str, int]:
         "imports": len(imports),
         "imported": stored_instances(endpoints.healthcare_url, endpoints.store_name),
         "exported": sum(1 for _ in client.list_blobs(EXPORT_BUCKET, prefix="dicom/")),
+        **({"research": stored_instances(endpoints.healthcare_url, RESEARCH_STORE_NAME)} if research else {}),
         "failed": len(read_journal(endpoints.journal("failed"))),
         "results": len(read_journal(endpoints.journal("results"))),
     }
 
 
-def run_demo(endpoints: StackEndpoints, timeout: float = 300.0, say: Callable[[str], None] = print) -> bool:
-    """Upload, follow progress until every valid instance is imported and exported, print a summary."""
+def run_demo(
+    endpoints: StackEndpoints, timeout: float = 300.0, say: Callable[[str], None] = print, research: bool = False
+) -> bool:
+    """Upload, follow progress until every valid instance is imported and exported (and, with ``research``,
+    de-identified into the research store), print a summary."""
     upload = synthesize_upload(endpoints)
     say(f"uploaded {len(upload.names)} objects to gs://{INCOMING_BUCKET}/demo/: {len(upload.valid_sops)} valid "
         "instances, 1 non-DICOM .dcm, 1 name with wildcard characters, 1 duplicate upload")  # fmt: skip
     deadline = time.monotonic() + timeout
     state: dict[str, int] = {}
     while time.monotonic() < deadline:
-        state = progress(endpoints, upload)
+        state = progress(endpoints, upload, research)
         say("  " + "  ".join(f"{k}={v}" for k, v in state.items()))
         done = (
             state["imported"] >= len(upload.valid_sops)
             and state["exported"] >= len(upload.valid_sops)
             and state["failed"] >= len(upload.bad_names)
             and state["importing"] == 0
+            and state.get("research", len(upload.valid_sops)) >= len(upload.valid_sops)
         )
         if done:
             break
@@ -96,10 +102,25 @@ def run_demo(endpoints: StackEndpoints, timeout: float = 300.0, say: Callable[[s
     for failure in read_journal(endpoints.journal("failed")):
         say(f"  failed: {failure.get('name')} ({failure.get('stage')}): {failure.get('reason')}")
     say(f"  exports: gs://{EXPORT_BUCKET}/dicom/STUDY/SERIES/INSTANCE.dcm ({state['exported']} objects)")
+    if research:
+        _say_research(endpoints, say)
     say(f"  results: {state['results']} batch summaries on dicom-results (journal: {endpoints.journal('results')})")
     say(f"\nNext, see the batches, what is in flight and the failures by reason:\n"
         f"  .venv/bin/dicomflow --env-file {endpoints.data_dir}/dicomflow.env status")  # fmt: skip
     return True
+
+
+def _say_research(endpoints: StackEndpoints, say: Callable[[str], None]) -> None:
+    copy = research_copy(endpoints.healthcare_url, endpoints.store_name, RESEARCH_STORE_NAME)
+    say(f"  research copy (de-identified, ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE): {copy.instances} instances in "
+        f"{copy.studies} studies (the source has {copy.source_studies}) in {RESEARCH_STORE_NAME}")  # fmt: skip
+    say(f"    patient names left {copy.with_patient_name}, source names or IDs left {copy.identifying_values_left}, "
+        f"original UIDs left {copy.original_uids_left}" + ("" if copy.clean else "  <- NOT clean"))  # fmt: skip
+    for result in read_journal(endpoints.journal("results")):
+        for target in result.get("exports", []):
+            if target.get("target") == "research":
+                say(f"    batch {result.get('batch_id')}: research {target.get('outcome')} "
+                    f"(success {target.get('success')}, failure {target.get('failure')})")  # fmt: skip
 
 
 def describe(endpoints: StackEndpoints) -> str:
@@ -122,4 +143,5 @@ Try your own files:   .venv/bin/python -m devstack upload PATH... [--gcs-port N]
 Operate it:           .venv/bin/dicomflow --env-file {endpoints.data_dir}/dicomflow.env status
                       (backfill, verify, plan, requeue: see .venv/bin/dicomflow --help)
 Query the store:      curl -s '{endpoints.healthcare_url}/v1/{endpoints.store_name}/dicomWeb/studies'
+The research store:   curl -s '{endpoints.healthcare_url}/v1/{RESEARCH_STORE_NAME}/dicomWeb/studies'
 """

@@ -46,13 +46,23 @@ from devstack.recovery import recover, write_env_file
 from devstack.relay import Accept, PushRoute, relay
 from devstack.supervise import RestartBudget, describe_exit, exit_fields
 from devstack.timing import PROFILES, TimingProfile
-from devstack.wiring import DATASET, LOCATION, PROJECT, STORE
+from devstack.wiring import DATASET, LOCATION, PROJECT, RESEARCH_DATASET, RESEARCH_STORE, STORE
 
 log = logging.getLogger(__name__)
 
 INCOMING_BUCKET = "dicom-incoming"
 EXPORT_BUCKET = "dicom-exports"
 STATE_BUCKET = "dicomflow-state"
+RESEARCH_STORE_NAME = (
+    f"projects/{PROJECT}/locations/{LOCATION}/datasets/{RESEARCH_DATASET}/dicomStores/{RESEARCH_STORE}"
+)
+RESEARCH_TARGET = {  # every batch also lands, de-identified, in the research store (`make run`'s demo)
+    "name": "research",
+    "deidentify": {
+        "store": RESEARCH_STORE_NAME,
+        "config": {"dicom": {"filterProfile": "ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE"}},
+    },
+}
 NOTIFICATIONS_TOPIC = "gcs-notifications"
 TOPICS = (
     "dicom-pending",
@@ -84,6 +94,7 @@ class StackConfig:
     flush_interval: float = 5.0
     data_dir: Path | None = None
     export_targets: str = json.dumps([{"name": "dicom", "gcs": f"gs://{EXPORT_BUCKET}/dicom"}])
+    research: bool = False  # also the `research` de-id target (RESEARCH_TARGET) after export_targets
     extra_env: tuple[tuple[str, str], ...] = ()
     emulator_faults: Path | None = None  # fault rules for healthcare_emulator (see healthcare_emulator/faults.py)
     fault_seed: int | None = None
@@ -92,6 +103,13 @@ class StackConfig:
     timing: str = "local"  # devstack.timing.PROFILES: local (the stand-ins' own clocks) or cloud
     operations_backoff: tuple[float, float] | None = None  # (min, max) s instead of the profile's (benchmarks)
     intake_deliveries: int = 8  # finalize notifications pushed to on_object_finalized at once (Eventarc: many)
+
+    @property
+    def all_export_targets(self) -> str:
+        """EXPORT_TARGETS of the functions: export_targets, and the research target when ``research``."""
+        if not self.research:
+            return self.export_targets
+        return json.dumps([*json.loads(self.export_targets or "[]"), RESEARCH_TARGET])
 
     @property
     def timing_profile(self) -> TimingProfile:
@@ -145,7 +163,7 @@ def function_environment(
 ) -> dict[str, str]:
     return {
         "PROJECT_ID": PROJECT, "LOCATION": LOCATION, "DATASET": DATASET, "DICOM_STORE": STORE,
-        "SOURCE_BUCKETS": INCOMING_BUCKET, "STATE_BUCKET": STATE_BUCKET, "EXPORT_TARGETS": config.export_targets,
+        "SOURCE_BUCKETS": INCOMING_BUCKET, "STATE_BUCKET": STATE_BUCKET, "EXPORT_TARGETS": config.all_export_targets,
         "SETTLE_SECONDS": str(config.settle_seconds), "MAX_WAIT_SECONDS": str(config.max_wait_seconds),
         "FLUSH_RUN_SECONDS": str(flush_run_seconds(config.flush_interval)),
         "HEALTHCARE_API_ENDPOINT": healthcare_url, "LOGGING_API_ENDPOINT": healthcare_url,

@@ -18,6 +18,8 @@ PROJECT = "local-project"
 LOCATION = "us-central1"
 DATASET = "local-dataset"
 STORE = "local-store"
+RESEARCH_DATASET = "research-dataset"  # the de-identified copies (a `deidentify` export target), same location
+RESEARCH_STORE = "research-store"
 OPERATIONS_RELAY = "dicom-operations-relay"
 NOTIFICATIONS_RELAY = "gcs-notifications-relay"
 
@@ -99,6 +101,9 @@ def create_buckets(storage_host: str, buckets: Iterable[str]) -> None:
 
 
 def create_store(healthcare_url: str) -> None:
+    """The store the pipeline imports into, and the research store its de-identified copies go to (the
+    API's dicomStores.deidentify writes only into a store that exists)."""
     base = f"{healthcare_url}/v1/projects/{PROJECT}/locations/{LOCATION}"
-    _post(f"{base}/datasets?datasetId={DATASET}", {})
-    _post(f"{base}/datasets/{DATASET}/dicomStores?dicomStoreId={STORE}", {})
+    for dataset, store in ((DATASET, STORE), (RESEARCH_DATASET, RESEARCH_STORE)):
+        _post(f"{base}/datasets?datasetId={dataset}", {})
+        _post(f"{base}/datasets/{dataset}/dicomStores?dicomStoreId={store}", {})

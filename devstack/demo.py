@@ -86,6 +86,7 @@ def run_demo(
             and state["failed"] >= len(upload.bad_names)
             and state["importing"] == 0
             and state.get("research", len(upload.valid_sops)) >= len(upload.valid_sops)
+            and state["results"] >= state["batches"] > 0  # every batch's result out (after its exports, de-id)
         )
         if done:
             break

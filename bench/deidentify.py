@@ -26,12 +26,11 @@ from bench.e2e_figures import all_operations, epoch, manifests, results
 from devstack.client import storage_client
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints
 from devstack.synthetic import generate_dataset
-
-_KINDS = {"ImportDicomData": "import", "ExportDicomData": "export", "DeidentifyDicomStore": "deidentify"}
+from healthcare_emulator.timing import OPERATION_KINDS
 
 
 def _kind(operation: dict[str, Any]) -> str:
-    return _KINDS.get(str(operation["metadata"]["apiMethodName"]).rsplit(".", 1)[-1], "other")
+    return OPERATION_KINDS.get(str(operation["metadata"]["apiMethodName"]).rsplit(".", 1)[-1], "other")
 
 
 def _upload_studies(endpoints: StackEndpoints, batches: int, instances: int, gap: float) -> int:

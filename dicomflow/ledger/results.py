@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from dicomflow.ledger.manifest import LEDGER_VERSION, ExportMarker, ExportOutcome, ImportMarker, Manifest
+from dicomflow.messages import lro
 
 
 class Outcome(StrEnum):
@@ -56,15 +57,8 @@ def _export(marker: ExportMarker) -> dict[str, Any]:
     """A target's outcome with its operation's counters (``success``, ``failure``) and, for a de-id target,
     the instances it could not de-identify with the API's reason (at most 100; the counter has them all)."""
     return {"target": marker.target, "operation": marker.operation, "outcome": marker.outcome, "reason": marker.reason,
-            "success": _count(marker, "success"), "failure": _count(marker, "failure"),
+            "success": lro.count_of(marker.counter, "success"), "failure": lro.count_of(marker.counter, "failure"),
             "failed_instances": [dict(f) for f in marker.failed_instances]}  # fmt: skip
-
-
-def _count(marker: ExportMarker, key: str) -> int:
-    try:
-        return int(marker.counter.get(key, 0))
-    except (TypeError, ValueError):
-        return 0
 
 
 def _timings(manifest: Manifest, finished: datetime) -> dict[str, Any]:

@@ -25,8 +25,13 @@ def counter(operation: Mapping[str, Any]) -> dict[str, Any]:
 
 def counted(operation: Mapping[str, Any], key: str) -> int:
     """One field of the operation's counter (``success``, ``failure``; 0 when absent or unreadable)."""
+    return count_of(counter(operation), key)
+
+
+def count_of(counts: Mapping[str, Any], key: str) -> int:
+    """One field of a counter as recorded (the API sends int64 as strings); 0 when absent or unreadable."""
     try:
-        return int(counter(operation).get(key, 0))
+        return int(counts.get(key, 0))
     except (TypeError, ValueError):
         return 0
 

@@ -8,7 +8,7 @@ from dicomflow.batching.poison import message_failure
 from dicomflow.errors import MalformedEventError, PermanentError
 from dicomflow.ledger.failures import report_failed
 from dicomflow.messages.events import PUBSUB_PUBLISHED, pubsub_message
-from dicomflow.messages.records import FailedFile, Stage, WatchMessage
+from dicomflow.messages.records import FailedFile, WatchMessage
 from dicomflow.stages.follow import Follower, FollowResult
 from handlers.dispatch import serve
 from handlers.runtime import Runtime
@@ -29,8 +29,7 @@ def _follow(rt: Runtime, watch: WatchMessage) -> FollowResult:
 def _report(rt: Runtime, watch: WatchMessage, error: PermanentError) -> None:
     """A watch that can never be followed (a denied permission, a manifest that is gone) ends on dicom-failed,
     naming the batch and the operation, instead of cycling until the dead-letter topic."""
-    failed = FailedFile(rt.settings.state_bucket, watch.manifest_uri, None, f"follow-up failed: {error}",
-                        Stage.OPERATION, batch_id=watch.batch_id, operation=watch.operation)  # fmt: skip
+    failed = FailedFile.of_watch(rt.settings.state_bucket, watch, f"follow-up failed: {error}")
     rt.publisher.publish(rt.settings.failed_topic, [(failed.to_json(), failed.attributes())])
 
 

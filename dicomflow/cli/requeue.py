@@ -2,11 +2,15 @@
 intake again at its current generation (a fresh record with attempt 1 on the pending topic; a file that is
 still bad goes back to the failed topic with its reason), and acknowledge each failure only after that
 succeeded. A stuck or unfollowable operation (stage ``operation``) is re-driven by publishing its watch
-again. Failures not chosen are given back untouched.
+again -- an import's, or an export's while its target still runs on it; an export or de-id whose outcome is
+recorded is started again (``--batch --target`` does that for one target of a batch, failed or not). Failures
+not chosen are given back untouched.
 
     dicomflow requeue --dry-run                       what would be re-driven
     dicomflow requeue --stage reconcile --limit 100
     dicomflow requeue --reason 'checksum|permission'
+    dicomflow requeue --batch BATCH_ID --target research [--dry-run]
+                                                      run one export or de-id target of a batch again
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dicomflow.batching.held import leased
+from dicomflow.cli import requeue_target
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
+from dicomflow.errors import PermanentError
+from dicomflow.ledger.manifest import ExportStatus
 from dicomflow.messages.events import ObjectEvent
 from dicomflow.messages.records import Stage, WatchKind, WatchMessage
 from dicomflow.ports import ReceivedMessage
@@ -30,7 +37,7 @@ NAME = "requeue"
 HELP = "re-drive failures from the failed subscription (after fixing their cause)"
 _PULL = 500
 _LEASE = 60
-_SETTLED = ("queued", "still failing: reported again", "watch published")
+_SETTLED = ("queued", "still failing: reported again", "watch published", "target started again")
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +47,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", choices=[s.value for s in Stage], help="only failures of this stage")
     parser.add_argument("--limit", type=int, help="re-drive at most this many")
     parser.add_argument("--dry-run", action="store_true", help="show what would be re-driven; acknowledge nothing")
+    parser.add_argument("--batch", help="with --target: run that export or de-id target of this batch again "
+                                        "(instead of re-driving failures)")  # fmt: skip
+    parser.add_argument("--target", help="with --batch: the target's name (EXPORT_TARGETS, or the batch's route)")
 
 
 @dataclass
@@ -63,6 +73,8 @@ class Requeue:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    if args.batch or args.target:
+        return requeue_target.run(ctx, args)
     subscription = args.subscription or f"{ctx.settings.failed_topic}-inspect"
     report = requeue(ctx, subscription, reason=args.reason, stage=args.stage, limit=args.limit, dry_run=args.dry_run)
     if args.json:
@@ -120,10 +132,7 @@ def requeue(
 
 def _redrive(ctx: Context, failure: dict[str, Any]) -> str:
     if failure.get("stage") == Stage.OPERATION and failure.get("operation") and failure.get("batch_id"):
-        watch = WatchMessage(str(failure["operation"]), str(failure["batch_id"]),
-                             ctx.ledger.manifest_uri(str(failure["batch_id"])), WatchKind.IMPORT)  # fmt: skip
-        ctx.publisher.publish(ctx.settings.operations_topic, [(watch.to_json(), {"batch_id": watch.batch_id})])
-        return "watch published"
+        return _redrive_operation(ctx, str(failure["batch_id"]), str(failure["operation"]), failure.get("target"))
     info = ctx.store.stat(str(failure.get("bucket")), str(failure.get("name")))
     if info is None:
         return "object no longer exists: left on the failed topic"
@@ -135,6 +144,26 @@ def _redrive(ctx: Context, failure: dict[str, Any]) -> str:
     if outcome is IntakeOutcome.FAILED:
         return "still failing: reported again"
     return f"not queued ({outcome.value}): left on the failed topic"
+
+
+def _redrive_operation(ctx: Context, batch_id: str, operation: str, target: Any) -> str:
+    """An import's watch published again; an export's (``target``) while its marker still runs on the
+    operation, else the target started again under its claim (its outcome was recorded, e.g. stuck)."""
+    if not target:
+        watch = WatchMessage(operation, batch_id, ctx.ledger.manifest_uri(batch_id), WatchKind.IMPORT)
+        ctx.publisher.publish(ctx.settings.operations_topic, [(watch.to_json(), {"batch_id": batch_id})])
+        return "watch published"
+    found = ctx.ledger.export_marker(batch_id, str(target))
+    if found is not None and found[0].status is ExportStatus.RUNNING and found[0].operation == operation:
+        watch = WatchMessage(operation, batch_id, ctx.ledger.manifest_uri(batch_id), WatchKind.EXPORT, str(target))
+        attributes = {"batch_id": batch_id, "kind": WatchKind.EXPORT.value}
+        ctx.publisher.publish(ctx.settings.operations_topic, [(watch.to_json(), attributes)])
+        return "watch published"
+    try:
+        rerun = requeue_target.rerun(ctx, batch_id, str(target))
+    except PermanentError as exc:
+        return f"not re-run ({exc}): left on the failed topic"
+    return "target started again" if rerun.state == "started" else f"target {rerun.state}: left on the failed topic"
 
 
 def _body(message: ReceivedMessage) -> dict[str, Any] | None:

@@ -31,6 +31,11 @@ class Effects(LedgerState):
         marker = ExportMarker(target, ExportStatus.STARTING, claimed=self._now().isoformat())
         return self._claim(batch_id, path, marker.to_dict(), ExportStatus.STARTING)
 
+    def release_export(self, claim: Claim, target: str) -> bool:
+        """Give up our claim to start an export (its start failed for now): the next delivery takes it at once."""
+        released = ExportMarker(target, ExportStatus.STARTING, claimed=None)
+        return self.complete_export(claim, released)
+
     def reclaim_export(self, claim: Claim, marker: ExportMarker) -> Claim | None:
         """Replace the marker read with ``claim`` by ``marker`` (a new claim on it), or None when another
         delivery moved it first."""

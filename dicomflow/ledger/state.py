@@ -36,11 +36,16 @@ class LedgerState:
         expected = 0
         if existing is not None:
             state, generation = existing
-            if state.get("status") != claiming or self._since(state.get("claimed")) < self._claim_timeout:
+            if state.get("status") != claiming or not self.claim_expired(state.get("claimed")):
                 return None  # done, running, or being done by another delivery right now
             expected = generation
         written = self._store.put_json(self.bucket, path, body, if_generation=expected)
         return None if written is None else Claim(batch_id, path, written)
+
+    def claim_expired(self, claimed: str | None) -> bool:
+        """A claim taken at ``claimed`` is older than the claim timeout (its holder is taken for gone), or was
+        released (no time): another delivery may take it over."""
+        return self._since(claimed) >= self._claim_timeout
 
     def _since(self, value: Any) -> float:
         try:

@@ -182,6 +182,14 @@ class FailedFile:
     attempt: int = 1
     batch_id: str | None = None
     operation: str | None = None
+    target: str | None = None  # stage operation of an export or de-id: its target's name (``requeue`` reruns it)
+
+    @classmethod
+    def of_watch(cls, bucket: str, watch: WatchMessage, reason: str) -> FailedFile:
+        """A watched operation that will not be followed (stuck, or refused for good): named by the batch's
+        manifest, with the batch, the operation and, for an export or de-id, its target."""
+        return cls(bucket, watch.manifest_uri, None, reason, Stage.OPERATION, batch_id=watch.batch_id,
+                   operation=watch.operation, target=watch.target)  # fmt: skip
 
     def to_json(self) -> bytes:
         return json.dumps({"version": RECORD_VERSION, **asdict(self)}, sort_keys=True).encode()

@@ -19,7 +19,7 @@ import requests
 from devstack.synthetic import make_instance, new_uid
 from handlers import runtime as runtime_module
 from tests.integration.conftest import LOCATION, PROJECT, StoreRef, upload
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, drain_operations, results
+from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, cli_json, drain_operations, results
 
 pytestmark = pytest.mark.integration
 
@@ -107,12 +107,12 @@ def test_a_study_in_two_batches_ends_as_one_clean_study_in_the_research_store(
     assert [value for value in IDENTIFYING if value in caplog.text] == []
 
 
-def test_a_research_store_that_does_not_exist_is_reported_and_the_import_stands(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+def test_a_research_store_that_does_not_exist_is_reported_the_import_stands_and_requeue_runs_it_once_it_exists(
+    pipeline: Pipeline, api_v1: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a de-id target whose store (same project and location) was never created
-    missing = f"projects/{PROJECT}/locations/{LOCATION}/datasets/absent-{uuid.uuid4().hex[:8]}/dicomStores/deid"
-    monkeypatch.setenv("EXPORT_TARGETS", _target(missing))
+    missing = StoreRef(PROJECT, LOCATION, f"absent-{uuid.uuid4().hex[:8]}", "deid")
+    monkeypatch.setenv("EXPORT_TARGETS", _target(missing.name))
     runtime_module.reset()
     rng = random.Random(3132)
     study, series = new_uid(rng), new_uid(rng)
@@ -130,3 +130,40 @@ def test_a_research_store_that_does_not_exist_is_reported_and_the_import_stands(
     assert drain_operations(pipeline) == []
     assert pipeline.pull_waiting("failed", seconds=1.0) == []
     assert results(pipeline) == []
+    # WHEN the store is created and the operator runs the batch's de-id again (dry, then for real)
+    datasets = api_v1.projects().locations().datasets()
+    datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=missing.dataset, body={}).execute()
+    datasets.dicomStores().create(parent=missing.dataset_name, dicomStoreId=missing.store, body={}).execute()
+    code, dry = cli_json(capsys, "requeue", "--batch", result["batch_id"], "--target", "research", "--dry-run")
+    assert (code, dry["result"]) == (0, "would start")
+    code, rerun = cli_json(capsys, "requeue", "--batch", result["batch_id"], "--target", "research")
+    assert (code, rerun["result"]) == (0, "started")
+    [delivery] = drain_operations(pipeline)
+    assert (delivery.watch.kind, delivery.watch.target) == ("export", "research")
+    # THEN the research store holds the batch's 3 instances, status shows the target succeeded, no 2nd result
+    assert len(_metadata(pipeline, missing)) == 3
+    code, status = cli_json(capsys, "status", "--batch", result["batch_id"], "--no-peek")
+    [export] = status["batches"][0]["exports"]
+    assert (code, export["outcome"], export["counter"]) == (0, "succeeded", {"success": "3"})
+    assert pipeline.pull_waiting("results", seconds=1.0) == []
+
+
+def test_a_deid_call_answered_503_beyond_the_retries_is_started_by_the_redelivered_watch(
+    pipeline: Pipeline, api_v1: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a research store and an API answering 503 to the de-id call more often than one delivery retries
+    research = _research_store(api_v1)
+    monkeypatch.setenv("EXPORT_TARGETS", _target(research.name))
+    monkeypatch.setenv("API_RETRY_ATTEMPTS", "2")
+    runtime_module.reset()
+    pipeline.inject_fault({"method": "POST", "path": ":deidentify$", "status": 503, "count": 3})
+    rng = random.Random(3133)
+    study, series = new_uid(rng), new_uid(rng)
+    files = {f"up/r{n}.dcm": _identifying_instance(study, series, new_uid(rng), n + 1) for n in range(2)}
+    # WHEN a batch runs: the import's watch fails twice (the claim given back each time), then starts the de-id
+    _run_batch(pipeline, files)
+    # THEN the target is not left 'starting': the copy is made and the result names it, once
+    assert pipeline.faults_fired() == [3]
+    assert len(_metadata(pipeline, research)) == 2
+    [result] = results(pipeline)
+    assert [(e["target"], e["outcome"], e["success"]) for e in result["exports"]] == [("research", "succeeded", 2)]

@@ -17,7 +17,6 @@ from dicomflow.ports import HealthcareApi
 from dicomflow.reconcile.logged_reasons import LoggedReasons
 
 MAX_FAILED_INSTANCES = 100  # named per target and batch; the counter holds the full count
-_REASON_CHARS = 300
 
 
 def start_operation(healthcare: HealthcareApi, target: ExportTarget, filter_uri: str) -> str:
@@ -34,7 +33,7 @@ def failed_instances(
     if target is None or not target.deidentifies or failures <= 0:
         return ()
     found = reasons.of(name, min(failures, MAX_FAILED_INSTANCES))
-    named = sorted((_instance_path(resource), reason[:_REASON_CHARS]) for resource, reason in found.items())
+    named = sorted((_instance_path(resource), reason) for resource, reason in found.items())
     return tuple({"instance": path, "reason": reason} for path, reason in named[:MAX_FAILED_INSTANCES])
 
 

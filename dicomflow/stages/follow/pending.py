@@ -13,7 +13,7 @@ from dicomflow.ledger.failures import report_failed
 from dicomflow.ledger.manifest import Manifest
 from dicomflow.logs import fields
 from dicomflow.messages import lro
-from dicomflow.messages.records import FailedFile, Stage, WatchMessage
+from dicomflow.messages.records import FailedFile, WatchMessage
 from dicomflow.stages.follow.context import FollowContext
 
 log = logging.getLogger(__package__)  # the follow-up's one logger: its lines keep the name dicomflow.stages.follow
@@ -52,7 +52,6 @@ class PendingStep:
         if not ctx.ledger.claim_once(manifest.batch_id, f"stuck-{watch.operation.rpartition('/')[2]}"):
             return  # another delivery of this watch reported it
         reason = f"operation {watch.operation} still not done after {age:.0f}s; reported stuck, not waited for"
-        stuck = FailedFile(ctx.ledger.bucket, watch.manifest_uri, None, reason, Stage.OPERATION,
-                           batch_id=manifest.batch_id, operation=watch.operation)  # fmt: skip
+        stuck = FailedFile.of_watch(ctx.ledger.bucket, watch, reason)
         report_failed([stuck], ctx.settings, ctx.publisher, ctx.store)
         log.error("operation stuck", extra=fields(batch_id=manifest.batch_id, operation=watch.operation))

@@ -30,7 +30,9 @@ from healthcare_emulator.timing import OPERATION_KINDS
 
 
 def _kind(operation: dict[str, Any]) -> str:
-    return OPERATION_KINDS.get(str(operation["metadata"]["apiMethodName"]).rsplit(".", 1)[-1], "other")
+    """import, export, deidentify; any other operation by its method's name (e.g. DeleteStudy)."""
+    method = str(operation["metadata"]["apiMethodName"]).rsplit(".", 1)[-1]
+    return OPERATION_KINDS.get(method, method)
 
 
 def _upload_studies(endpoints: StackEndpoints, batches: int, instances: int, gap: float) -> int:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from healthcare_emulator.allocator import Trimmer
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
@@ -33,6 +34,8 @@ _ENVIRONMENT = """environment:
                          400 FAILED_PRECONDITION saying so, and everything else works
   PUBSUB_EMULATOR_HOST   the Pub/Sub emulator that store notifications are published to (e.g. 127.0.0.1:8085);
                          unset, notifications are not sent (never to real Pub/Sub)
+  HEALTHCARE_EMULATOR_DEBUG_MEMORY=1  serve /emulator/memory: RSS, tracemalloc figures and snapshots,
+                         malloc_trim (see debug_memory.py); for bench.emulator_rss, never in production
 """
 
 
@@ -54,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-seed", type=int, help="seed of the fault rates (reproducible chaos)")
     parser.add_argument(
         "--timing", type=Path, help="JSON timing profile: operation durations, request latencies (see timing.py)"
+    )
+    parser.add_argument(
+        "--malloc-trim-seconds",
+        type=float,
+        default=30.0,
+        help="seconds between handing freed C heap memory back to the system (glibc malloc_trim; 0 = never)",
     )
     parser.add_argument(
         "--no-fuzzy-matching",
@@ -107,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"healthcare_emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
 
+    server.emulator.debug_memory = os.environ.get("HEALTHCARE_EMULATOR_DEBUG_MEMORY") == "1"
+
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    trimmer = Trimmer(args.malloc_trim_seconds).start()
     print(
         json.dumps(
             {
@@ -129,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        trimmer.stop()
         server.emulator.close()
         if temporary is not None:
             temporary.cleanup()

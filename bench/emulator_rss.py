@@ -292,11 +292,12 @@ def _drive(run: Run, traffic: Drive, emulator: ManagedProcess, minutes: float, t
         run.minutes.append(rss_mib(emulator.pid))
         run.traced.append(answer.get("tracedKiB", 0) / 1024)
         run.peaks.append(answer.get("tracedPeakKiB", 0) / 1024)
-        c, heap = traffic.counts, answer.get("malloc") or {}
+        c, heap, kinds = traffic.counts, answer.get("malloc") or {}, answer.get("rssByKindKiB") or {}
         print(f"  [{run.label}] minute {minute:3d}: RSS {run.minutes[-1]:6.1f} MiB"
               + (f", traced {run.traced[-1]:6.1f} MiB (peak {run.peaks[-1]:6.1f})" if trace else "")
               + (f", C heap in use {heap['inUseKiB'] / 1024:.1f} free {heap['freeKiB'] / 1024:.1f} mmapped "
                  f"{heap['mmappedKiB'] / 1024:.1f} MiB" if heap else "")
+              + (" (RSS by kind: " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in kinds.items()) + ")" if kinds else "")
               + f"; files {c.files}, operations {c.operations}, failed-file entries {c.failed_entries}, "
               f"listings {c.listings}, retrieves {c.retrieves}, errors {len(c.errors)}", flush=True)  # fmt: skip
 

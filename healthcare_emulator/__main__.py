@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
-from healthcare_emulator.allocator import Trimmer
+from healthcare_emulator.allocator import Trimmer, limit_arenas
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timing", type=Path, help="JSON timing profile: operation durations, request latencies (see timing.py)"
     )
     parser.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        default=2,
+        help="glibc malloc arenas at most (default 2; 0 = glibc's default, 8 per core; see allocator.py)",
+    )
+    parser.add_argument(
         "--malloc-trim-seconds",
         type=float,
         default=30.0,
@@ -74,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_arenas(args.malloc_arena_max)  # before any other thread allocates
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())

@@ -1,16 +1,16 @@
-"""The C allocator under the emulator's threads: give freed heap memory back to the system now and then.
+"""The C allocator under the emulator's threads: few heaps, and freed heap memory given back now and then.
 
-Every request runs on a thread of its own, every import on 8 reader threads, and glibc gives threads their
-own heaps (arenas, up to 8 per core). A big request (a whole-store listing, a batch's retrieves) leaves its
-peak in whichever arena served it; freed, that memory stays in the arena for the next request there, so
-the process keeps the sum of the arenas' high-water marks, which grows over hours as requests land on other
-arenas and the store grows. Measured (``bench.emulator_rss``, docs/benchmarks.md): the C heap's free bytes
-grew from 110 to 170+ MiB in 4 minutes while its bytes in use stayed at 20-30 MiB and Python's live
-allocations (tracemalloc) at under 5 MiB.
+Every request runs on a thread of its own, every import on 8 reader threads, and glibc gives threads heaps
+of their own (arenas, up to 8 per core) that keep what they once needed. Measured with ``bench.emulator_rss``
+(docs/benchmarks.md): over 4 minutes of soak-like traffic the RSS of glibc's thread arenas grew from 4 to
+28 MiB while everything else stayed flat: Python's live allocations (tracemalloc) under 5 MiB, the C heap's
+bytes in use 16 MiB, pymalloc's arenas 10 MiB, shared libraries 39 MiB. ``malloc_trim`` every 30 s alone
+did not stop it; two arenas did (RSS +3 % instead of +22 % over the same minutes).
 
-``Trimmer`` calls glibc's ``malloc_trim(0)`` every ``seconds`` on a daemon thread: it hands every arena's
-free pages back (``madvise``), which costs a walk of the free lists (milliseconds here). Elsewhere than
-glibc it does nothing.
+``limit_arenas(n)`` is glibc's ``mallopt(M_ARENA_MAX, n)`` (what ``MALLOC_ARENA_MAX=n`` sets): it must run
+before the first thread other than the main one allocates. ``Trimmer`` calls ``malloc_trim(0)`` every
+``seconds`` on a daemon thread: it hands every arena's free pages back (``madvise``), at the cost of a walk
+of the free lists (milliseconds here). Elsewhere than glibc both do nothing.
 """
 
 from __future__ import annotations
@@ -24,13 +24,30 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-def find_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None (musl, macOS, Windows)."""
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     try:
-        function = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        return ctypes.CDLL(name) if name else None
     except OSError:
         return None
+
+
+def limit_arenas(count: int) -> bool:
+    """At most ``count`` glibc malloc arenas from now on (0: glibc's default); False where it cannot be set."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None or count <= 0:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, count))
+
+
+def find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (musl, macOS, Windows)."""
+    function = getattr(_libc(), "malloc_trim", None)
     if function is None:
         return None
     function.argtypes = [ctypes.c_size_t]

@@ -64,6 +64,38 @@ def rss_kib() -> int:
     return 0
 
 
+_ARENA_ALIGN = 64 * 1024 * 1024  # glibc's thread arenas (HEAP_MAX_SIZE) start on 64 MiB boundaries
+
+
+def rss_by_kind() -> dict[str, int]:
+    """VmRSS in KiB by kind of mapping (/proc/self/smaps): shared libraries, the main heap, glibc's thread
+    arenas, 1 MiB anonymous maps (pymalloc's arenas), other anonymous maps (big blocks, thread stacks)."""
+    kinds: dict[str, int] = {}
+    kind = "other"
+    try:
+        lines = Path("/proc/self/smaps").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        parts = line.split()
+        if parts and "-" in parts[0] and not parts[0].endswith(":"):
+            low, high = (int(value, 16) for value in parts[0].split("-"))
+            path = parts[5] if len(parts) > 5 else ""
+            if path == "[heap]":
+                kind = "heap"
+            elif path:
+                kind = "files"
+            elif low % _ARENA_ALIGN == 0:
+                kind = "threadArenas"
+            elif high - low == 1024 * 1024:
+                kind = "pymallocArenas"
+            else:
+                kind = "otherAnonymous"
+        elif parts and parts[0] == "Rss:":
+            kinds[kind] = kinds.get(kind, 0) + int(parts[1])
+    return kinds
+
+
 def malloc_trim() -> bool:
     """Return the C heap's free memory to the system (glibc only); False where there is no malloc_trim."""
     trim = getattr(_libc(), "malloc_trim", None)
@@ -77,7 +109,12 @@ def report(data_dir: Path, *, trace: int = 0, snapshot: bool = False, trim: bool
     """The figures ``/emulator/memory`` answers (see the module docstring)."""
     if trace and not tracemalloc.is_tracing():
         tracemalloc.start(trace)
-    answer: dict[str, Any] = {"rssKiB": rss_kib(), "threads": threading.active_count(), "malloc": malloc_info()}
+    answer: dict[str, Any] = {
+        "rssKiB": rss_kib(),
+        "rssByKindKiB": rss_by_kind(),
+        "threads": threading.active_count(),
+        "malloc": malloc_info(),
+    }
     if trim:
         gc.collect()
         answer["trimmed"] = malloc_trim()

@@ -21,7 +21,7 @@ from werkzeug.test import Client
 
 from devstack.synthetic import generate_dataset
 from healthcare_emulator import debug_memory
-from healthcare_emulator.allocator import Trimmer, find_malloc_trim
+from healthcare_emulator.allocator import Trimmer, find_malloc_trim, limit_arenas
 from healthcare_emulator.app import create_app
 from healthcare_emulator.gcs import GcsClient
 from healthcare_emulator.instances import parse_instance
@@ -159,6 +159,8 @@ def test_malloc_trim_is_found_on_glibc() -> None:
     trim = find_malloc_trim()
     assert trim is not None
     trim(0)
+    assert limit_arenas(8)  # harmless for the other tests: 8 arenas still
+    assert not limit_arenas(0)
 
 
 def test_the_memory_endpoint_is_served_only_when_asked_for(tmp_path: Path) -> None:

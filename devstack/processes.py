@@ -230,8 +230,13 @@ def start_healthcare_emulator(
     faults: Path | None = None,
     fault_seed: int | None = None,
     timing: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    root: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> ManagedProcess:
-    """``python -m healthcare_emulator`` on 127.0.0.1:port, reading gs:// through ``storage_host``."""
+    """``python -m healthcare_emulator`` on 127.0.0.1:port, reading gs:// through ``storage_host``; ``env`` adds
+    to its environment, ``root`` runs another checkout's emulator (default: this one's), ``extra_args`` go to
+    its command line."""
     command = [
         python or sys.executable,
         "-m",
@@ -246,12 +251,14 @@ def start_healthcare_emulator(
         command += ["--faults", str(faults)] + (["--fault-seed", str(fault_seed)] if fault_seed is not None else [])
     if timing is not None:
         command += ["--timing", str(timing)]
+    command += list(extra_args)
     return start_process(
         "healthcare_emulator",
         command,
         ready_url=f"http://127.0.0.1:{port}/healthz",
         log_path=log_path,
-        env={"STORAGE_EMULATOR_HOST": storage_host, "PYTHONPATH": _project_root()},
+        env={"STORAGE_EMULATOR_HOST": storage_host, "PYTHONPATH": str(root or _project_root()), **(env or {})},
+        cwd=root,
     )
 
 

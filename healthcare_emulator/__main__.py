@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from healthcare_emulator.allocator import Trimmer, limit_arenas
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.faults import FaultInjector
 from healthcare_emulator.gcs import GcsClient
@@ -33,6 +34,8 @@ _ENVIRONMENT = """environment:
                          400 FAILED_PRECONDITION saying so, and everything else works
   PUBSUB_EMULATOR_HOST   the Pub/Sub emulator that store notifications are published to (e.g. 127.0.0.1:8085);
                          unset, notifications are not sent (never to real Pub/Sub)
+  HEALTHCARE_EMULATOR_DEBUG_MEMORY=1  serve /emulator/memory: RSS, tracemalloc figures and snapshots,
+                         malloc_trim (see debug_memory.py); for bench.emulator_rss, never in production
 """
 
 
@@ -56,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--timing", type=Path, help="JSON timing profile: operation durations, request latencies (see timing.py)"
     )
     parser.add_argument(
+        "--malloc-arena-max",
+        type=int,
+        default=2,
+        help="glibc malloc arenas at most (default 2; 0 = glibc's default, 8 per core; see allocator.py)",
+    )
+    parser.add_argument(
+        "--malloc-trim-seconds",
+        type=float,
+        default=30.0,
+        help="seconds between handing freed C heap memory back to the system (glibc malloc_trim; 0 = never)",
+    )
+    parser.add_argument(
         "--no-fuzzy-matching",
         action="store_true",
         help="QIDO-RS ignores fuzzymatching=true: literal matching and a 'Warning: 299' header (PS3.18 8.3.4.2)",
@@ -65,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_arenas(args.malloc_arena_max)  # before any other thread allocates
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
@@ -107,10 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"healthcare_emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
 
+    server.emulator.debug_memory = os.environ.get("HEALTHCARE_EMULATOR_DEBUG_MEMORY") == "1"
+
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    trimmer = Trimmer(args.malloc_trim_seconds).start()
     print(
         json.dumps(
             {
@@ -129,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        trimmer.stop()
         server.emulator.close()
         if temporary is not None:
             temporary.cleanup()

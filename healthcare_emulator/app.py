@@ -13,7 +13,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from healthcare_emulator import deidentify_api, dicomweb, logging_api, metrics, rest, rest_iam
+from healthcare_emulator import debug_memory, deidentify_api, dicomweb, logging_api, metrics, rest, rest_iam
 from healthcare_emulator.errors import ApiError
 from healthcare_emulator.service import Emulator
 from healthcare_emulator.timing import TimingProfile
@@ -122,6 +122,19 @@ def _timing(emulator: Emulator, request: Request) -> Response:
     return rest.json_response({"timing": profile.to_json() if profile else None})
 
 
+def _memory(emulator: Emulator, request: Request) -> Response:
+    if not emulator.debug_memory:
+        raise ApiError(404, "NOT_FOUND", f"no such API path: {request.method} {request.path}")
+    body = rest.json_body(request) if request.method == "POST" else {}
+    try:
+        trace = int(body.get("trace") or 0)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, "INVALID_ARGUMENT", "trace must be a number of frames") from exc
+    snapshot, trim = bool(body.get("snapshot")), bool(body.get("trim"))
+    report = debug_memory.report(emulator.data_dir, trace=trace, snapshot=snapshot, trim=trim)
+    return rest.json_response(report)
+
+
 def dispatch(emulator: Emulator, request: Request) -> Response:
     """Find the route for a request and run it, answering errors in Google's JSON shape."""
     path = request.path
@@ -131,6 +144,8 @@ def dispatch(emulator: Emulator, request: Request) -> Response:
         return _faults(emulator, request)
     if path == "/emulator/timing":
         return _timing(emulator, request)
+    if path == "/emulator/memory":
+        return _memory(emulator, request)
     emulator.faults.check(request.method, path)
     emulator.clocks.wait_request(request.method, path)
     if path == "/v2/entries:list" and request.method == "POST":

@@ -7,6 +7,7 @@ subset in ``log_filter``), ``orderBy`` (``timestamp asc`` default, ``timestamp d
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -44,12 +45,11 @@ def _entries(emulator: Emulator, body: dict[str, Any]) -> dict[str, Any]:
     if order not in _ORDERS:
         raise invalid_argument('orderBy must be "timestamp asc" or "timestamp desc"')
     size, offset = _page(body)
-    entries = [entry for entry in emulator.repository.log_entries(projects) if predicate(entry)]
-    if _ORDERS[order]:
-        entries.reverse()
-    page = entries[offset : offset + size]
-    answer: dict[str, Any] = {"entries": page} if page else {}
-    if offset + size < len(entries):
+    # read from the index a chunk at a time, keeping the page only: the log grows with every failed file
+    matching = (e for e in emulator.repository.iter_log_entries(projects, newest_first=_ORDERS[order]) if predicate(e))
+    page = list(itertools.islice(matching, offset, offset + size + 1))
+    answer: dict[str, Any] = {"entries": page[:size]} if page[:size] else {}
+    if len(page) > size:
         answer["nextPageToken"] = str(offset + size)
     return answer
 

@@ -22,6 +22,8 @@ An entity matches when one of its instances satisfies every key at once; the com
 from __future__ import annotations
 
 import copy
+import heapq
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -204,11 +206,48 @@ def search_json(
     series_uid: str | None = None,
     fuzzy: bool = False,
 ) -> bytes | None:
-    """``search``'s answer as the JSON text of the response body (None when nothing matches), built one
-    result at a time: a whole-store listing never holds every result as DICOM JSON objects, nor copies them."""
-    found = _found(level, instances, params, study_uid=study_uid, series_uid=series_uid, fuzzy=fuzzy)
-    parts = [json.dumps(entity).encode() for entity in found]
-    return b"[" + b", ".join(parts) + b"]" if parts else None
+    """``search``'s answer as the JSON text of the response body (None when nothing matches).
+
+    ``instances`` must come a study at a time (every instance of a study next to each other: the index's
+    order, ``Repository.iter_metadata``). Each study is grouped, matched and its results encoded on its own,
+    then dropped: a whole-store listing holds one study's metadata and the encoded results (with ``limit``,
+    only the best ``offset + limit`` of them), never the whole store's metadata as Python objects.
+    Raises QueryError as ``search`` does, ValueError when a study comes back after another one.
+    """
+    query = _parse_query(params, fuzzy=fuzzy and fuzzy_requested(params))
+    encoded = _encoded(level, instances, query, study_uid=study_uid, series_uid=series_uid)
+    if query.limit is None:
+        ranked = sorted(encoded, key=_by_rank)[query.offset :]
+    else:  # a heap of offset + limit results at most (nsmallest is stable, as sorted is)
+        ranked = heapq.nsmallest(query.offset + query.limit, encoded, key=_by_rank)[query.offset :]
+    return b"[" + b", ".join(text for _, text in ranked) + b"]" if ranked else None
+
+
+def _by_rank(result: tuple[tuple[Any, ...], bytes]) -> tuple[Any, ...]:
+    return result[0]
+
+
+def _encoded(
+    level: Level, instances: Iterable[Metadata], query: _Query, *, study_uid: str | None, series_uid: str | None
+) -> Iterator[tuple[tuple[Any, ...], bytes]]:
+    """(sort key, JSON) of every matching entity, a study at a time: an entity (and every attribute computed
+    for it) lies within one study, so a study's own index answers for it as the whole store's would."""
+    seen: set[str] = set()
+    for study, members in itertools.groupby(instances, key=_study_of):
+        if study in seen:
+            raise ValueError(f"search_json: the instances of study {study} do not come together")
+        seen.add(study)
+        yield from _study_encoded(level, _Index(members), query, study_uid=study_uid, series_uid=series_uid)
+
+
+def _study_encoded(
+    level: Level, index: _Index, query: _Query, *, study_uid: str | None, series_uid: str | None
+) -> list[tuple[tuple[Any, ...], bytes]]:
+    """``_encoded``'s results of one study (a list: the study's index is dropped before the next is built)."""
+    return [
+        (key, json.dumps(_entity(level, members, index, query, study_uid=study_uid, series_uid=series_uid)).encode())
+        for key, members in _matching(level, index, query, study_uid, series_uid)
+    ]
 
 
 def needed_tags(
@@ -246,16 +285,21 @@ def _found(
     elements are the instances' own: callers copy or serialise them)."""
     query = _parse_query(params, fuzzy=fuzzy and fuzzy_requested(params))
     index = _Index(instances)
-    matching: list[tuple[tuple[Any, ...], list[Metadata]]] = []
+    matching = sorted(_matching(level, index, query, study_uid, series_uid), key=lambda result: result[0])
+    end = None if query.limit is None else query.offset + query.limit
+    for _, members in matching[query.offset : end]:
+        yield _entity(level, members, index, query, study_uid=study_uid, series_uid=series_uid)
+
+
+def _matching(
+    level: Level, index: _Index, query: _Query, study_uid: str | None, series_uid: str | None
+) -> Iterator[tuple[tuple[Any, ...], list[Metadata]]]:
+    """(sort key, instances) of each entity of ``index`` that matches the query, in the index's order."""
     for members in index.entities(level, study_uid, series_uid):
         if not any(all(test(index.element(item, tag)) for tag, test in query.filters) for item in members):
             continue
         # the entity's sort key read from its representative instance (the entity's values are its values)
-        matching.append((_sort_key(level, {**members[0], **index.computed(members[0])}), members))
-    matching.sort(key=lambda result: result[0])
-    end = None if query.limit is None else query.offset + query.limit
-    for _, members in matching[query.offset : end]:
-        yield _entity(level, members, index, query, study_uid=study_uid, series_uid=series_uid)
+        yield _sort_key(level, {**members[0], **index.computed(members[0])}), members
 
 
 # ----- the query -----

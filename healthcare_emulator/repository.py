@@ -392,11 +392,28 @@ class Repository:
 
     def log_entries(self, projects: list[str]) -> list[dict[str, Any]]:
         """Every entry of ``projects``, oldest first (equal timestamps in insertion order)."""
+        return list(self.iter_log_entries(projects))
+
+    def iter_log_entries(
+        self, projects: list[str], *, newest_first: bool = False, chunk: int = 256
+    ) -> Iterator[dict[str, Any]]:
+        """The entries of ``projects`` in timestamp order (equal timestamps in insertion order; reversed with
+        ``newest_first``), read ``chunk`` rows per query: ``entries:list`` holds a page, never the whole log."""
         marks = ", ".join("?" for _ in projects)
-        rows = self._query(
-            f"SELECT body FROM log_entries WHERE project IN ({marks}) ORDER BY timestamp, seq", tuple(projects)
-        )
-        return [json.loads(row[0]) for row in rows]
+        after: tuple[Any, ...] = ()
+        direction, beyond = ("DESC", "<") if newest_first else ("ASC", ">")
+        while True:
+            rows = self._query(
+                f"SELECT timestamp, seq, body FROM log_entries WHERE project IN ({marks})"
+                + (f" AND (timestamp, seq) {beyond} (?, ?)" if after else "")
+                + f" ORDER BY timestamp {direction}, seq {direction} LIMIT ?",
+                (*projects, *after, chunk),
+            )
+            for row in rows:
+                yield json.loads(row[2])
+            if len(rows) < chunk:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
 
 def _hashes(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> set[str]:

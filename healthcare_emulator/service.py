@@ -31,6 +31,7 @@ class Emulator:
     notifier: Notifier = field(default_factory=Notifier)
     url: str = ""  # the server's own address (http://127.0.0.1:PORT), the base of the URLs it hands out
     fuzzy_matching: bool = True
+    debug_memory: bool = False  # serve /emulator/memory (HEALTHCARE_EMULATOR_DEBUG_MEMORY=1, see debug_memory)
     # QIDO-RS searches of a whole store, one at a time: each holds the store's metadata while it runs (see
     # dicomweb.search_resources); they are CPU-bound under the GIL, so running them together gained nothing
     store_searches: threading.Semaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))

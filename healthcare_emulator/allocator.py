@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
-def _libc() -> ctypes.CDLL | None:
+def libc() -> ctypes.CDLL | None:
+    """The C library, or None where it cannot be loaded."""
     name = ctypes.util.find_library("c")
     try:
         return ctypes.CDLL(name) if name else None
@@ -37,7 +38,7 @@ def _libc() -> ctypes.CDLL | None:
 
 def limit_arenas(count: int) -> bool:
     """At most ``count`` glibc malloc arenas from now on (0: glibc's default); False where it cannot be set."""
-    mallopt = getattr(_libc(), "mallopt", None)
+    mallopt = getattr(libc(), "mallopt", None)
     if mallopt is None or count <= 0:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -47,7 +48,7 @@ def limit_arenas(count: int) -> bool:
 
 def find_malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None (musl, macOS, Windows)."""
-    function = getattr(_libc(), "malloc_trim", None)
+    function = getattr(libc(), "malloc_trim", None)
     if function is None:
         return None
     function.argtypes = [ctypes.c_size_t]

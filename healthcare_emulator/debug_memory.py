@@ -13,13 +13,14 @@ much of the RSS was freed memory the allocator kept). Sizes only: nothing about 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import itertools
 import threading
 import tracemalloc
 from pathlib import Path
 from typing import Any
+
+from healthcare_emulator.allocator import find_malloc_trim, libc
 
 _counter = itertools.count(1)
 
@@ -32,19 +33,11 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
 def malloc_info() -> dict[str, int]:
     """glibc's heap figures in KiB (mallinfo2, glibc 2.33+): bytes in use, free bytes it keeps, mmapped
     bytes; {} elsewhere. Free bytes that grow while the bytes in use stay flat are fragmentation."""
-    libc = _libc()
-    function = getattr(libc, "mallinfo2", None)
+    found = libc()
+    function = getattr(found, "mallinfo2", None)
     if function is None:
         return {}
     function.restype = _MallInfo2
@@ -98,7 +91,7 @@ def rss_by_kind() -> dict[str, int]:
 
 def malloc_trim() -> bool:
     """Return the C heap's free memory to the system (glibc only); False where there is no malloc_trim."""
-    trim = getattr(_libc(), "malloc_trim", None)
+    trim = find_malloc_trim()
     if trim is None:
         return False
     trim(0)

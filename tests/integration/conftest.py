@@ -119,14 +119,19 @@ class StoreRef:
         return f"{self.dataset_name}/dicomStores/{self.store}"
 
 
+def create_store(api: Any, ref: StoreRef) -> StoreRef:
+    """Create ``ref``'s dataset and its DICOM store through the v1 client."""
+    datasets = api.projects().locations().datasets()
+    datasets.create(parent=f"projects/{ref.project}/locations/{ref.location}", datasetId=ref.dataset,
+                    body={}).execute()  # fmt: skip
+    datasets.dicomStores().create(parent=ref.dataset_name, dicomStoreId=ref.store, body={}).execute()
+    return ref
+
+
 @pytest.fixture
 def store(api_v1: Any) -> StoreRef:
     """A fresh dataset with one DICOM store."""
-    ref = StoreRef(PROJECT, LOCATION, f"ds-{uuid.uuid4().hex[:10]}", "store")
-    datasets = api_v1.projects().locations().datasets()
-    datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=ref.dataset, body={}).execute()
-    datasets.dicomStores().create(parent=ref.dataset_name, dicomStoreId=ref.store, body={}).execute()
-    return ref
+    return create_store(api_v1, StoreRef(PROJECT, LOCATION, f"ds-{uuid.uuid4().hex[:10]}", "store"))
 
 
 def wait_for_operation(api: Any, name: str, timeout: float = 120.0) -> dict[str, Any]:

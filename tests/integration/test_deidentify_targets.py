@@ -18,7 +18,7 @@ import requests
 
 from devstack.synthetic import make_instance, new_uid
 from handlers import runtime as runtime_module
-from tests.integration.conftest import LOCATION, PROJECT, StoreRef, upload
+from tests.integration.conftest import LOCATION, PROJECT, StoreRef, create_store, upload
 from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, cli_json, drain_operations, results
 
 pytestmark = pytest.mark.integration
@@ -41,11 +41,7 @@ def _identifying_instance(study: str, series: str, sop: str, number: int) -> byt
 
 
 def _research_store(api: Any) -> StoreRef:
-    ref = StoreRef(PROJECT, LOCATION, f"research-{uuid.uuid4().hex[:8]}", "deid")
-    datasets = api.projects().locations().datasets()
-    datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=ref.dataset, body={}).execute()
-    datasets.dicomStores().create(parent=ref.dataset_name, dicomStoreId=ref.store, body={}).execute()
-    return ref
+    return create_store(api, StoreRef(PROJECT, LOCATION, f"research-{uuid.uuid4().hex[:8]}", "deid"))
 
 
 def _metadata(pipeline: Pipeline, store: StoreRef) -> list[dict[str, Any]]:
@@ -131,9 +127,7 @@ def test_a_research_store_that_does_not_exist_is_reported_the_import_stands_and_
     assert pipeline.pull_waiting("failed", seconds=1.0) == []
     assert results(pipeline) == []
     # WHEN the store is created and the operator runs the batch's de-id again (dry, then for real)
-    datasets = api_v1.projects().locations().datasets()
-    datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=missing.dataset, body={}).execute()
-    datasets.dicomStores().create(parent=missing.dataset_name, dicomStoreId=missing.store, body={}).execute()
+    create_store(api_v1, missing)
     code, dry = cli_json(capsys, "requeue", "--batch", result["batch_id"], "--target", "research", "--dry-run")
     assert (code, dry["result"]) == (0, "would start")
     code, rerun = cli_json(capsys, "requeue", "--batch", result["batch_id"], "--target", "research")

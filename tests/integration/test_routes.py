@@ -13,7 +13,7 @@ from google.cloud import storage
 
 from devstack.synthetic import generate_dataset
 from handlers import runtime as runtime_module
-from tests.integration.conftest import LOCATION, PROJECT, StoreRef
+from tests.integration.conftest import LOCATION, PROJECT, StoreRef, create_store
 from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, _upload, drain_operations, results
 
 pytestmark = pytest.mark.integration
@@ -28,10 +28,7 @@ def test_two_routes_to_two_stores_in_two_datasets_get_exactly_their_own_files_an
     pipeline: Pipeline, api_v1: Any, gcs: storage.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a second dataset with its own store, and site-b/ routed there with a PNG export
-    research = StoreRef(PROJECT, LOCATION, f"research-{uuid.uuid4().hex[:8]}", "site-b")
-    datasets = api_v1.projects().locations().datasets()
-    datasets.create(parent=f"projects/{PROJECT}/locations/{LOCATION}", datasetId=research.dataset, body={}).execute()
-    datasets.dicomStores().create(parent=research.dataset_name, dicomStoreId=research.store, body={}).execute()
+    research = create_store(api_v1, StoreRef(PROJECT, LOCATION, f"research-{uuid.uuid4().hex[:8]}", "site-b"))
     exports = gcs.create_bucket(f"exports-{uuid.uuid4().hex[:10]}")
     routes = [
         {

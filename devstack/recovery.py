@@ -2,8 +2,9 @@
 run, objects, the ledger and the store were not. Two operator CLI commands put back what was lost:
 ``rewatch`` publishes the watches of every batch without a result again (an import the last run started is
 reconciled and exported, and a file it refused, a conflict whose UIDs the store holds, is reported), and
-``backfill`` queues again every object of a source bucket whose UIDs the store lacks (which skips what the
-store holds), so nothing uploaded before a crash stays unimported. Files reported bad before are not reported
+``backfill --unbatched`` queues again every object of a source bucket whose UIDs the store lacks, or whose
+current generation no batch took (a conflicting overwrite still waiting on dicom-pending), and skips the rest,
+so nothing uploaded before a crash stays unimported or unreported. Files reported bad before are not reported
 again (the backfill finds their failure notes in the state bucket)."""
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ def recover(env_file: Path) -> int:
     """Watch every batch without a result again, then backfill every source bucket; return how many objects
     were queued again."""
     ctx = load(env_file, into_process=False)
+    started = ctx.now()  # the subscriptions exist: intake has the notification of whatever is written from now
     watched = rewatch(ctx, progress=False)
     log.info("recovery: batches without a result watched again",
              extra=fields(batches=len(watched.open), imports=watched.imports, exports=watched.exports))  # fmt: skip
     queued = 0
     for bucket in ctx.settings.source_buckets:
-        report = backfill(ctx, GcsPrefix(bucket, ""), progress=False)
+        report = backfill(ctx, GcsPrefix(bucket, ""), progress=False, unbatched_before=started)
         queued += report.counts["queued"]
         log.info("recovery: source bucket backfilled", extra=fields(bucket=bucket, **dict(report.counts)))
     return queued

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from dicomflow.cli.batched import BatchedGenerations
 from dicomflow.cli.context import Context
 from dicomflow.cli.output import Progress, as_json, table
 from dicomflow.cli.scan import SeriesCache, Shard, candidates, scan
 from dicomflow.cli.source import GcsPrefix
 from dicomflow.ledger.failures import failure_notes
 from dicomflow.logs import ObjectNames
+from dicomflow.ports import ObjectInfo
 from dicomflow.stages.intake import Examined, IntakeOutcome, publish_all
 
 T = TypeVar("T")
@@ -42,6 +44,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="count what would be queued; publish nothing")
     parser.add_argument("--since", type=_date, help="only objects written on or after this date (YYYY-MM-DD)")
     parser.add_argument("--rate", type=float, help="at most this many objects per second")
+    parser.add_argument(
+        "--unbatched", action="store_true",
+        help="also queue files whose UIDs the store holds when no batch took their current generation "
+             "(overwrites whose messages were lost; reads every batch manifest since --since)",
+    )  # fmt: skip
     parser.add_argument(
         "--shard", type=Shard.parse, default=_env_shard(),
         help="I/N: this worker's share (default: CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT, else 0/1)",
@@ -59,7 +66,8 @@ class Backfill:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    report = backfill(ctx, args.prefix, dry_run=args.dry_run, since=args.since, rate=args.rate, shard=args.shard)
+    report = backfill(ctx, args.prefix, dry_run=args.dry_run, since=args.since, rate=args.rate, shard=args.shard,
+                      unbatched_before=ctx.now() if args.unbatched else None)  # fmt: skip
     names = ObjectNames.policy(ctx.settings.log_object_names, ctx.settings.log_hash_key)
     if report.resumed_after is not None:  # the job's output is logged: an object name shows as the logs show it
         report.resumed_after = names.show(report.resumed_after)
@@ -73,6 +81,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     verb = "would queue" if args.dry_run else "queued"
     print(f"\n{verb} {report.counts['queued']} of {report.counts['examined']} DICOM objects in {report.seconds:.0f}s "
           f"({rate:.0f} objects/s{resumed}); {report.counts['in store']} already in the store"
+          + (f", {unbatched} stored but never batched at this generation (queued)"
+             if (unbatched := report.counts["in store, generation not batched"]) else "")
           + (f", {before} reported failed before (re-drive them with `dicomflow requeue` once fixed)"
              if (before := report.counts["failed (reported before)"]) else ""))  # fmt: skip
     return 0
@@ -81,8 +91,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def backfill(
     ctx: Context, where: GcsPrefix, *, dry_run: bool = False, since: datetime | None = None,
     rate: float | None = None, shard: Shard | None = None, progress: bool = True,
+    unbatched_before: datetime | None = None,
 ) -> Backfill:  # fmt: skip
-    """Queue what is under ``where`` and not in the store yet; resumes from this prefix and shard's cursor."""
+    """Queue what is under ``where`` and not in the store yet; resumes from this prefix and shard's cursor.
+    ``unbatched_before``: also queue a stored instance's file written before that time when no batch of the
+    ledger took its current generation (a conflicting overwrite whose record was lost: its import then reports
+    or replaces it); one written later is left to intake, which has its notification."""
     shard = shard or Shard()
     report = Backfill()
     cursor = _Cursor(ctx, where, shard)
@@ -93,6 +107,7 @@ def backfill(
     bar = Progress(names.scrub(f"backfill {where} shard {shard}", [where.prefix]), total, quiet=not progress)
     series = SeriesCache(ctx)
     reported = failure_notes(ctx.settings, ctx.store).reported()
+    batched = BatchedGenerations(ctx, since) if unbatched_before else None
     started = time.monotonic()
     infos = candidates(ctx, ctx.store.iterate(where.bucket, where.prefix, start_after=report.resumed_after),
                        shard=shard, since=since)  # fmt: skip
@@ -101,12 +116,16 @@ def backfill(
         for item in chunk:
             report.counts["examined"] += 1
             outcome = item.examined.outcome
-            if item.in_store:
+            generation = item.info.bucket, item.info.name, item.info.generation
+            if item.in_store and (batched is None or _written_after(item.info, unbatched_before)
+                                  or batched.holds(*generation)):  # fmt: skip
                 report.counts["in store"] += 1
                 continue
-            if reported.holds(item.info.bucket, item.info.name, item.info.generation):
+            if reported.holds(*generation):
                 report.counts["failed (reported before)"] += 1  # unchanged since: requeue re-drives it, not we
                 continue
+            if item.in_store:
+                report.counts["in store, generation not batched"] += 1
             if outcome is IntakeOutcome.PENDING:
                 report.counts["queued"] += 1
             elif outcome is IntakeOutcome.FAILED:
@@ -158,6 +177,10 @@ def _paced(items: Iterable[T], rate: float | None) -> Iterator[T]:
         if wait > 0:
             time.sleep(wait)
         yield item
+
+
+def _written_after(info: ObjectInfo, cutoff: datetime | None) -> bool:
+    return cutoff is not None and bool(info.updated) and datetime.fromisoformat(info.updated) >= cutoff
 
 
 def _date(raw: str) -> datetime:

@@ -1,6 +1,6 @@
 """The local stack restarted on the same --data-dir recovers what was in flight: files uploaded and queued
-before the stop (their Pub/Sub messages died with the emulator) are imported once after the restart, and the
-operator CLI sees them in the store."""
+before the stop (their Pub/Sub messages died with the emulator) are imported once after the restart, a conflict
+among them is reported, and the operator CLI sees them in the store."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import requests
 from devstack.client import read_journal, storage_client
 from devstack.stack import INCOMING_BUCKET, LocalStack, StackConfig, StackEndpoints
 from devstack.synthetic import generate_dataset, make_instance
+from healthcare_emulator.multipart import build_multipart_related
 
 pytestmark = pytest.mark.e2e
 
@@ -34,19 +35,27 @@ def _stored(endpoints: StackEndpoints) -> list[str]:
 def test_a_restart_on_the_same_data_dir_imports_what_was_queued_before_the_stop(tmp_path: Path) -> None:
     data_dir = tmp_path / "stack"
     instances = generate_dataset(1, 2, 3, seed=961)
-    # GIVEN a stack whose folders never settle (an hour), and an upload that intake queued
+    [stored] = generate_dataset(1, 1, 1, seed=964)
+    conflicting = make_instance(study_uid=stored.study_uid, series_uid=stored.series_uid, sop_uid=stored.sop_uid,
+                                seed=965, SeriesDescription="CORRECTED")  # fmt: skip
+    # GIVEN a stack whose folders never settle (an hour), and an upload that intake queued, with a file whose
+    # UIDs the store holds with other content (the soak's lost conflict, 2026-12-07)
     first = LocalStack(_config(data_dir, settle_seconds=3600))
     endpoints = first.start()
     try:
+        content_type, body = build_multipart_related([("application/dicom", stored.data)], "application/dicom")
+        requests.post(f"{endpoints.healthcare_url}/v1/{endpoints.store_name}/dicomWeb/studies", data=body,
+                      headers={"Content-Type": content_type}, timeout=60).raise_for_status()  # fmt: skip
         bucket = storage_client(endpoints.storage_host).bucket(INCOMING_BUCKET)
         for instance in instances:
             bucket.blob(f"before-crash/{instance.relative_path}").upload_from_string(instance.data)
+        bucket.blob("overwritten/IM1.dcm").upload_from_string(conflicting)
         intake_log = endpoints.data_dir / "logs" / "on_object_finalized.log"
         deadline = time.monotonic() + 60
-        while intake_log.read_text().count("object queued for import") < len(instances):
+        while intake_log.read_text().count("object queued for import") < len(instances) + 1:
             assert time.monotonic() < deadline, "intake never queued the upload"
             time.sleep(0.5)
-        assert _stored(endpoints) == []
+        assert _stored(endpoints) == [stored.sop_uid]
     finally:
         first.stop()  # the Pub/Sub emulator's pending records are gone with it
     # WHEN the stack starts again on the same --data-dir
@@ -55,12 +64,15 @@ def test_a_restart_on_the_same_data_dir_imports_what_was_queued_before_the_stop(
     try:
         assert second.recovered.wait(120), "recovery did not finish"
         deadline = time.monotonic() + 120
-        while len(_stored(endpoints)) < len(instances):
+        while len(_stored(endpoints)) < len(instances) + 1:
             assert time.monotonic() < deadline, "the recovered files were not imported"
             time.sleep(1)
         # THEN each instance is in the store exactly once, and `dicomflow verify` agrees
-        stored = _stored(endpoints)
-        assert sorted(stored) == sorted(i.sop_uid for i in instances)
+        assert sorted(_stored(endpoints)) == sorted(i.sop_uid for i in [*instances, stored])
+        # AND the conflicting file, whose record died with the emulator, is reported a conflict
+        failed = lambda: [f for f in read_journal(endpoints.journal("failed")) if f["name"] == "overwritten/IM1.dcm"]  # noqa: E731
+        _wait("the conflict queued before the stop was never reported", failed)
+        assert [f["stage"] for f in failed()] == ["conflict"]
         argv = [sys.executable, "-m", "dicomflow.cli", "--env-file", str(data_dir / "dicomflow.env"), "verify",
                 f"gs://{INCOMING_BUCKET}/before-crash/", "--json"]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)

@@ -4,14 +4,18 @@ and status, each run as ``dicomflow ...`` would run it, against the pipeline's o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
 
-from devstack.synthetic import generate_dataset
+from devstack.synthetic import generate_dataset, make_instance
 from dicomflow.cli import app, backfill, requeue, scan
+from dicomflow.cli.context import load
+from dicomflow.cli.source import GcsPrefix
 from dicomflow.messages.records import PendingRecord
 from dicomflow.stages import intake
 from tests.integration.conftest import upload
@@ -88,6 +92,50 @@ def test_backfill_queues_what_the_store_lacks_resumes_after_an_interruption_and_
     code, third = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/archive/")
     assert code == 0 and third["counts"]["failed (reported)"] == 1
     assert [json.loads(m.message.data)["name"] for m in pipeline.pull("failed")] == ["archive/bad.dcm"]
+
+
+def test_backfill_unbatched_queues_a_stored_files_overwrite_whose_record_was_lost_so_its_conflict_is_reported(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two imported files, then one overwritten with other content under the same UIDs, its record lost
+    # (the soak's lost conflict: queued on dicom-pending when the local Pub/Sub emulator restarted)
+    instances = generate_dataset(1, 1, 2, seed=755)
+    names = _upload(pipeline, instances, "overwrites")
+    _intake_all(pipeline, names)
+    assert _flush().status_code == 200
+    drain_operations(pipeline)
+    pipeline.pull_waiting("results")
+    kept = instances[0]
+    conflicting = make_instance(study_uid=kept.study_uid, series_uid=kept.series_uid, sop_uid=kept.sop_uid,
+                                seed=756, SeriesDescription="CORRECTED")  # fmt: skip
+    before_overwrite = datetime.now(UTC)
+    time.sleep(1.1)  # object times may be kept to the second
+    upload(pipeline.bucket, {names[0]: conflicting})
+    where = f"gs://{pipeline.bucket.name}/overwrites/"
+    # WHEN the cutoff is before the overwrite THEN it is left to intake (which has its notification)
+    later = backfill.backfill(load(None), GcsPrefix.parse(where), dry_run=True, progress=False,
+                              unbatched_before=before_overwrite)  # fmt: skip
+    assert later.counts.get("queued", 0) == 0 and later.counts["in store"] == 2
+    # WHEN a plain backfill runs THEN it skips both (their UIDs are in the store)
+    code, plain = _cli(capsys, "backfill", where)
+    assert code == 0 and plain["counts"].get("queued", 0) == 0 and plain["counts"]["in store"] == 2
+    # WHEN it runs with --unbatched THEN it queues the overwrite alone, at its new generation
+    code, report = _cli(capsys, "backfill", where, "--unbatched")
+    assert code == 0
+    assert report["counts"]["queued"] == 1 and report["counts"]["in store, generation not batched"] == 1
+    assert report["counts"]["in store"] == 1
+    [record] = _pending(pipeline)
+    blob = pipeline.bucket.get_blob(names[0])
+    assert blob is not None and (record.name, record.generation) == (names[0], str(blob.generation))
+    # AND once flushed, its import reports it a conflict; the stored instance keeps its first content
+    _requeue_pending(pipeline, [record])
+    assert _flush().status_code == 200
+    drain_operations(pipeline)
+    failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]
+    assert [(f["name"], f["stage"]) for f in failed] == [(names[0], "conflict")]
+    # AND a second --unbatched backfill queues nothing: that generation is now in a batch (and reported)
+    code, again = _cli(capsys, "backfill", where, "--unbatched")
+    assert code == 0 and again["counts"].get("queued", 0) == 0 and _pending(pipeline) == []
 
 
 def test_backfill_shards_split_the_work_without_overlap(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:

@@ -137,6 +137,7 @@ def _job(emulator: Emulator, copies: list[_Copy], config: DicomDeidConfig, salt:
     repository = emulator.repository
 
     def run(context: OperationContext) -> dict[str, Any] | None:
+        context.partial_success = True  # a de-id that stored some instances succeeds, its failures counted
         work = [
             (copy, record)
             for copy in copies

@@ -52,6 +52,9 @@ class OperationContext:
     error_times: list[str] = field(default_factory=list)
     cancel_requested: bool = False
     size: int = 0  # bytes the job read (imports) or wrote (exports): what a timing profile's per-MB term counts
+    # the job ends with its response once any item succeeded, failures only counted (a de-id); otherwise any
+    # failed item ends the operation with an error whose details sample them (imports, exports)
+    partial_success: bool = False
 
     def set_pending(self, count: int) -> None:
         self.pending = count
@@ -232,8 +235,7 @@ class OperationRunner:
         api_version: str,
         response_type: str | None,
     ) -> dict[str, Any]:
-        partial_deid = bool(response_type and "Deidentify" in response_type and context.success)
-        if context.failure and not partial_deid:  # a de-id that stored some instances succeeds, failures counted
+        if context.failure and not (context.partial_success and context.success):
             kind = "ImportDicomDataErrorDetails" if response_type and "Import" in response_type else "ErrorDetails"
             sample = [
                 {"resource": resource, "error": {"code": RPC_CODES["INVALID_ARGUMENT"], "message": reason}}

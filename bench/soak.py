@@ -332,7 +332,7 @@ class Soak:
         for role, pid in leaders.items():
             found = usage[pid]
             if found.processes:
-                self.samples.append(Sample(at, role, pid, found.rss_kib, found.threads, found.fds))
+                self.samples.append(Sample(at, role, pid, found.rss_kib, found.threads, found.fds, found.sockets))
 
     def background(self) -> None:
         """Observe every OBSERVE_SECONDS, sample every SAMPLE_SECONDS, until stopped."""
@@ -405,10 +405,10 @@ class Soak:
             f"staged copies {kinds['staging']}"
         )
         print(f"  faults: {_pairs(self.events)}; emulator rules fired {_pairs(fired)}")
-        print(f"  {'process':<20} {'pid':>8} {'RSS MiB':>8} {'threads':>8} {'fds':>6}")
+        print(f"  {'process':<20} {'pid':>8} {'RSS MiB':>8} {'threads':>8} {'fds':>6} {'sockets':>8}")
         latest = {s.role: s for s in self.samples}
         for role, s in sorted(latest.items()):
-            print(f"  {role:<20} {s.pid:>8} {s.rss_kib / 1024:>8.1f} {s.threads:>8} {s.fds:>6}")
+            print(f"  {role:<20} {s.pid:>8} {s.rss_kib / 1024:>8.1f} {s.threads:>8} {s.fds:>6} {s.sockets:>8}")
         if final:
             unfinished = sorted(set(batches) - set(self.results))
             print(f"  batches without a published result: {len(unfinished)} {unfinished[:10]}")

@@ -134,6 +134,7 @@ class Sample:
     rss_kib: int
     threads: int
     fds: int
+    sockets: int = 0  # of the fds
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _role_checks(role: str, life: Sequence[Sample]) -> list[Check]:
         Check(f"{role} RSS", rss1 <= rss0 * (1 + RSS_MARGIN),
               f"{pid}: {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB ({_change(rss0, rss1)})"),
         _count_check(f"{role} threads", pid, life, window, tail, lambda s: s.threads),
-        _count_check(f"{role} open files", pid, life, window, tail, lambda s: s.fds),
+        _count_check(f"{role} open files", pid, life, window, tail, lambda s: s.fds, _sockets(window, tail)),
     ]  # fmt: skip
 
 
@@ -212,6 +213,7 @@ def _count_check(
     window: Sequence[Sample],
     tail: Sequence[Sample],
     count: Callable[[Sample], int],
+    also: str = "",
 ) -> Check:
     """Threads or open files: a leak is growth beyond the tolerance that is still going on at the end."""
     before, after = statistics.median(map(count, window)), statistics.median(map(count, tail))
@@ -221,7 +223,13 @@ def _count_check(
     growing = bool(middle and last) and statistics.median(last) > statistics.median(middle)
     leaking = after - before > COUNT_TOLERANCE and growing
     trend = "still growing" if growing else "not growing at the end"
-    return Check(name, not leaking, f"{pid}: {before:g} -> {after:g} ({trend}, tolerance +{COUNT_TOLERANCE})")
+    return Check(name, not leaking, f"{pid}: {before:g} -> {after:g} ({trend}, tolerance +{COUNT_TOLERANCE}){also}")
+
+
+def _sockets(window: Sequence[Sample], tail: Sequence[Sample]) -> str:
+    """How many of the open files were sockets, baseline -> end (medians)."""
+    before, after = statistics.median(s.sockets for s in window), statistics.median(s.sockets for s in tail)
+    return f"; sockets {before:g} -> {after:g}"
 
 
 def _change(before: float, after: float) -> str:

@@ -1,5 +1,6 @@
-"""Resource use of the stack's processes, from /proc: RSS, threads and open files of each process group the
-stack started (a server's workers included: every stand-in is started in a session of its own)."""
+"""Resource use of the stack's processes, from /proc: RSS, threads and open files (sockets counted apart) of
+each process group the stack started (a server's workers included: every stand-in is started in a session of
+its own)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ class Usage:
     threads: int = 0
     fds: int = 0
     processes: int = 0
+    sockets: int = 0  # of the fds: connections and listeners (a client's keep-alive pool grows to its peak)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.rss_kib + other.rss_kib, self.threads + other.threads, self.fds + other.fds,
-                     self.processes + other.processes)  # fmt: skip
+                     self.processes + other.processes, self.sockets + other.sockets)  # fmt: skip
 
 
 def parse_status(text: str) -> tuple[int, int]:
@@ -42,9 +44,16 @@ def process_usage(pid: int, proc: Path = PROC) -> Usage:
     """One process's usage, or zero usage when it is gone (or not ours to read)."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         rss, threads = parse_status((proc / str(pid) / "status").read_text())
-        fds = len(os.listdir(proc / str(pid) / "fd"))
-        return Usage(rss, threads, fds, 1)
+        fd_dir = proc / str(pid) / "fd"
+        fds = os.listdir(fd_dir)
+        return Usage(rss, threads, len(fds), 1, sum(1 for fd in fds if _is_socket(fd_dir / fd)))
     return Usage()
+
+
+def _is_socket(fd: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return os.readlink(fd).startswith("socket:")
+    return False
 
 
 def groups_usage(leaders: set[int], proc: Path = PROC) -> dict[int, Usage]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from collections.abc import Callable
 
@@ -15,7 +17,7 @@ from bench.soak_model import (
     tally,
     verdict,
 )
-from bench.soak_probe import parse_pgrp, parse_status
+from bench.soak_probe import parse_pgrp, parse_status, process_usage
 
 UIDS = ("2.25.1", "2.25.2", "2.25.3")
 
@@ -157,3 +159,12 @@ def test_proc_status_and_stat_are_parsed() -> None:
     assert parse_status("Name:\tpython\nVmRSS:\t  123456 kB\nThreads:\t7\n") == (123456, 7)
     assert parse_status("Name:\tzombie\n") == (0, 0)
     assert parse_pgrp("4242 (gunicorn: worker (x)) S 4200 4100 4100 0 -1") == 4100
+
+
+def test_process_usage_counts_the_sockets_among_the_open_files() -> None:
+    before = process_usage(os.getpid())
+    with socket.socket() as one, socket.socket() as two:
+        during = process_usage(os.getpid())
+        assert one.fileno() >= 0 and two.fileno() >= 0
+    assert during.sockets - before.sockets == 2 and during.fds - before.fds == 2
+    assert during.processes == 1 and during.rss_kib > 0

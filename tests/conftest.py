@@ -24,4 +24,3 @@ def pytest_configure(config: pytest.Config) -> None:
     width = (high - low) // workers
     devstack.processes._PORTS_FROM = low + index * width
     devstack.processes._PORTS_TO = low + (index + 1) * width
-

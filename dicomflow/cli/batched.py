@@ -22,7 +22,6 @@ class BatchedGenerations:
         self._ctx = ctx
         self._since = since
         self._taken: set[Generation] | None = None
-        self.batches_read = 0
 
     def holds(self, bucket: str, name: str, generation: str) -> bool:
         return (bucket, name, generation) in self._load()
@@ -31,7 +30,6 @@ class BatchedGenerations:
         if self._taken is None:
             ids = self._ctx.ledger.list_batches(self._since)
             manifests: list[Manifest | None] = bounded(self._ctx.ledger.read, ids)
-            self.batches_read = len(ids)
             self._taken = {
                 (file.record.bucket, file.record.name, file.record.generation)
                 for manifest in manifests

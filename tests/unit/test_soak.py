@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from bench.soak_model import (
     Observation,
@@ -17,7 +17,7 @@ from bench.soak_model import (
     tally,
     verdict,
 )
-from bench.soak_probe import parse_pgrp, parse_status, process_usage
+from bench.soak_probe import Usage, parse_pgrp, parse_status, process_usage
 
 UIDS = ("2.25.1", "2.25.2", "2.25.3")
 
@@ -161,10 +161,12 @@ def test_proc_status_and_stat_are_parsed() -> None:
     assert parse_pgrp("4242 (gunicorn: worker (x)) S 4200 4100 4100 0 -1") == 4100
 
 
-def test_process_usage_counts_the_sockets_among_the_open_files() -> None:
-    before = process_usage(os.getpid())
-    with socket.socket() as one, socket.socket() as two:
-        during = process_usage(os.getpid())
-        assert one.fileno() >= 0 and two.fileno() >= 0
-    assert during.sockets - before.sockets == 2 and during.fds - before.fds == 2
-    assert during.processes == 1 and during.rss_kib > 0
+def test_process_usage_counts_the_sockets_among_the_open_files(tmp_path: Path) -> None:
+    # a /proc of one process: 3 open files, 2 of them sockets (a fake: the test process's own fds move)
+    fds = tmp_path / "42" / "fd"
+    fds.mkdir(parents=True)
+    (tmp_path / "42" / "status").write_text("Name:\tpython\nVmRSS:\t  2048 kB\nThreads:\t3\n")
+    for fd, target in {"0": "/dev/null", "3": "socket:[1001]", "4": "socket:[1002]"}.items():
+        os.symlink(target, fds / fd)
+    assert process_usage(42, tmp_path) == Usage(rss_kib=2048, threads=3, fds=3, processes=1, sockets=2)
+    assert process_usage(43, tmp_path) == Usage()  # gone

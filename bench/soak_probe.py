@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +69,28 @@ def groups_usage(leaders: set[int], proc: Path = PROC) -> dict[int, Usage]:
             if group in found:
                 found[group] = found[group] + process_usage(int(entry.name), proc)
     return found
+
+
+def java_live_objects(pid: int, class_name: str) -> tuple[int, int] | None:
+    """(instances of ``class_name``, bytes of the whole live heap) in a JVM, after the full GC that jcmd's class
+    histogram runs first; None without jcmd (a JDK tool) or when the JVM does not answer."""
+    jcmd = shutil.which("jcmd")
+    if jcmd is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        command = [jcmd, str(pid), "GC.class_histogram"]
+        out = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+        return parse_histogram(out.stdout, class_name)
+    return None
+
+
+def parse_histogram(text: str, class_name: str) -> tuple[int, int] | None:
+    """(instances of ``class_name``, total bytes) from a class histogram's text (rows, then ``Total N B``)."""
+    instances, total = 0, None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[3] == class_name:
+            instances = int(fields[1])
+        elif len(fields) == 3 and fields[0] == "Total":
+            total = int(fields[2])
+    return None if total is None else (instances, total)

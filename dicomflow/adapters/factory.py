@@ -14,17 +14,15 @@ from dataclasses import dataclass
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
-from requests.adapters import HTTPAdapter
 
 from dicomflow.adapters.cloud_logging import GoogleErrorLog, build_logging_client
 from dicomflow.adapters.healthcare import GoogleHealthcareApi, build_client, build_session
+from dicomflow.adapters.http_pool import pooled
 from dicomflow.adapters.pubsub import PubSubPublisher, PubSubSubscriber
 from dicomflow.adapters.storage import GcsObjectStore
 from dicomflow.config.settings import Settings
 from dicomflow.ports import ErrorLog, HealthcareApi, ObjectStore, Publisher, Subscriber
 from dicomflow.retry import RetryPolicy
-
-_CONNECTIONS = 128  # pooled HTTP connections per host: at least an instance's request threads (THREADS)
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,8 @@ def storage_client(project: str, env: Mapping[str, str]) -> storage.Client:
         )
     else:  # pragma: no cover - real GCS
         client = storage.Client(project=project)
-    # One session for every request thread: keep as many connections as threads may use at once (requests keeps
-    # 10 per host by default, so concurrent intake would open and drop connections on every call).
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=_CONNECTIONS)
-    for scheme in ("http://", "https://"):
-        client._http.mount(scheme, adapter)
+    # One session for every request thread: as many connections as they use at once, the idle ones closed.
+    pooled(client._http)
     # requests scans the whole environment for proxy variables on every call (a quarter of the Python calls per
     # event in a profile of bench/intake); functions reach Cloud Storage directly, not through such a proxy.
     client._http.trust_env = False

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-import requests.adapters
 
 from dicomflow.adapters import discovery_calls
 from dicomflow.adapters.errors import from_status, needs
+from dicomflow.adapters.http_pool import pooled
 from dicomflow.errors import RetryableError
 from dicomflow.retry import RetryPolicy, call_with_retry
 
@@ -27,7 +27,7 @@ _DEIDENTIFY = (
 _OPERATIONS = "roles/healthcare.datasetViewer on the dataset"  # operations.get
 
 
-_CONNECTIONS = 64
+_CONNECTIONS = 64  # per host: a connection per concurrent query of reconcile's pool
 _QIDO_PAGE = 50_000  # the most instances one QIDO-RS page may hold (limit; studies and series: 5,000)
 _DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
 
@@ -40,20 +40,12 @@ def build_client(endpoint: str | None, version: str = "v1") -> Any:
 def build_session(endpoint: str | None) -> requests.Session:
     """An HTTP session for DICOMweb: plain for the local emulator, authorized (ADC) for the real API."""
     if endpoint:
-        return _pooled(requests.Session())
+        return pooled(requests.Session(), connections=_CONNECTIONS)
     import google.auth  # noqa: PLC0415 - only needed against the real API
     from google.auth.transport.requests import AuthorizedSession  # noqa: PLC0415
 
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    return _pooled(AuthorizedSession(credentials))  # type: ignore[no-untyped-call]  # pragma: no cover
-
-
-def _pooled(session: requests.Session) -> requests.Session:
-    """Keep a connection per concurrent query (reconcile's pool) instead of requests' 10 per host."""
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_CONNECTIONS)
-    for scheme in ("http://", "https://"):
-        session.mount(scheme, adapter)
-    return session
+    return pooled(AuthorizedSession(credentials), connections=_CONNECTIONS)  # type: ignore[no-untyped-call]  # pragma: no cover
 
 
 class GoogleHealthcareApi:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from google.cloud import storage
 
+from dicomflow.adapters import http_pool
+from dicomflow.adapters.factory import storage_client
 from dicomflow.adapters.storage import GcsObjectStore
 from dicomflow.errors import NotFoundError, ObjectGoneError
+from tests.integration.conftest import PROJECT, LocalServices
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +66,30 @@ def test_list_objects_direct_children_recursive_and_bounded(gcs: storage.Client,
     )
     bounded = store.list_objects(bucket.name, "", recursive=True, limit=2)
     assert bounded.truncated and len(bounded.names) == 2
+
+
+def test_the_storage_client_closes_pooled_connections_left_idle(
+    services: LocalServices, bucket: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_pool, "IDLE_SECONDS", 0.5)
+    client = storage_client(PROJECT, {"STORAGE_EMULATOR_HOST": services.storage_host})
+    bucket.blob("idle/object.bin").upload_from_string(bytes(256 * 1024))
+    blob = client.bucket(bucket.name).blob("idle/object.bin")
+
+    with ThreadPoolExecutor(8) as pool:  # concurrent reads: a connection each while they overlap
+        list(pool.map(lambda _: blob.download_as_bytes(), range(64)))
+    burst = _open_pooled_connections(client)
+    assert burst >= 2, "the reads never overlapped, so the test shows nothing"
+    time.sleep(0.7)
+    blob.download_as_bytes()
+    assert _open_pooled_connections(client) == 1  # the idle ones closed; the read reused or opened one
+
+
+def _open_pooled_connections(client: storage.Client) -> int:
+    pools = client._http.get_adapter(client._connection.API_BASE_URL).poolmanager.pools
+    return sum(
+        1
+        for key in pools.keys()  # noqa: SIM118 - the pool container cannot be iterated itself
+        for connection, _ in pools[key].pool.queue
+        if connection is not None and connection.sock is not None
+    )

@@ -33,6 +33,19 @@ class StackError(RuntimeError):
 _PORTS_FROM, _PORTS_TO = 20000, 32000
 
 
+def port_range() -> tuple[int, int]:
+    """The range free ports are chosen from: [low, high)."""
+    return _PORTS_FROM, _PORTS_TO
+
+
+def use_port_range(low: int, high: int) -> None:
+    """Choose this process's free ports from [low, high) from now on (a test worker's own slice of the range)."""
+    global _PORTS_FROM, _PORTS_TO  # the process-wide setting this function exists to change
+    if not 1024 <= low < high <= 65536:
+        raise ValueError(f"not a port range: {low}-{high}")
+    _PORTS_FROM, _PORTS_TO = low, high
+
+
 def free_ports(count: int = 1) -> list[int]:
     """``count`` consecutive ports, free now, below the ephemeral range (tests, benchmarks, the stack)."""
     rng = random.SystemRandom()

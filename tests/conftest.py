@@ -20,7 +20,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not worker or not count:
         return  # not an xdist worker: the whole range
     index, workers = int(worker.removeprefix("gw")), int(count)
-    low, high = devstack.processes._PORTS_FROM, devstack.processes._PORTS_TO
+    low, high = devstack.processes.port_range()
     width = (high - low) // workers
-    devstack.processes._PORTS_FROM = low + index * width
-    devstack.processes._PORTS_TO = low + (index + 1) * width
+    devstack.processes.use_port_range(low + index * width, low + (index + 1) * width)

@@ -266,6 +266,18 @@ def drain_operations(pipeline: Pipeline, timeout: float = 60.0) -> list[Delivery
             deliveries.append(Delivery(WatchMessage.from_json(message.message.data), attempts))
 
 
+def flush_and_follow(pipeline: Pipeline, timeout: float = 60.0) -> list[Delivery]:
+    """One flush tick (answered 200), then every operation it started followed to its end."""
+    assert _flush().status_code == 200
+    return drain_operations(pipeline, timeout)
+
+
+def import_and_follow(pipeline: Pipeline, names: list[str], timeout: float = 60.0) -> list[Delivery]:
+    """The pipeline's whole path for uploaded ``names``: intake, a flush tick, the follow-up of its operations."""
+    _intake_all(pipeline, names)
+    return flush_and_follow(pipeline, timeout)
+
+
 def results(pipeline: Pipeline) -> list[dict[str, Any]]:
     return [json.loads(m.message.data) | {"_attributes": dict(m.message.attributes)} for m in pipeline.pull("results")]
 

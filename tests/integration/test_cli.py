@@ -26,6 +26,8 @@ from tests.integration.pipeline_helpers import (
     _stored_sops,
     _upload,
     drain_operations,
+    flush_and_follow,
+    import_and_follow,
 )
 from tests.integration.pipeline_helpers import (
     cli_json as _cli,
@@ -48,9 +50,7 @@ def test_backfill_queues_what_the_store_lacks_resumes_after_an_interruption_and_
 ) -> None:
     # GIVEN an archive: 4 instances already imported, 24 never seen, one non-DICOM '.dcm', one other file
     imported = generate_dataset(1, 1, 4, seed=751)
-    _intake_all(pipeline, _upload(pipeline, imported, "archive/old"))
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, _upload(pipeline, imported, "archive/old"))
     new = generate_dataset(2, 2, 6, seed=752)
     new_names = _upload(pipeline, new, "archive/new")
     upload(pipeline.bucket, {"archive/bad.dcm": b"not dicom at all", "archive/notes.txt": b"text"})
@@ -80,8 +80,7 @@ def test_backfill_queues_what_the_store_lacks_resumes_after_an_interruption_and_
     assert {f["name"] for f in failed} == {"archive/bad.dcm"}
     # AND a second backfill, once those are imported, queues nothing
     _requeue_pending(pipeline, queued)
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    flush_and_follow(pipeline)
     code, again = _cli(capsys, "backfill", f"gs://{pipeline.bucket.name}/archive/")
     assert code == 0 and again["counts"].get("queued", 0) == 0
     assert again["counts"]["in store"] == len(imported) + len(new)
@@ -101,9 +100,7 @@ def test_backfill_unbatched_queues_a_stored_files_overwrite_whose_record_was_los
     # (the soak's lost conflict: queued on dicom-pending when the local Pub/Sub emulator restarted)
     instances = generate_dataset(1, 1, 2, seed=755)
     names = _upload(pipeline, instances, "overwrites")
-    _intake_all(pipeline, names)
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, names)
     pipeline.pull_waiting("results")
     kept = instances[0]
     conflicting = make_instance(study_uid=kept.study_uid, series_uid=kept.series_uid, sop_uid=kept.sop_uid,
@@ -129,8 +126,7 @@ def test_backfill_unbatched_queues_a_stored_files_overwrite_whose_record_was_los
     assert blob is not None and (record.name, record.generation) == (names[0], str(blob.generation))
     # AND once flushed, its import reports it a conflict; the stored instance keeps its first content
     _requeue_pending(pipeline, [record])
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    flush_and_follow(pipeline)
     failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]
     assert [(f["name"], f["stage"]) for f in failed] == [(names[0], "conflict")]
     # AND a second --unbatched backfill queues nothing: that generation is now in a batch (and reported)
@@ -155,9 +151,7 @@ def test_verify_says_every_file_is_in_the_store_then_finds_one_deleted(
     instances = generate_dataset(1, 1, 5, seed=754)
     names = _upload(pipeline, instances, "verified")
     upload(pipeline.bucket, {"verified/broken.dcm": b"DICM? no"})
-    _intake_all(pipeline, [*names, "verified/broken.dcm"])
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, [*names, "verified/broken.dcm"])
     code, report = _cli(capsys, "verify", f"gs://{pipeline.bucket.name}/verified/")
     assert code == 0
     assert report["counts"] == {"in store": 5, "reported failed": 1}

@@ -20,7 +20,13 @@ from dicomflow.dicom.content import same_content
 from dicomflow.errors import RetryableError
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, drain_operations, results
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _intake_all,
+    flush_and_follow,
+    import_and_follow,
+    results,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +39,11 @@ def test_a_conflicting_reupload_is_reported_and_an_identical_one_is_not(pipeline
     # GIVEN an instance in the store
     first = _instance("SYNTH^FIRST")
     upload(pipeline.bucket, {"day1/a.dcm": first})
-    _intake_all(pipeline, ["day1/a.dcm"])
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, ["day1/a.dcm"])
     results(pipeline)
     # WHEN the same UIDs arrive again with other content, and once more with the same content
     upload(pipeline.bucket, {"day2/a.dcm": _instance("SYNTH^CHANGED"), "day3/a.dcm": first})
-    _intake_all(pipeline, ["day2/a.dcm", "day3/a.dcm"])
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, ["day2/a.dcm", "day3/a.dcm"])
     # THEN the changed file is on dicom-failed as a conflict, on its first attempt; the identical one is not
     failed = [json.loads(m.message.data) for m in pipeline.pull("failed")]
     assert [(f["name"], f["stage"], f["attempt"]) for f in failed] == [("day2/a.dcm", "conflict", 1)]
@@ -67,8 +69,7 @@ def _batch(pipeline: Pipeline, files: dict[str, bytes]) -> list[dict[str, Any]]:
 
 
 def _flush_and_follow(pipeline: Pipeline) -> list[dict[str, Any]]:
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    flush_and_follow(pipeline)
     return results(pipeline)
 
 

@@ -19,7 +19,13 @@ import requests
 from devstack.synthetic import make_instance, new_uid
 from handlers import runtime as runtime_module
 from tests.integration.conftest import LOCATION, PROJECT, StoreRef, create_store, upload
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, cli_json, drain_operations, results
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    cli_json,
+    drain_operations,
+    import_and_follow,
+    results,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +66,7 @@ def _target(store: str) -> str:
 
 def _run_batch(pipeline: Pipeline, files: dict[str, bytes]) -> None:
     upload(pipeline.bucket, files)
-    _intake_all(pipeline, list(files))
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, list(files))
 
 
 def test_a_study_in_two_batches_ends_as_one_clean_study_in_the_research_store(

@@ -19,7 +19,11 @@ from devstack.synthetic import deflated_cut_short, generate_dataset, make_instan
 from dicomflow.cli import app
 from handlers import runtime as runtime_module
 from tests.integration.conftest import PROJECT, upload
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, drain_operations, results
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    import_and_follow,
+    results,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +40,7 @@ def _batch(seed: int, good: int, no_class: int, cut: int) -> dict[str, bytes]:
 
 def _import_and_follow(pipeline: Pipeline, files: dict[str, bytes]) -> list[dict[str, Any]]:
     upload(pipeline.bucket, files)
-    _intake_all(pipeline, list(files))
-    assert _flush().status_code == 200
-    drain_operations(pipeline, timeout=180)
+    import_and_follow(pipeline, list(files), timeout=180)
     return [json.loads(m.message.data) for m in pipeline.pull("failed")]
 
 

@@ -15,7 +15,13 @@ from devstack.synthetic import generate_dataset
 from dicomflow.cli import app
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, _stored_sops, drain_operations
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _intake_all,
+    _stored_sops,
+    flush_and_follow,
+    import_and_follow,
+)
 
 pytestmark = pytest.mark.integration
 FOLDER = "DOE^JOHN_12345"
@@ -31,9 +37,7 @@ def test_hashed_object_names_keep_patient_folders_out_of_every_log_line(
     instance = generate_dataset(1, 1, 1, seed=741)[0]
     upload(pipeline.bucket, {f"{FOLDER}/a.dcm": instance.data, f"{FOLDER}/notes.dcm": b"not dicom"})
     # WHEN both go through intake, flush and follow-up
-    _intake_all(pipeline, [f"{FOLDER}/a.dcm", f"{FOLDER}/notes.dcm"])
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, [f"{FOLDER}/a.dcm", f"{FOLDER}/notes.dcm"])
     # THEN the functions logged plenty, and no line holds the name
     lines = [line for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     assert len(lines) >= 5
@@ -90,8 +94,7 @@ def test_hashed_mode_keeps_names_with_spaces_and_unicode_out_of_functions_and_ba
     with monkeypatch.context() as refusing:
         _denied_reads(refusing, HOSTILE["denied"])
         _intake_all(pipeline, list(HOSTILE.values()))
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    flush_and_follow(pipeline)
     # AND the backfill job (the CLI, verbose) runs over the same folders
     assert app.main(["-v", "backfill", f"gs://{pipeline.bucket.name}/"]) == 0
     # THEN plenty was logged, and no line on stdout or stderr holds any part of any name

@@ -11,7 +11,12 @@ from devstack.synthetic import generate_dataset
 from dicomflow.messages.records import PendingRecord
 from handlers import runtime as runtime_module
 from tests.integration.conftest import upload
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, _stored_sops, _upload, drain_operations
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _stored_sops,
+    _upload,
+    import_and_follow,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +35,7 @@ def test_a_marked_folder_is_imported_at_once_and_a_later_file_waits(
     late = generate_dataset(1, 1, 1, seed=772)[0]
     [late_name] = _upload(pipeline, [late], "pacs-export/late")
     # WHEN intake sees the files, the marker and the late file, and the flush ticks
-    _intake_all(pipeline, [*names, "pacs-export/_READY", late_name])
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, [*names, "pacs-export/_READY", late_name])
     # THEN the study is in the store, the marker was neither imported nor reported, the late file still waits
     assert sorted(_stored_sops(pipeline)) == sorted(i.sop_uid for i in study)
     assert pipeline.pull_waiting("failed") == []

@@ -14,7 +14,12 @@ from google.cloud import storage
 from devstack.synthetic import generate_dataset
 from handlers import runtime as runtime_module
 from tests.integration.conftest import LOCATION, PROJECT, StoreRef, create_store
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, _upload, drain_operations, results
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _upload,
+    import_and_follow,
+    results,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +49,7 @@ def test_two_routes_to_two_stores_in_two_datasets_get_exactly_their_own_files_an
     site_a = generate_dataset(1, 1, 3, seed=781)
     site_b = generate_dataset(1, 1, 2, seed=782)
     # WHEN both sites upload and the pipeline runs
-    _intake_all(pipeline, _upload(pipeline, site_a, "site-a") + _upload(pipeline, site_b, "site-b"))
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, _upload(pipeline, site_a, "site-a") + _upload(pipeline, site_b, "site-b"))
     # THEN each store holds exactly its own site's instances
     assert _sops(pipeline, pipeline.store) == {i.sop_uid for i in site_a}
     assert _sops(pipeline, research) == {i.sop_uid for i in site_b}

@@ -10,7 +10,11 @@ import pytest
 
 from devstack.synthetic import SyntheticInstance, generate_dataset
 from handlers import runtime as runtime_module
-from tests.integration.pipeline_helpers import Pipeline, _flush, _intake_all, _upload, drain_operations
+from tests.integration.pipeline_helpers import (
+    Pipeline,
+    _upload,
+    import_and_follow,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +36,7 @@ def test_blob_storage_class_setting_reaches_every_imported_instance(
     runtime_module.reset()
     instances = generate_dataset(1, 2, 2, seed=9101)
     # WHEN files are taken in and flushed
-    _intake_all(pipeline, _upload(pipeline, instances, "cold"))
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, _upload(pipeline, instances, "cold"))
     # THEN every instance is stored in NEARLINE, not the store's default
     assert {_storage_class(api_v1, pipeline, i) for i in instances} == {"NEARLINE"}
 
@@ -50,9 +52,7 @@ def test_a_route_storage_class_applies_to_its_files_only(
     archived = generate_dataset(1, 1, 2, seed=9102)
     current = generate_dataset(1, 1, 2, seed=9103)
     # WHEN both folders are taken in and flushed
-    _intake_all(pipeline, _upload(pipeline, archived, "archive") + _upload(pipeline, current, "current"))
-    assert _flush().status_code == 200
-    drain_operations(pipeline)
+    import_and_follow(pipeline, _upload(pipeline, archived, "archive") + _upload(pipeline, current, "current"))
     # THEN the route's files are in ARCHIVE and the others in STANDARD
     assert {_storage_class(api_v1, pipeline, i) for i in archived} == {"ARCHIVE"}
     assert {_storage_class(api_v1, pipeline, i) for i in current} == {"STANDARD"}

@@ -10,6 +10,7 @@ again (the backfill finds their failure notes in the state bucket)."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from dicomflow.cli.backfill import backfill
@@ -34,12 +35,20 @@ def recover(env_file: Path) -> int:
     were queued again."""
     ctx = load(env_file, into_process=False)
     started = ctx.now()  # the subscriptions exist: intake has the notification of whatever is written from now
+    clock = time.monotonic()
     watched = rewatch(ctx, progress=False)
     log.info("recovery: batches without a result watched again",
-             extra=fields(batches=len(watched.open), imports=watched.imports, exports=watched.exports))  # fmt: skip
+             extra=fields(batches=len(watched.open), imports=watched.imports, exports=watched.exports,
+                          seconds=_since(clock)))  # fmt: skip
     queued = 0
     for bucket in ctx.settings.source_buckets:
+        clock = time.monotonic()
         report = backfill(ctx, GcsPrefix(bucket, ""), progress=False, unbatched_before=started)
         queued += report.counts["queued"]
-        log.info("recovery: source bucket backfilled", extra=fields(bucket=bucket, **dict(report.counts)))
+        log.info("recovery: source bucket backfilled",
+                 extra=fields(bucket=bucket, seconds=_since(clock), **dict(report.counts)))  # fmt: skip
     return queued
+
+
+def _since(clock: float) -> float:
+    return round(time.monotonic() - clock, 1)

@@ -560,8 +560,8 @@ def _print_verdict(checks: list[Check]) -> int:
         print(f"  {mark if check.judged else 'NOTE'}  {check.name}: {check.detail}")
     judged = [c for c in checks if c.judged]
     failed = [c for c in judged if not c.passed]
-    shown = f"{len(judged)} checks judged, {len(checks) - len(judged)} shown only"
-    print(f"\n{'PASSED' if not failed else f'FAILED ({len(failed)} of'} {shown}{')' if failed else ''}", flush=True)
+    counted = f"{len(judged)} checks judged, {len(checks) - len(judged)} shown only"
+    print(f"\nFAILED ({len(failed)} of {counted})" if failed else f"\nPASSED ({counted})", flush=True)
     return 1 if failed else 0
 
 

@@ -61,13 +61,15 @@ def _idle_closing_queue(idle_seconds: float, clock: Clock) -> type[queue.LifoQue
     class IdleClosingQueue(queue.LifoQueue[Any]):
         """urllib3's pool queue (last in, first out; ``None`` is a free slot) that closes idle connections.
 
-        Each entry keeps the time it was put back. On every take, connections that have waited longer than
-        ``idle_seconds`` are closed and their slots become free; the stack's order puts them at the bottom,
-        under the connections in use now. Queue calls these methods with its lock held.
+        Each entry keeps the time it was put back. The connection taken is never one that waited longer than
+        ``idle_seconds`` (it is closed and its slot given instead); and at most every tenth of ``idle_seconds``
+        (so that a request does not scan the whole pool) a take closes every such connection in the pool.
+        Queue calls these methods with its lock held.
         """
 
         def _init(self, maxsize: int) -> None:
             self.queue: list[tuple[Any, float]] = []
+            self.swept = clock()
 
         def _qsize(self) -> int:
             return len(self.queue)
@@ -77,10 +79,16 @@ def _idle_closing_queue(idle_seconds: float, clock: Clock) -> type[queue.LifoQue
 
         def _get(self) -> Any:
             now = clock()
-            for index, (connection, since) in enumerate(self.queue):
-                if connection is not None and now - since > idle_seconds:
-                    connection.close()
-                    self.queue[index] = (None, since)
-            return self.queue.pop()[0]
+            if now - self.swept >= idle_seconds / 10:
+                self.swept = now
+                for index, (connection, since) in enumerate(self.queue):
+                    if connection is not None and now - since > idle_seconds:
+                        connection.close()
+                        self.queue[index] = (None, since)
+            connection, since = self.queue.pop()
+            if connection is not None and now - since > idle_seconds:
+                connection.close()
+                return None
+            return connection
 
     return IdleClosingQueue

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from dicomflow.adapters.http_pool import pooled
+from dicomflow.adapters.http_pool import _idle_closing_queue, pooled
 
 CONCURRENT = 5
 
@@ -115,3 +115,24 @@ def test_connections_left_idle_are_closed_at_the_next_request(server: _Server) -
     _burst(session, url, server)  # a new burst reconnects as it needs
     assert server.open_connections == CONCURRENT
     session.close()
+
+
+class _Connection:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_take_between_sweeps_never_gives_a_connection_left_idle() -> None:
+    clock = _Clock()
+    pool = _idle_closing_queue(60, clock)(maxsize=4)
+    older, newer = _Connection(), _Connection()
+    pool.put(older)
+    pool.put(newer)
+    clock.now += 55  # a sweep is due: nothing has waited 60 s yet
+    assert pool.get() is newer
+    clock.now += 5.9  # no sweep due (every 6 s), but the connection on top has now waited 60.9 s
+    assert pool.get() is None  # a free slot instead: the pool opens a new connection
+    assert older.closed and not newer.closed

@@ -1,6 +1,6 @@
 """Emulator throughput: one ``**`` import of N small instances vs STOW-RS (batched and one per request).
 
-    python -m bench.emulator_throughput [--instances 1000] [--stow-batch 50]
+    python -m bench.emulator_throughput [--instances 1000] [--stow-batch 50] [--emulator-arg ARG ...]
 
 Starts fake-gcs-server and ``python -m healthcare_emulator`` on free ports, generates synthetic instances,
 uploads them, then measures each variant against a fresh store and prints instances/s and the ratio to
@@ -76,12 +76,18 @@ def _timed(variant: str, count: int, requests: int, work: Callable[[], object]) 
     return Result(variant, count, time.perf_counter() - start, requests)
 
 
-def run(instances: list[SyntheticInstance], stow_batch: int, workdir: Path) -> list[Result]:
+def run(
+    instances: list[SyntheticInstance], stow_batch: int, workdir: Path, emulator_args: Sequence[str] = ()
+) -> list[Result]:
     gcs_port, hc_port = free_port(), free_port()
     gcs = start_fake_gcs(gcs_port, log_path=workdir / "fake-gcs.log")
     try:
         emulator = start_healthcare_emulator(
-            hc_port, workdir / "data", f"http://127.0.0.1:{gcs_port}", log_path=workdir / "emulator.log"
+            hc_port,
+            workdir / "data",
+            f"http://127.0.0.1:{gcs_port}",
+            log_path=workdir / "emulator.log",
+            extra_args=emulator_args,
         )
     except Exception:
         gcs.stop()
@@ -134,11 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--stow-batch", type=int, default=50)
+    parser.add_argument("--emulator-arg", action="append", default=[], help="passed to the emulator (repeatable)")
     args = parser.parse_args(argv)
     studies = max(1, args.instances // 100)
     instances = generate_dataset(studies, 4, max(1, args.instances // (studies * 4)), seed=7)[: args.instances]
     with tempfile.TemporaryDirectory(prefix="bench-emulator-") as tmp:
-        results = run(instances, args.stow_batch, Path(tmp))
+        results = run(instances, args.stow_batch, Path(tmp), args.emulator_arg)
     baseline = results[0]
     size = sum(len(i.data) for i in instances) / len(instances)
     print(

@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--malloc-arena-max",
         type=int,
-        default=2,
-        help="glibc malloc arenas at most (default 2; 0 = glibc's default, 8 per core; see allocator.py)",
+        default=1,
+        help="glibc malloc arenas at most (default 1; 0 = glibc's default, 8 per core; see allocator.py)",
     )
     parser.add_argument(
         "--malloc-trim-seconds",

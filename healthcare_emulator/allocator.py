@@ -7,7 +7,7 @@ of their own (arenas, up to 8 per core) that keep what they once needed. Measure
 bytes in use 16 MiB, pymalloc's arenas 10 MiB, shared libraries 39 MiB. ``malloc_trim`` every 30 s alone
 did not stop it; two arenas slowed it (RSS +5 % instead of +31 % over minutes 2 -> 6) but their one thread
 arena still grew, 1.1 -> 10.1 MiB over 15 minutes; one arena (every thread on the main heap) kept the RSS
-flat from minute 3, with no measurable cost in throughput: the threads allocate under the GIL anyway.
+flat from minute 3, with no difference in ``bench.emulator_throughput`` beyond its noise.
 
 ``limit_arenas(n)`` is glibc's ``mallopt(M_ARENA_MAX, n)`` (what ``MALLOC_ARENA_MAX=n`` sets): it must run
 before the first thread other than the main one allocates. ``Trimmer`` calls ``malloc_trim(0)`` every

@@ -81,11 +81,13 @@ def _idle_closing_queue(idle_seconds: float, clock: Clock) -> type[queue.LifoQue
             now = clock()
             if now - self.swept >= idle_seconds / 10:
                 self.swept = now
-                for index, (connection, since) in enumerate(self.queue):
-                    if connection is not None and now - since > idle_seconds:
-                        connection.close()
-                        self.queue[index] = (None, since)
-            connection, since = self.queue.pop()
+                self.queue = [(self._closed_if_idle(entry, now), entry[1]) for entry in self.queue]
+            return self._closed_if_idle(self.queue.pop(), now)
+
+        @staticmethod
+        def _closed_if_idle(entry: tuple[Any, float], now: float) -> Any:
+            """The entry's connection, or None (a free slot) once it is closed for having waited too long."""
+            connection, since = entry
             if connection is not None and now - since > idle_seconds:
                 connection.close()
                 return None
